@@ -1,0 +1,28 @@
+"""The exception types of dcnn.
+
+Every error raised on bad input is a subclass of :class:`DcnnError` and carries a one-line
+message that names the bad value and the fix. The ``dcnn`` command prints it as
+``dcnn: error: <message>`` and exits with status 2.
+"""
+
+__all__ = ["DcnnError", "ConfigError", "DataError", "TopologyError", "CommError"]
+
+
+class DcnnError(ValueError):
+    """Base class of dcnn's input and runtime errors (one-line messages)."""
+
+
+class ConfigError(DcnnError):
+    """A configuration key, type or value is invalid."""
+
+
+class DataError(DcnnError):
+    """A dataset is missing, malformed or does not fit the task."""
+
+
+class TopologyError(DcnnError):
+    """A graph, graph sequence or weight matrix is invalid."""
+
+
+class CommError(DcnnError):
+    """The communication backend cannot serve the requested layout."""
