@@ -1,0 +1,126 @@
+"""The ``dcnn`` command: ``run``, ``info`` and ``bench``.
+
+``dcnn run [CONFIG.toml] [--set section.key=value]... [--out DIR]`` runs one experiment; under
+``mpiexec -n R dcnn run ...`` the agents are spread over the R ranks. Bad input ends with one
+line ``dcnn: error: ...`` and exit status 2; under MPI the whole job ends (no rank is left
+waiting in a collective).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import traceback
+
+from .errors import DcnnError
+
+__all__ = ["main"]
+
+
+def _world():
+    """(rank, size, comm or None) without initialising MPI when not launched by mpiexec."""
+    from .comm import launched_by_mpi
+    if not launched_by_mpi():
+        return 0, 1, None
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size(), MPI.COMM_WORLD
+
+
+def _cmd_run(args) -> int:
+    from .config import load_config
+    from .runner import run_experiment
+    cfg = load_config(args.config, overrides=args.set)
+    if args.quiet:
+        cfg.run.progress = False
+    run_experiment(cfg, out=args.out or "auto", verbose=not args.quiet)
+    return 0
+
+
+def _cmd_info(args) -> int:
+    import networkx
+    import numpy
+    import scipy
+    import torch
+
+    from . import __version__
+    rank, size, comm = _world()
+    lines = [f"dcnn {__version__}", f"python {platform.python_version()}",
+             f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+             f"numpy {numpy.__version__}", f"scipy {scipy.__version__}",
+             f"networkx {networkx.__version__}", f"cpus {os.cpu_count()}"]
+    try:
+        import mpi4py
+        from mpi4py import MPI
+        lib = MPI.Get_library_version().splitlines()[0].strip()
+        lines.append(f"mpi4py {mpi4py.__version__}; {lib}")
+    except ImportError:  # pragma: no cover
+        lines.append("mpi4py not installed: MPI runs unavailable")
+    lines.append(f"ranks {size}")
+    if rank == 0:
+        print("\n".join(lines))
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench import main as bench_main
+    return bench_main(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dcnn", description="Decentralized consensus training "
+                                "of neural networks (NEXT) and its baselines.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one experiment")
+    run.add_argument("config", nargs="?", help="a TOML config (default: the default experiment)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set run.agents=16 (repeatable)")
+    run.add_argument("--out", help="output folder (default: runs/<time>-<data>-<algorithm>)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar, log or table")
+    run.set_defaults(func=_cmd_run)
+    info = sub.add_parser("info", help="versions, MPI library, ranks, threads")
+    info.set_defaults(func=_cmd_info)
+    bench = sub.add_parser("bench", help="performance benchmarks (see README)")
+    bench.add_argument("what", choices=["mix", "stacked"], help="which benchmark")
+    bench.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    bench.add_argument("--out", help="write the table as CSV here")
+    bench.set_defaults(func=_cmd_bench)
+    return p
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    rank, size, comm = _world()
+    msg = f"dcnn: error: {exc}" if isinstance(exc, DcnnError) else \
+        f"dcnn: error: unexpected {type(exc).__name__}: {exc}"
+    if size == 1:
+        if not isinstance(exc, DcnnError):
+            traceback.print_exc()
+        print(msg, file=sys.stderr, flush=True)
+        return code
+    # Deterministic errors hit every rank at once: rank 0 reports and ends the job. A rank
+    # that fails alone reports itself after a grace period, so nothing is left hanging.
+    if rank != 0:
+        time.sleep(1.0)
+        msg = msg.replace("dcnn: error:", f"dcnn: error: [rank {rank}]", 1)
+    if not isinstance(exc, DcnnError):
+        traceback.print_exc()
+    print(msg, file=sys.stderr, flush=True)
+    comm.Abort(code)
+    return code  # pragma: no cover
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DcnnError as exc:
+        return _fail(exc, 2)
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+    except Exception as exc:  # noqa: BLE001 - report, then end every rank
+        return _fail(exc, 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The Network: how a group of agents exchanges rows with the rest of the graph.
+
+A process hosts a contiguous block of agents (its *group*). Agent state is stacked: row ``a``
+of a group array is agent ``agents[a]``. The one operation algorithms need is
+:meth:`Network.mix`: given the group's rows of ``X`` and the weight matrix ``W`` (row ``i`` =
+what agent ``i`` receives), return ``W[group, :] @ X_all``. Metrics need reductions over
+processes. Both backends (:class:`~dcnn.comm.local.LocalNetwork`, all agents in one process,
+and :class:`~dcnn.comm.mpi.MPINetwork`, agents over MPI ranks) implement this interface, so an
+algorithm never knows where it runs.
+
+Counters: ``bytes_sent`` / ``messages_sent`` are *logical*, per agent: agent ``j`` sends its
+row to every ``i != j`` with ``W[i, j] != 0``, whichever process hosts ``i``; they are the same
+on every backend and are what reports show. ``wire_bytes`` counts what this process really put
+on the wire (0 in one process).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+
+from ..errors import CommError
+
+__all__ = ["Network", "agent_blocks"]
+
+
+def agent_blocks(n_agents: int, size: int) -> list[tuple[int, int]]:
+    """Balanced contiguous ``[lo, hi)`` agent blocks for ``size`` processes."""
+    if n_agents < 1:
+        raise CommError(f"run.agents must be >= 1, got {n_agents}")
+    if size > n_agents:
+        raise CommError(f"{size} ranks but only {n_agents} agents; run with at most "
+                        f"{n_agents} ranks (mpiexec -n {n_agents}) or raise run.agents")
+    q, r = divmod(n_agents, size)
+    bounds = np.cumsum([0] + [q + (1 if k < r else 0) for k in range(size)])
+    return [(int(bounds[k]), int(bounds[k + 1])) for k in range(size)]
+
+
+class Network(ABC):
+    """Communication of one process's group of agents (see the module docstring)."""
+
+    rank: int
+    size: int
+
+    def __init__(self, n_agents: int, blocks: list[tuple[int, int]], rank: int):
+        self.n_agents = int(n_agents)
+        self.blocks = blocks
+        self.rank = rank
+        self.size = len(blocks)
+        lo, hi = blocks[rank]
+        self.agents = range(lo, hi)
+        self.bytes_sent = 0
+        self.messages_sent = 0
+        self.wire_bytes = 0
+
+    @property
+    def n_local(self) -> int:
+        return len(self.agents)
+
+    def _count(self, W: np.ndarray, X: torch.Tensor) -> None:
+        lo, hi = self.blocks[self.rank]
+        out_deg = np.count_nonzero(W[:, lo:hi], axis=0) - (np.diagonal(W)[lo:hi] != 0)
+        row_bytes = X[0].numel() * X.element_size() if X.shape[0] else 0
+        self.messages_sent += int(out_deg.sum())
+        self.bytes_sent += int(out_deg.sum()) * row_bytes
+
+    def check_weights(self, W: np.ndarray) -> np.ndarray:
+        W = np.asarray(W, dtype=np.float64)
+        if W.shape != (self.n_agents, self.n_agents):
+            raise CommError(f"weight matrix has shape {W.shape}, expected "
+                            f"({self.n_agents}, {self.n_agents}) for {self.n_agents} agents")
+        return W
+
+    @abstractmethod
+    def mix(self, X: torch.Tensor, W: np.ndarray) -> torch.Tensor:
+        """``W[group, :] @ X_all`` for the group's rows ``X`` of shape ``(A, ...)``."""
+
+    @abstractmethod
+    def allreduce(self, x: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """Elementwise ``sum``/``min``/``max`` of ``x`` over processes."""
+
+    @abstractmethod
+    def allgather_rows(self, X: torch.Tensor) -> torch.Tensor:
+        """All agents' rows ``(N, ...)`` on every process (monitoring and checkpoints only)."""
+
+    @abstractmethod
+    def broadcast(self, obj, root: int = 0):
+        """A small Python object from ``root`` to every process (never on the hot path)."""
+
+    def barrier(self) -> None:
+        """Wait for every process (no-op in one process)."""
+
+    def agent_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum over all agents of per-agent rows ``x`` of shape ``(A, ...)``."""
+        return self.allreduce(x.sum(0))

@@ -1,0 +1,220 @@
+"""Run configuration: five sections of typed keys, read from TOML and ``--set`` overrides.
+
+Every key has a default, so an empty config is the default experiment. Unknown sections or
+keys are refused with the closest valid name, wrong types and out-of-range values with the
+key, the bad value and what is expected. :func:`resolve` returns the complete, validated
+config as plain nested dicts (what ``config.json`` of a run holds).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+__all__ = ["Config", "RunConfig", "DataConfig", "ModelConfig", "TopologyConfig",
+           "AlgorithmConfig", "load_config", "parse_set", "resolve"]
+
+
+@dataclass
+class RunConfig:
+    agents: int = 8
+    iterations: int = 150
+    seed: int = 0
+    eval_every: int = 5
+    dtype: str = "float64"
+    backend: str = "auto"
+    threads: int = 0
+    progress: bool = True
+    reference: bool = True
+
+
+@dataclass
+class DataConfig:
+    name: str = "breast_cancer"
+    partition: str = "iid"
+    beta: float = 0.5
+    test_fraction: float = 0.2
+    task: str = "auto"
+    target_column: int = -1
+    standardize: bool = True
+
+
+@dataclass
+class ModelConfig:
+    hidden: list = field(default_factory=lambda: [10])
+    activation: str = "tanh"
+    loss: str = "squared"
+    regularizer: str = "l2"
+    lam: float = 1e-3
+    l1_ratio: float = 0.5
+
+
+@dataclass
+class TopologyConfig:
+    graph: str = "erdos_renyi"
+    dynamic: str = "link_failure"
+    weights: str = "metropolis_hastings"
+    B: int = 10
+    p: float | None = None
+    radius: float | None = None
+    k: int | None = None
+    p_rewire: float | None = None
+    rows: int | None = None
+    p_fail: float | None = None
+    parts: int | None = None
+    period: int | None = None
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "next"
+    surrogate: str = "pl"
+    tau: float = 1.0
+    schedule: str = "diminishing"
+    alpha0: float = 0.5
+    eps: float = 0.01
+    power: float = 0.6
+    solver: str = "auto"
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+
+
+_CHOICES = {
+    ("run", "dtype"): ("float64", "float32"),
+    ("run", "backend"): ("auto", "local", "mpi"),
+    ("algorithm", "name"): ("next",),
+    ("algorithm", "surrogate"): ("fl", "pl"),
+    ("algorithm", "schedule"): ("diminishing", "constant", "polynomial"),
+    ("algorithm", "solver"): ("auto", "cholesky", "woodbury"),
+}
+_RANGES = {  # (section, key): (test, description)
+    ("run", "agents"): (lambda v: v >= 1, ">= 1"),
+    ("run", "iterations"): (lambda v: v >= 1, ">= 1"),
+    ("run", "eval_every"): (lambda v: v >= 1, ">= 1"),
+    ("run", "threads"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
+    ("data", "beta"): (lambda v: v > 0, "> 0"),
+    ("data", "test_fraction"): (lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model", "lam"): (lambda v: v >= 0, ">= 0"),
+    ("topology", "B"): (lambda v: v >= 1, ">= 1"),
+    ("algorithm", "tau"): (lambda v: v > 0, "> 0"),
+    ("algorithm", "alpha0"): (lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("algorithm", "eps"): (lambda v: 0 < v < 1, "in (0, 1)"),
+    ("algorithm", "power"): (lambda v: 0.5 < v <= 1, "in (0.5, 1]"),
+}
+
+
+def _suggest(name: str, valid, prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    if close:
+        return f"; did you mean '{prefix}{close[0]}'?"
+    return f"; valid: {', '.join(prefix + v for v in valid)}"
+
+
+def _check_type(where: str, value: Any, hint) -> Any:
+    text = str(hint)
+    if "list" in text:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                     for v in value):
+            return list(value)
+        raise ConfigError(f"{where} must be a list of integers, got {value!r}")
+    if value is None and "None" in text:
+        return None
+    if "bool" in text:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if "int" in text and "float" not in text:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if "float" in text:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{where} must be a string, got {value!r}")
+
+
+def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    if section not in sections:
+        raise ConfigError(f"unknown config section {section!r}{_suggest(section, sections)}")
+    obj = getattr(cfg, section)
+    hints = get_type_hints(type(obj))
+    if key not in hints:
+        raise ConfigError(f"unknown config key '{section}.{key}'"
+                          f"{_suggest(key, hints, section + '.')}")
+    value = _check_type(f"{section}.{key}", value, hints[key])
+    choices = _CHOICES.get((section, key))
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{section}.{key} = {value!r} is not allowed; choose one of: "
+                          f"{', '.join(choices)}")
+    rng = _RANGES.get((section, key))
+    if rng is not None and value is not None and not rng[0](value):
+        raise ConfigError(f"{section}.{key} must be {rng[1]}, got {value!r}")
+    setattr(obj, key, value)
+
+
+def parse_set(item: str) -> tuple[str, str, Any]:
+    """``"section.key=value"`` -> ``(section, key, value)``; the value is read as TOML."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise ConfigError(f"--set {item!r} is malformed; write --set section.key=value, "
+                          "e.g. --set run.agents=16")
+    lhs, raw = item.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
+                **sections: dict) -> Config:
+    """Defaults, then the TOML file, then ``sections`` (dicts), then ``--set`` overrides."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist; give the path of a .toml file")
+        try:
+            data = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file '{p}' is not valid TOML: {exc}") from None
+        _merge(cfg, data, str(p))
+    _merge(cfg, sections, "arguments")
+    for item in overrides:
+        _apply(cfg, *parse_set(item))
+    return cfg
+
+
+def _merge(cfg: Config, data: dict, origin: str) -> None:
+    for section, keys in data.items():
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{origin}: '{section}' must be a section (a table of keys), "
+                              f"got {keys!r}")
+        for key, value in keys.items():
+            _apply(cfg, section, key, value)
+
+
+def resolve(cfg: Config) -> dict:
+    """The complete config as nested plain dicts."""
+    return dataclasses.asdict(cfg)

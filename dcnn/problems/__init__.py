@@ -1,0 +1,9 @@
+"""Models, losses, regularisers and the stacked local problems of a group of agents."""
+from .local import LocalProblems
+from .losses import LOSSES, per_sample_loss, per_sample_score
+from .models import ACTIVATIONS, FlatModel, mlp
+from .regularizers import REGULARIZERS, Regularizer, make_regularizer, soft_threshold
+
+__all__ = ["LocalProblems", "LOSSES", "per_sample_loss", "per_sample_score", "ACTIVATIONS",
+           "FlatModel", "mlp", "REGULARIZERS", "Regularizer", "make_regularizer",
+           "soft_threshold"]

@@ -1,0 +1,95 @@
+"""What a run leaves behind: ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``
+and a short table on stdout. Written by rank 0 only."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .metrics import History
+
+__all__ = ["write_report", "format_table", "plot_history"]
+
+
+def _clean(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def plot_history(history: History, path: str | Path, *, metric_name: str,
+                 reference: dict | None = None, title: str = "") -> Path:
+    """Objective, stationarity, consensus error and test metric against iterations."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    it = history.column("iteration")
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    panels = [("objective", "objective U(w_bar)", True), ("grad_norm", "stationarity", True),
+              ("consensus_error", "consensus error", True),
+              ("test_metric", f"test {metric_name}", False)]
+    for ax, (col, label, log) in zip(axes.flat, panels):
+        ys = history.column(col)
+        ax.plot(it, ys, label="network (w_bar)")
+        if col == "test_metric":
+            ax.fill_between(it, history.column("agent_test_min"),
+                            history.column("agent_test_max"), alpha=0.25,
+                            label="agents min-max")
+        if reference is not None and reference.get(col) is not None:
+            ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized")
+        if log and all(y is not None and y > 0 for y in ys):
+            ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1, 1].legend()
+    axes[0, 0].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def format_table(summary: dict) -> str:
+    """Final network result next to the centralized reference."""
+    f, c = summary["final"], summary.get("centralized") or {}
+    name = summary["metric_name"]
+
+    def num(x):
+        return "-" if x is None else f"{x:.6g}"
+
+    rows = [("", "network (w_bar)", "centralized"),
+            ("objective", num(f["objective"]), num(c.get("objective"))),
+            ("grad norm", num(f["grad_norm"]), num(c.get("grad_norm"))),
+            (f"train {name}", num(f["train_metric"]), num(c.get("train_metric"))),
+            (f"test {name}", num(f["test_metric"]), num(c.get("test_metric"))),
+            ("consensus error", num(f["consensus_error"]), "-")]
+    w = [max(len(r[k]) for r in rows) for k in range(3)]
+    lines = ["  ".join(r[k].ljust(w[k]) for k in range(3)) for r in rows]
+    lines.append(f"{summary['algorithm']} ({summary['surrogate']}), {summary['agents']} agents "
+                 f"on {summary['ranks']} rank(s), {summary['iterations']} iterations, "
+                 f"{summary['bytes_sent_per_agent'] / 1e6:.3g} MB sent per agent, "
+                 f"{summary['wall_time_s']:.3g} s")
+    return "\n".join(lines)
+
+
+def write_report(out: str | Path, *, history: History, summary: dict, config: dict) -> dict:
+    """Write the four files into ``out``; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"history": out / "history.csv", "summary": out / "summary.json",
+             "config": out / "config.json", "plot": out / "curves.png"}
+    history.to_csv(paths["history"])
+    paths["summary"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    paths["config"].write_text(json.dumps(_clean(config), indent=2) + "\n")
+    plot_history(history, paths["plot"], metric_name=summary["metric_name"],
+                 reference=summary.get("centralized"),
+                 title=f"{summary['algorithm']}-{summary['surrogate']} on {summary['dataset']}")
+    return paths

@@ -1,0 +1,142 @@
+"""One run from a config: dataset -> partition -> local problems -> topology -> network ->
+algorithm loop -> History -> report. Used by the ``dcnn`` command and by Python code alike."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .algorithms import Next, make_schedule, run_loop
+from .comm import Network, make_network
+from .config import Config, resolve
+from .data import encode_targets, load_dataset, partition
+from .metrics import History, metric_name
+from .problems import FlatModel, LocalProblems, make_regularizer, mlp
+from .reference import centralized_reference
+from .report import format_table, write_report
+from .surrogates import make_surrogate
+from .topology import make_topology
+
+__all__ = ["RunResult", "run_experiment", "local_problems", "configure_threads"]
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass
+class RunResult:
+    history: History
+    summary: dict
+    state: object
+    out: Path | None
+
+
+def configure_threads(requested: int, network: Network) -> int:
+    """torch threads per rank: ``requested`` if > 0; else respect ``OMP_NUM_THREADS``; else
+    the host's cores divided by the ranks sharing the host (never oversubscribe)."""
+    if requested > 0:
+        torch.set_num_threads(requested)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get(
+            "OMPI_COMM_WORLD_LOCAL_SIZE") or network.size
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(local))))
+    return torch.get_num_threads()
+
+
+def local_problems(*, model: FlatModel, X, T, parts, network: Network, loss: str, task: str,
+                   regularizer) -> LocalProblems:
+    """The group's :class:`LocalProblems` from pooled arrays and one index array per agent."""
+    if len(parts) != network.n_agents:
+        raise ValueError(f"{len(parts)} shards for {network.n_agents} agents; give one index "
+                         "array per agent")
+    X, T = np.asarray(X), np.asarray(T)
+    T = T.reshape(len(T), -1)
+    shards = [(X[parts[i]], T[parts[i]]) for i in network.agents]
+    return LocalProblems(model=model, shards=shards, loss=loss, task=task, n_total=len(X),
+                         regularizer=regularizer, agent_ids=list(network.agents))
+
+
+def _out_dir(out, cfg: Config, network: Network) -> Path | None:
+    if out is None:
+        return None
+    if out == "auto":
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{stamp}-{cfg.data.name}-{cfg.algorithm.name}"
+        while network.rank == 0 and out.exists():
+            out = out.with_name(out.name + "+")
+        out = network.broadcast(str(out))
+    return Path(out)
+
+
+def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
+                   network: Network | None = None, verbose: bool = True) -> RunResult:
+    """Run the experiment ``cfg`` describes; write the report into ``out`` (rank 0)."""
+    r, d, m, tp, a = cfg.run, cfg.data, cfg.model, cfg.topology, cfg.algorithm
+    dtype = _DTYPES[r.dtype]
+    network = network or make_network(r.agents, backend=r.backend)
+    log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
+        if verbose and network.rank == 0 else (lambda msg: None)
+    threads = configure_threads(r.threads, network)
+    log(f"{r.agents} agents on {network.size} rank(s), {threads} torch thread(s) per rank")
+
+    ds = load_dataset(d.name, test_fraction=d.test_fraction, seed=r.seed, task=d.task,
+                      standardize=d.standardize, target_column=d.target_column)
+    T_train = encode_targets(ds.y_train, task=ds.task, n_classes=ds.n_classes)
+    T_test = encode_targets(ds.y_test, task=ds.task, n_classes=ds.n_classes)
+    parts = partition(ds.y_train, r.agents, kind=d.partition, seed=r.seed, beta=d.beta,
+                      task=ds.task)
+    model = FlatModel(mlp(n_inputs=ds.n_features, hidden=m.hidden, n_outputs=T_train.shape[1],
+                          activation=m.activation, seed=r.seed, dtype=dtype), dtype=dtype)
+    reg = make_regularizer(m.regularizer, lam=m.lam, l1_ratio=m.l1_ratio)
+    problem = local_problems(model=model, X=ds.X_train, T=T_train, parts=parts,
+                             network=network, loss=m.loss, task=ds.task, regularizer=reg)
+    params = {k: v for k, v in vars(tp).items()
+              if v is not None and k not in ("graph", "dynamic", "weights", "B")}
+    topology = make_topology(graph=tp.graph, n=r.agents, dynamic=tp.dynamic, weights=tp.weights,
+                             seed=r.seed, **params)
+    topology.check(iterations=r.iterations, B=tp.B)
+    algorithm = Next(surrogate=make_surrogate(a.surrogate, tau=a.tau, solver=a.solver),
+                     schedule=make_schedule(a.schedule, alpha0=a.alpha0, eps=a.eps,
+                                            power=a.power))
+    test = (torch.as_tensor(ds.X_test, dtype=dtype), torch.as_tensor(T_test, dtype=dtype))
+    log(f"{ds.name}: {ds.n_train} train / {ds.n_test} test samples, task {ds.task}; "
+        f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic})")
+
+    X0 = model.w0.expand(network.n_local, -1).clone()
+    state, history = run_loop(algorithm, problem=problem, network=network, topology=topology,
+                              X0=X0, iterations=r.iterations, eval_every=r.eval_every,
+                              test=test, progress=r.progress and verbose)
+    ref = None
+    if r.reference:
+        if network.rank == 0:
+            pooled = LocalProblems(model=model, shards=[(ds.X_train, T_train)], loss=m.loss,
+                                   task=ds.task, n_total=ds.n_train, regularizer=reg)
+            res = centralized_reference(pooled, test=test)
+            ref = {"objective": res.objective, "grad_norm": res.grad_norm,
+                   "train_metric": res.train_metric, "test_metric": res.test_metric,
+                   "iterations": res.iterations, "solver": "L-BFGS-B" if reg.smooth else "FISTA"}
+        ref = network.broadcast(ref)
+    last = history.last
+    summary = {
+        "algorithm": a.name, "surrogate": a.surrogate, "dataset": ds.name, "task": ds.task,
+        "agents": r.agents, "ranks": network.size, "threads_per_rank": threads,
+        "iterations": int(state.t), "parameters": model.n_params,
+        "metric_name": metric_name(ds.task),
+        "final": {k: last[k] for k in ("objective", "grad_norm", "consensus_error",
+                                       "train_metric", "test_metric", "agent_test_min",
+                                       "agent_test_max", "sparsity")},
+        "centralized": ref,
+        "bytes_sent_per_agent": last["bytes_per_agent"],
+        "wall_time_s": last["time_s"], "eval_time_s": last["eval_time_s"],
+    }
+    out_dir = _out_dir(out, cfg, network)
+    if out_dir is not None and network.rank == 0:
+        write_report(out_dir, history=history, summary=summary, config=resolve(cfg))
+        log(f"results in {out_dir}/ (history.csv, summary.json, curves.png, config.json)")
+    if verbose and network.rank == 0:
+        print(format_table(summary), flush=True)
+    return RunResult(history=history, summary=summary, state=state, out=out_dir)

@@ -1,0 +1,22 @@
+"""Convex surrogates of the local costs: each solves NEXT's local step for a whole group."""
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .fl import FL, fl_solve
+from .pl import PL, pl_solve
+
+__all__ = ["FL", "PL", "fl_solve", "pl_solve", "SURROGATES", "make_surrogate"]
+
+SURROGATES = ("fl", "pl")
+
+
+def make_surrogate(name: str, *, tau: float = 1.0, solver: str = "auto"):
+    """``"fl"`` or ``"pl"`` with proximal weight ``tau > 0``."""
+    if not tau > 0:
+        raise ConfigError(f"algorithm.tau must be > 0, got {tau}")
+    if name == "fl":
+        return FL(tau=float(tau))
+    if name == "pl":
+        return PL(tau=float(tau), solver=solver)
+    raise ConfigError(f"algorithm.surrogate {name!r} is unknown; choose one of: "
+                      f"{', '.join(SURROGATES)}")

@@ -1,0 +1,39 @@
+"""The MPI backend against the in-process one; counters; agent blocks."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from dcnn.comm import LocalNetwork, agent_blocks
+from dcnn.errors import CommError
+
+
+def test_agent_blocks_are_balanced_and_contiguous():
+    assert agent_blocks(7, 3) == [(0, 3), (3, 5), (5, 7)]
+    assert agent_blocks(8, 8) == [(k, k + 1) for k in range(8)]
+    with pytest.raises(CommError, match="at most 4 ranks"):
+        agent_blocks(4, 5)
+
+
+def test_local_mix_and_counters():
+    net = LocalNetwork(3)
+    W = np.array([[0.5, 0.5, 0], [0.5, 0.25, 0.25], [0, 0.25, 0.75]])
+    X = torch.arange(6, dtype=torch.float64).reshape(3, 2)
+    torch.testing.assert_close(net.mix(X, W), torch.from_numpy(W) @ X)
+    # agent 0 sends to 1, agent 1 to 0 and 2, agent 2 to 1: 4 messages of 16 bytes
+    assert net.messages_sent == 4 and net.bytes_sent == 64
+    with pytest.raises(CommError, match="shape"):
+        net.mix(X, np.eye(2))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks,agents", [(2, 8), (3, 7), (4, 8), (4, 4)])
+def test_mpi_mix_equals_dense_product(mpi, ranks, agents):
+    res = mpi(ranks, ["tests/comm/_mix_script.py", str(agents)], timeout=90)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = re.search(r"MAXDIFF (\S+) BYTES (\S+) LOCALBYTES (\S+)", res.stdout)
+    assert m, res.stdout
+    assert float(m.group(1)) <= 1e-14
+    # logical byte counts are the same on both backends
+    assert float(m.group(2)) == float(m.group(3))

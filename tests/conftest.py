@@ -1,0 +1,36 @@
+"""Shared helpers: run a command under mpiexec with a hard timeout."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mpiexec_path():
+    exe = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep
+                       + os.environ.get("PATH", ""))
+    return exe
+
+
+def run_mpi(n: int, args: list[str], *, timeout: float = 120, cwd=None, env=None):
+    """``mpiexec -n n python args...``; fails the test (never hangs) past ``timeout`` s."""
+    exe = mpiexec_path()
+    if exe is None:
+        pytest.fail("mpiexec not found: install the 'mpi' extra (pip install -e '.[mpi]')")
+    cmd = [exe, "-n", str(n), sys.executable, *args]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              cwd=cwd or ROOT, env=full_env)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"mpiexec -n {n} {' '.join(args)} did not finish in {timeout} s: "
+                    f"{exc.stderr}")
+
+
+@pytest.fixture
+def mpi():
+    return run_mpi
