@@ -1,0 +1,182 @@
+"""``dcnn bench``: performance measured as ratios within one run.
+
+- ``dcnn bench mix`` (under ``mpiexec -n R``, one agent per rank on a ring): the time of
+  ``MPINetwork.mix`` against a raw mpi4py exchange of the same bytes with the same neighbours
+  (preallocated buffers, ``Isend``/``Irecv``/``Waitall``), and against the raw exchange plus
+  the same weighted sum done by hand, for P = 1e4 .. 1e6.
+- ``dcnn bench stacked`` (one process): NEXT-FL iterations per second of the stacked
+  in-process backend against a plain per-agent Python loop over the same maths (per-agent
+  autograd gradient, FL step, neighbour sums), for 8, 64 and 512 agents.
+"""
+from __future__ import annotations
+
+import csv
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+__all__ = ["bench_mix", "bench_stacked", "main"]
+
+
+def _ring(n: int) -> np.ndarray:
+    W = np.eye(n)
+    if n > 1:
+        W = np.zeros((n, n))
+        for i in range(n):
+            for j in {(i - 1) % n, (i + 1) % n} - {i}:
+                W[i, j] = 1.0 / 3.0
+            W[i, i] = 1.0 - W[i].sum()
+    return W
+
+
+def bench_mix(sizes=(10_000, 100_000, 1_000_000), reps: int = 30) -> list[dict]:
+    """Collective: run on every rank; returns rows on rank 0 (others get [])."""
+    from mpi4py import MPI
+
+    from .comm.mpi import MPINetwork
+    comm = MPI.COMM_WORLD
+    R, rank = comm.Get_size(), comm.Get_rank()
+    if R < 2:
+        raise SystemExit("dcnn bench mix needs MPI ranks: mpiexec -n 2 dcnn bench mix")
+    net = MPINetwork(R)
+    W = _ring(R)
+    nbrs = sorted({(rank - 1) % R, (rank + 1) % R} - {rank})
+    rows = []
+    for P in sizes:
+        x = torch.randn(1, P, dtype=torch.float64)
+        xn = x.numpy()
+        bufs = {j: np.empty(P) for j in nbrs}
+        w_self, w_nb = W[rank, rank], {j: W[rank, j] for j in nbrs}
+
+        def raw(combine: bool):
+            reqs = [comm.Irecv(bufs[j], source=j, tag=5) for j in nbrs]
+            reqs += [comm.Isend(xn, dest=j, tag=5) for j in nbrs]
+            MPI.Request.Waitall(reqs)
+            if combine:
+                out = w_self * xn
+                for j in nbrs:
+                    out += w_nb[j] * bufs[j]
+                return out
+
+        fns = {"mix": lambda: net.mix(x, W), "raw": lambda: raw(False),
+               "raw+sum": lambda: raw(True)}
+        times = {k: [] for k in fns}
+        for _ in range(3):  # warm-up
+            for f in fns.values():
+                f()
+        for _ in range(reps):
+            for k, f in fns.items():  # interleaved, so drifts hit all three alike
+                comm.Barrier()
+                t0 = time.perf_counter()
+                f()
+                dt = time.perf_counter() - t0
+                times[k].append(comm.allreduce(dt, op=MPI.MAX))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append({"ranks": R, "P": P, "mix_ms": 1e3 * med["mix"],
+                     "raw_ms": 1e3 * med["raw"], "raw_sum_ms": 1e3 * med["raw+sum"],
+                     "mix/raw": med["mix"] / med["raw"],
+                     "mix/raw+sum": med["mix"] / med["raw+sum"]})
+    return rows if rank == 0 else []
+
+
+def _synthetic(n_agents: int, m: int, d: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n_agents * m, d, generator=g, dtype=torch.float64)
+    y = torch.tanh(X @ torch.randn(d, 1, generator=g, dtype=torch.float64))
+    return X, y
+
+
+def bench_stacked(agents=(8, 64, 512), *, m: int = 16, d: int = 10, hidden: int = 16,
+                  seconds: float = 2.0) -> list[dict]:
+    from .algorithms import Constant, Next
+    from .comm import LocalNetwork
+    from .problems import FlatModel, LocalProblems, make_regularizer, mlp
+    from .surrogates import FL
+    from .topology import make_topology
+
+    rows = []
+    for n in agents:
+        X, y = _synthetic(n, m, d)
+        module = mlp(n_inputs=d, hidden=[hidden], n_outputs=1, seed=0)
+        model = FlatModel(module)
+        reg = make_regularizer("l2", lam=1e-3)
+        shards = [(X[i * m:(i + 1) * m], y[i * m:(i + 1) * m]) for i in range(n)]
+        prob = LocalProblems(model=model, shards=shards, loss="squared", task="regression",
+                             n_total=n * m, regularizer=reg)
+        net = LocalNetwork(n)
+        topo = make_topology(graph="erdos_renyi", n=n, dynamic="static", seed=0)
+        W = topo.weights(0)
+        tau, alpha = 10.0, 0.5
+        algo = Next(surrogate=FL(tau=tau), schedule=Constant(alpha))
+
+        def stacked_rate():
+            state = algo.init(prob, net, model.w0.expand(n, -1).clone())
+            k, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds or k < 3:
+                with torch.no_grad():
+                    state = algo.step(state, prob, net, W)
+                k += 1
+            return k / (time.perf_counter() - t0), state
+
+        def loop_rate():
+            # the same NEXT-FL maths, one agent at a time, with plain autograd
+            nbrs = [np.flatnonzero(W[i]) for i in range(n)]
+
+            def grad(i, w):
+                w = w.clone().requires_grad_(True)
+                out = model.apply(w, shards[i][0])
+                loss = ((shards[i][1] - out) ** 2).sum() / (n * m)
+                (g,) = torch.autograd.grad(loss, w)
+                return g
+
+            xs = [model.w0.clone() for _ in range(n)]
+            gs = [grad(i, xs[i]) for i in range(n)]
+            ys = [g.clone() for g in gs]
+            k, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds or k < 2:
+                zs = []
+                for i in range(n):
+                    b = n * ys[i]
+                    xt = (tau * xs[i] - b) / (tau + 2 * reg.l2)
+                    zs.append(xs[i] + alpha * (xt - xs[i]))
+                new_x = [sum(W[i, j] * zs[j] for j in nbrs[i]) for i in range(n)]
+                new_y = [sum(W[i, j] * ys[j] for j in nbrs[i]) for i in range(n)]
+                new_g = [grad(i, new_x[i]) for i in range(n)]
+                ys = [new_y[i] + new_g[i] - gs[i] for i in range(n)]
+                xs, gs = new_x, new_g
+                k += 1
+            return k / (time.perf_counter() - t0), torch.stack(xs)
+
+        s_rate, _ = stacked_rate()
+        l_rate, _ = loop_rate()
+        rows.append({"agents": n, "params": model.n_params, "stacked_it_per_s": s_rate,
+                     "loop_it_per_s": l_rate, "speedup": s_rate / l_rate})
+    return rows
+
+
+def _print(rows: list[dict], out: str | None) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for r in rows:
+        print(" | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+    if out:
+        with open(out, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+    sys.stdout.flush()
+
+
+def main(args) -> int:
+    if args.what == "mix":
+        sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
+        _print(bench_mix(sizes, reps=5 if args.quick else 30), args.out)
+    else:
+        agents = (8, 64) if args.quick else (8, 64, 512)
+        _print(bench_stacked(agents, seconds=0.3 if args.quick else 2.0), args.out)
+    return 0

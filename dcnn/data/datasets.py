@@ -1,0 +1,242 @@
+"""Datasets: a bundled scikit-learn set or a user's file, labelled, split and standardised.
+
+:func:`load_dataset` is the one entry point and a straight pipeline of small steps::
+
+    raw arrays (bundled loader or dcnn.data.files) -> task and labels -> seeded split
+    -> standardise with training statistics -> Dataset
+
+Classification labels become ``0..C-1`` (the original values are kept in
+``Dataset.classes``); regression targets stay real and, like the features, are standardised
+with the training part's mean and standard deviation, which the test part reuses.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn import datasets as _skd
+from sklearn.model_selection import train_test_split
+
+from ..errors import DataError
+from .files import SUFFIXES, RawData, read_data_file
+
+__all__ = ["TASKS", "BUNDLED", "Dataset", "load_dataset"]
+
+TASKS = ("regression", "binary", "multiclass")
+_BUNDLED_TASKS = {"digits": "multiclass", "breast_cancer": "binary", "wine": "multiclass",
+                  "iris": "multiclass", "diabetes": "regression"}
+BUNDLED = tuple(_BUNDLED_TASKS)
+_MAX_AUTO_CLASSES = 50  # "auto" reads at most this many distinct integer targets as classes
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test pair of a task, ready for training.
+
+    ``X_*`` are ``(M, d)`` float64. ``y_*`` are ``(M,)`` int64 labels ``0..C-1`` for
+    ``"binary"``/``"multiclass"`` and ``(M,)`` or ``(M, k)`` float64 for ``"regression"``.
+    ``classes`` holds the sorted original label values (empty for regression).
+    """
+
+    name: str
+    task: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    classes: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise DataError(f"task {self.task!r} is not one of {', '.join(TASKS)}")
+        for part in ("train", "test"):
+            X, y = getattr(self, f"X_{part}"), getattr(self, f"y_{part}")
+            if X.ndim != 2 or len(X) != len(y) or X.shape[1] != self.X_train.shape[1]:
+                raise DataError(f"{part} part of dataset '{self.name}' has X of shape "
+                                f"{X.shape} and y of shape {y.shape}; give (M, "
+                                f"{self.X_train.shape[1]}) features and one target per row")
+        if self.task == "regression":
+            ok, want = self.n_classes == 0, "0"
+        elif self.task == "binary":
+            ok, want = self.n_classes == 2, "2"
+        else:
+            ok, want = self.n_classes >= 2, "the number of classes (>= 2)"
+        if not ok or (len(self.classes) and len(self.classes) != self.n_classes):
+            raise DataError(f"n_classes {self.n_classes} does not fit task '{self.task}' with "
+                            f"{len(self.classes)} listed classes; use {want}")
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        """Model outputs: k (or 1) for regression, 1 for binary, C for multiclass."""
+        if self.task == "regression":
+            return 1 if self.y_train.ndim == 1 else self.y_train.shape[1]
+        return 1 if self.task == "binary" else self.n_classes
+
+    @property
+    def n_train(self) -> int:
+        return len(self.X_train)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.X_test)
+
+    def __repr__(self) -> str:
+        return (f"Dataset(name={self.name!r}, task={self.task!r}, n_train={self.n_train}, "
+                f"n_test={self.n_test}, n_features={self.n_features}, "
+                f"n_classes={self.n_classes})")
+
+
+def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0, task: str = "auto",
+                 standardize: bool = True, target_column: int = -1) -> Dataset:
+    """Load a bundled dataset or a ``.npz``/``.csv`` file, split and standardised.
+
+    Args:
+        name: one of :data:`BUNDLED` or a path ending in ``.npz`` or ``.csv`` (see
+            :mod:`dcnn.data.files` for the formats).
+        test_fraction: share of samples held out, in ``(0, 1)``; ignored (and may be 0)
+            when the file carries its own ``X_test``/``y_test``.
+        seed: seed of the split (stratified by label for classification when every class
+            has at least 2 samples).
+        task: ``"auto"`` or one of :data:`TASKS`. ``"auto"`` picks classification when the
+            target is integer-valued with at most 50 distinct values (2 -> ``"binary"``),
+            else ``"regression"``; bundled sets have fixed tasks.
+        standardize: scale features (and regression targets) to zero mean and unit standard
+            deviation with the training statistics; a constant column keeps scale 1.
+        target_column: index of the target column of a ``.csv`` (default: the last).
+
+    >>> ds = load_dataset("iris", seed=0)
+    >>> ds.task, ds.n_classes, ds.n_train, ds.n_test, ds.n_features
+    ('multiclass', 3, 120, 30, 4)
+    """
+    _check_options(name, test_fraction, seed, task, standardize)
+    label = os.fspath(name)
+    raw, fixed_task = _read_raw(label, target_column)
+    has_test = raw.X_test is not None
+    if test_fraction == 0 and not has_test:
+        raise DataError(f"test_fraction 0 needs a file with its own test part (X_test and "
+                        f"y_test in a .npz), which '{label}' lacks; use a value such as 0.2")
+    y_all = raw.y if not has_test else np.concatenate([raw.y, raw.y_test])
+    task, y_all, classes = _resolve_task(y_all, fixed_task if task == "auto" else task, label)
+    if has_test:
+        X_tr, X_te = raw.X, raw.X_test
+        y_tr, y_te = y_all[:len(raw.X)], y_all[len(raw.X):]
+    else:
+        tr, te = _split(len(raw.X), test_fraction, seed,
+                        None if task == "regression" else y_all, label)
+        X_tr, X_te, y_tr, y_te = raw.X[tr], raw.X[te], y_all[tr], y_all[te]
+    if standardize:
+        X_tr, X_te = _standardize(X_tr, X_te)
+        if task == "regression":
+            y_tr, y_te = _standardize(y_tr, y_te)
+    return Dataset(name=label, task=task, X_train=X_tr, y_train=y_tr, X_test=X_te, y_test=y_te,
+                   n_classes=0 if task == "regression" else len(classes), classes=classes)
+
+
+# ------------------------------------------------------------------------------ the steps
+def _read_raw(name: str, target_column: int) -> tuple[RawData, str]:
+    """Raw arrays of ``name`` and its task (``"auto"`` for files)."""
+    if name in _BUNDLED_TASKS:
+        bunch = getattr(_skd, f"load_{name}")()
+        y = bunch.target
+        y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float64)
+        return RawData(bunch.data.astype(np.float64), y, None, None), _BUNDLED_TASKS[name]
+    if Path(name).suffix or os.sep in name or "/" in name or os.path.exists(name):
+        return read_data_file(name, target_column=target_column), "auto"
+    raise DataError(f"unknown dataset '{name}'{_did_you_mean(name, BUNDLED)}; give one of "
+                    f"{', '.join(BUNDLED)} or a path ending in {' or '.join(SUFFIXES)}")
+
+
+def _resolve_task(y: np.ndarray, task: str, name: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """The task, the targets for it (labels 0..C-1 for classification) and the classes."""
+    flat = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+    if task == "auto":
+        task = _infer_task(flat)
+    if task == "regression":
+        return task, y.astype(np.float64), np.empty(0)
+    if flat.ndim != 1:
+        raise DataError(f"task '{task}' needs one target column but '{name}' has "
+                        f"{y.shape[1]}; use task 'regression'")
+    if not _integer_valued(flat):
+        example = flat[flat != np.round(flat)][0]
+        raise DataError(f"task '{task}' needs integer labels but '{name}' has non-integer "
+                        f"targets such as {example:g}; use task 'regression' or 'auto'")
+    classes = np.unique(flat)
+    if len(classes) < 2 or (task == "binary" and len(classes) != 2):
+        shown = ", ".join(f"{c:g}" for c in classes[:5]) + (", ..." if len(classes) > 5 else "")
+        fix = "use task 'multiclass' or 'auto'" if len(classes) > 2 else \
+            "give data with at least 2 classes or use task 'regression'"
+        raise DataError(f"task '{task}' needs {'exactly' if task == 'binary' else 'at least'} 2 "
+                        f"distinct labels but '{name}' has {len(classes)} ({shown}); {fix}")
+    return task, np.searchsorted(classes, flat).astype(np.int64), classes
+
+
+def _infer_task(y: np.ndarray) -> str:
+    if y.ndim != 1 or not _integer_valued(y):
+        return "regression"
+    k = len(np.unique(y))
+    if k == 2:
+        return "binary"
+    return "multiclass" if 2 < k <= _MAX_AUTO_CLASSES else "regression"
+
+
+def _integer_valued(y: np.ndarray) -> bool:
+    return np.issubdtype(y.dtype, np.integer) or bool(np.all(y == np.round(y)))
+
+
+def _split(n: int, test_fraction: float, seed: int, labels: np.ndarray | None, name: str):
+    """Seeded train/test indices; stratified by ``labels`` where every class allows it."""
+    n_test = math.ceil(test_fraction * n)
+    if n_test >= n:
+        raise DataError(f"test_fraction {test_fraction} leaves no training sample of the "
+                        f"{n} in '{name}'; use a smaller test_fraction")
+    stratify = None
+    if labels is not None:
+        counts = np.bincount(labels)
+        counts = counts[counts > 0]
+        if counts.min() >= 2 and min(n_test, n - n_test) >= len(counts):
+            stratify = labels
+    return train_test_split(np.arange(n), test_size=n_test, random_state=seed,
+                            stratify=stratify)
+
+
+def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both parts scaled by the training mean and standard deviation (per column)."""
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    # a column constant up to rounding keeps scale 1 rather than amplifying round-off
+    scale = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+    return (train - mean) / scale, (test - mean) / scale
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_options(name, test_fraction, seed, task, standardize) -> None:
+    if not isinstance(name, (str, os.PathLike)):
+        raise DataError(f"dataset name must be a string, got {name!r}; give one of "
+                        f"{', '.join(BUNDLED)} or a .npz/.csv path")
+    if not isinstance(test_fraction, numbers.Real) or isinstance(test_fraction, bool) \
+            or not 0 <= test_fraction < 1:
+        raise DataError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}; "
+                        "use e.g. 0.2")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) \
+            or not 0 <= seed < 2**32:
+        raise DataError(f"seed must be an integer in [0, 2**32), got {seed!r}; use e.g. 0")
+    if task != "auto" and task not in TASKS:
+        raise DataError(f"unknown task {task!r}{_did_you_mean(str(task), ('auto',) + TASKS)}; "
+                        f"use 'auto' or one of {', '.join(TASKS)}")
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise DataError(f"standardize must be True or False, got {standardize!r}")
+
+
+def _did_you_mean(value: str, valid) -> str:
+    close = difflib.get_close_matches(value, list(valid), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

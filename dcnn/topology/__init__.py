@@ -1,0 +1,24 @@
+"""Graphs, time-varying sequences and weight matrices, as pure seeded functions.
+
+Agents are nodes ``0..n-1``. ``W`` is a float64 ``(n, n)`` array, row ``i`` = the weights agent
+``i`` gives to what it receives (``x_i <- sum_j W[i, j] x_j``). Building a topology never
+touches MPI or a global random state: the same ``(seed, t)`` gives the same graph everywhere.
+"""
+from .dynamic import (DYNAMICS, GraphSequence, LinkFailures, OnePeerExponential, RandomGraphs,
+                      Static, Switching, b_connectivity_violation, check_b_connected,
+                      make_sequence)
+from .graphs import GRAPHS, make_graph
+from .mixing import (WEIGHT_RULES, check_doubly_stochastic, is_column_stochastic,
+                     is_doubly_stochastic, is_row_stochastic, max_degree, metropolis_hastings,
+                     mixing_matrix, spectral_gap, uniform)
+from .topology import Topology, make_topology
+
+__all__ = [
+    "GRAPHS", "make_graph",
+    "DYNAMICS", "GraphSequence", "Static", "LinkFailures", "Switching", "RandomGraphs",
+    "OnePeerExponential", "make_sequence", "b_connectivity_violation", "check_b_connected",
+    "WEIGHT_RULES", "mixing_matrix", "metropolis_hastings", "max_degree", "uniform",
+    "is_row_stochastic", "is_column_stochastic", "is_doubly_stochastic",
+    "check_doubly_stochastic", "spectral_gap",
+    "Topology", "make_topology",
+]

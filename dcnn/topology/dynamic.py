@@ -1,0 +1,227 @@
+"""Time-varying graph sequences: pure functions of ``(seed, t)``, and B-connectivity.
+
+A sequence has ``n``, ``static`` (the same graph at every ``t``), ``regular`` (every graph of
+the sequence is regular), ``edges(t)`` (the sorted ``(m, 2)`` edge array of the graph active at
+iteration ``t >= 0``) and ``graph(t)`` (the same as a :class:`networkx.Graph` with all nodes
+``0..n-1``, isolated ones included). Randomness at ``t`` comes from
+``np.random.default_rng([seed, stream, t])``, so every process sees the same graphs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from ..errors import TopologyError
+from .graphs import (check_int, check_name, check_params, check_prob, edge_array, from_edges,
+                     gnp_edges, is_connected)
+
+__all__ = ["DYNAMICS", "DYNAMIC_PARAMS", "GraphSequence", "Static", "LinkFailures",
+           "Switching", "RandomGraphs", "OnePeerExponential", "make_sequence",
+           "b_connectivity_violation", "check_b_connected"]
+
+#: Parameters each dynamic accepts (all optional).
+DYNAMIC_PARAMS: dict[str, tuple[str, ...]] = {
+    "static": (), "link_failure": ("p_fail",), "switching": ("parts", "period"),
+    "random": ("p",), "one_peer_exponential": (),
+}
+DYNAMICS: tuple[str, ...] = tuple(DYNAMIC_PARAMS)
+
+_LINK_FAILURE, _SWITCHING, _RANDOM = 11, 12, 13  # separate seed streams
+
+
+class GraphSequence:
+    """Base of the sequences: ``graph(t)`` built from ``edges(t)``."""
+
+    n: int
+    static: bool = False
+    regular: bool = False
+
+    def edges(self, t: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def graph(self, t: int) -> nx.Graph:
+        """The graph active at iteration ``t`` (nodes ``0..n-1``, isolated ones included)."""
+        return from_edges(self.n, self.edges(t))
+
+
+def _base_edges(obj, base: nx.Graph) -> None:
+    e = edge_array(base)
+    object.__setattr__(obj, "n", base.number_of_nodes())
+    object.__setattr__(obj, "_edges", e)
+
+
+@dataclass(frozen=True)
+class Static(GraphSequence):
+    """The graph ``base`` at every iteration."""
+
+    base: nx.Graph
+    n: int = field(init=False)
+    _edges: np.ndarray = field(init=False, repr=False, compare=False)
+    static = True
+
+    def __post_init__(self):
+        _base_edges(self, self.base)
+        deg = np.bincount(self._edges.ravel(), minlength=self.n)
+        object.__setattr__(self, "regular", bool(deg.min() == deg.max()))
+
+    def edges(self, t: int) -> np.ndarray:
+        check_int("t", t, minimum=0)
+        return self._edges
+
+
+@dataclass(frozen=True)
+class LinkFailures(GraphSequence):
+    """Each edge of ``base`` is independently absent at ``t`` with probability ``p_fail``."""
+
+    base: nx.Graph
+    p_fail: float = 0.3
+    seed: int = 0
+    n: int = field(init=False)
+    _edges: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not (isinstance(self.p_fail, (int, float)) and 0 <= self.p_fail < 1):
+            raise TopologyError(f"p_fail = {self.p_fail!r} is outside [0, 1); choose p_fail "
+                                f"in [0, 1), e.g. 0.3")
+        check_int("seed", self.seed, minimum=0)
+        _base_edges(self, self.base)
+
+    def edges(self, t: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, _LINK_FAILURE, check_int("t", t, minimum=0)])
+        return self._edges[rng.random(len(self._edges)) >= self.p_fail]
+
+
+@dataclass(frozen=True)
+class Switching(GraphSequence):
+    """The edges of ``base``, split at random (fixed by ``seed``) into ``parts`` groups of
+    near-equal size; group ``(t // period) % parts`` is active at ``t``."""
+
+    base: nx.Graph
+    parts: int = 3
+    period: int = 1
+    seed: int = 0
+    n: int = field(init=False)
+    _edges: np.ndarray = field(init=False, repr=False, compare=False)
+    _groups: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        check_int("parts", self.parts, minimum=1)
+        check_int("period", self.period, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        _base_edges(self, self.base)
+        m = len(self._edges)
+        if self.parts > max(m, 1):
+            raise TopologyError(f"parts = {self.parts} exceeds the {m} edges of the base "
+                                f"graph; choose parts <= {max(m, 1)}")
+        order = np.random.default_rng([self.seed, _SWITCHING]).permutation(m)
+        groups = tuple(self._edges[np.sort(g)] for g in np.array_split(order, self.parts))
+        object.__setattr__(self, "_groups", groups)
+
+    def edges(self, t: int) -> np.ndarray:
+        t = check_int("t", t, minimum=0)
+        return self._groups[(t // self.period) % self.parts]
+
+
+@dataclass(frozen=True)
+class RandomGraphs(GraphSequence):
+    """A fresh Erdos-Renyi ``G(n, p)`` at every ``t`` (not necessarily connected)."""
+
+    n: int
+    p: float
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("n", self.n, minimum=2)
+        check_prob("p", self.p, low_open=True, high_open=False)
+        check_int("seed", self.seed, minimum=0)
+
+    def edges(self, t: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, _RANDOM, check_int("t", t, minimum=0)])
+        return gnp_edges(self.n, self.p, rng)
+
+
+@dataclass(frozen=True)
+class OnePeerExponential(GraphSequence):
+    """Edges ``{i, (i + 2^k) mod n}`` at ``t``, ``k = t mod ceil(log2 n)`` (undirected).
+
+    Every graph is 2-regular, or a perfect matching when ``2^k == n / 2``.
+    """
+
+    n: int
+    regular = True
+
+    def __post_init__(self):
+        check_int("n", self.n, minimum=2)
+
+    def edges(self, t: int) -> np.ndarray:
+        k = check_int("t", t, minimum=0) % math.ceil(math.log2(self.n))
+        i = np.arange(self.n, dtype=np.int64)
+        e = np.sort(np.stack([i, (i + 2**k) % self.n], axis=1), axis=1)
+        return np.unique(e, axis=0)
+
+
+def make_sequence(dynamic: str, base: nx.Graph, *, seed: int = 0,
+                  **params: Any) -> GraphSequence:
+    """The sequence ``dynamic`` (see :data:`DYNAMICS`) over the static graph ``base``.
+
+    Parameters: ``link_failure``: ``p_fail`` (default 0.3); ``switching``: ``parts`` (default
+    3) and ``period`` (default 1); ``random``: ``p`` (default ``min(1, 2 ln n / n)``). For
+    ``random`` and ``one_peer_exponential`` only the node count of ``base`` is used.
+    """
+    dynamic = check_name("dynamic", dynamic, DYNAMICS)
+    check_params(f"dynamic '{dynamic}'", params, DYNAMIC_PARAMS[dynamic])
+    seed = check_int("seed", seed, minimum=0)
+    given = {k: v for k, v in params.items() if v is not None}
+    if dynamic == "static":
+        return Static(base)
+    if dynamic == "link_failure":
+        return LinkFailures(base, p_fail=given.get("p_fail", 0.3), seed=seed)
+    if dynamic == "switching":
+        return Switching(base, parts=given.get("parts", 3), period=given.get("period", 1),
+                         seed=seed)
+    n = base.number_of_nodes()
+    if dynamic == "random":
+        p = given.get("p", min(1.0, 2 * math.log(max(n, 2)) / max(n, 2)))
+        return RandomGraphs(n, p, seed=seed)
+    return OnePeerExponential(n)
+
+
+def _edges_at(seq, t: int) -> np.ndarray:
+    edges = getattr(seq, "edges", None)
+    return edges(t) if edges is not None else edge_array(seq.graph(t))
+
+
+def b_connectivity_violation(seq, *, B: int, iterations: int) -> int | None:
+    """Start of the first window whose edge union is disconnected, or None.
+
+    The windows are ``[kB, (k+1)B)`` for ``k = 0..ceil(iterations / B) - 1``; the last one is
+    checked in full even where it reaches past ``iterations - 1`` (a sequence is defined for
+    every ``t``, and a partial window would flag graphs that are B-connected). A static
+    sequence is checked once.
+    """
+    B = check_int("B", B, minimum=1)
+    iterations = check_int("iterations", iterations, minimum=1)
+    if getattr(seq, "static", False):
+        return None if is_connected(seq.n, _edges_at(seq, 0)) else 0
+    for start in range(0, iterations, B):
+        union = np.concatenate([_edges_at(seq, t) for t in range(start, start + B)])
+        if not is_connected(seq.n, union):
+            return start
+    return None
+
+
+def check_b_connected(seq, *, B: int, iterations: int) -> None:
+    """Raise :class:`TopologyError` naming the first window whose union is disconnected."""
+    start = b_connectivity_violation(seq, B=B, iterations=iterations)
+    if start is not None and getattr(seq, "static", False):
+        raise TopologyError("graph sequence is not B-connected: its static graph is "
+                            "disconnected; choose a connected topology.graph or dynamic")
+    if start is not None:
+        raise TopologyError(f"graph sequence is not B-connected: the union of the graphs over "
+                            f"iterations [{start}, {start + B}) is disconnected (B = {B}); "
+                            f"increase topology.B, lower topology.p_fail, or choose another "
+                            f"topology.graph or topology.dynamic")

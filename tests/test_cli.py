@@ -1,0 +1,122 @@
+"""The ``dcnn`` command end to end: a run writes its files; bad input fails fast with one
+line; MPI runs spread agents over ranks."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_mpi
+
+SMALL = ["--set", "run.iterations=10", "--set", "run.eval_every=5", "--quiet"]
+
+
+def dcnn(*args, timeout=120, cwd=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run([sys.executable, "-m", "dcnn", *args], capture_output=True,
+                             text=True, timeout=timeout, cwd=cwd or ROOT, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"dcnn {' '.join(args)} hung for {timeout} s")
+    return res, time.perf_counter() - t0
+
+
+def test_run_writes_history_summary_plot_and_config(tmp_path):
+    out = tmp_path / "run"
+    res, _ = dcnn("run", *SMALL, "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    for name in ("history.csv", "summary.json", "curves.png", "config.json"):
+        assert (out / name).is_file(), name
+    s = json.loads((out / "summary.json").read_text())
+    for key in ("algorithm", "agents", "ranks", "iterations", "metric_name", "final",
+                "centralized", "bytes_sent_per_agent", "wall_time_s"):
+        assert key in s
+    assert set(s["final"]) >= {"objective", "grad_norm", "consensus_error", "train_metric",
+                               "test_metric"}
+    assert set(s["centralized"]) >= {"objective", "test_metric"}
+    assert s["iterations"] == 10 and s["agents"] == 8 and s["ranks"] == 1
+    # the history's last row is the summary's final state
+    import csv
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [int(r["iteration"]) for r in rows] == [0, 5, 10]
+    assert float(rows[-1]["objective"]) == pytest.approx(s["final"]["objective"], rel=1e-12)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["run"]["iterations"] == 10 and cfg["algorithm"]["surrogate"] == "pl"
+
+
+def test_info():
+    res, _ = dcnn("info")
+    assert res.returncode == 0
+    assert "torch" in res.stdout and "MPI" in res.stdout.upper()
+
+
+def _nan_csv(tmp_path):
+    p = tmp_path / "bad.csv"
+    rows = ["a,b,y", "1,2,0", "3,nan,1", "4,5,0", "6,7,1"]
+    p.write_text("\n".join(rows) + "\n")
+    return p
+
+
+BAD = [
+    (["--set", "run.agnets=4"], "did you mean 'run.agents'"),
+    (["--set", "run.agents='many'"], "run.agents must be an integer"),
+    (["--set", "algorithm.tau=-1"], "algorithm.tau must be > 0"),
+    (["--set", "data.name='digitz'"], "digits"),
+    (["--set", "topology.graph='rng'"], "ring"),
+    (["--set", "data.name='no/such/file.csv'"], "does not exist"),
+    (["--set", "topology.dynamic='link_failure'", "--set", "topology.p_fail=0.97",
+      "--set", "topology.B=1", "--set", "topology.graph='ring'"], "B-connected"),
+    (["--set", "model.loss='cross_entropy'", "--set", "data.name='diabetes'"],
+     "classification"),
+    (["no_such_config.toml"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[b[1][:20] for b in BAD])
+def test_bad_input_fails_with_one_line(tmp_path, args, needle):
+    out = tmp_path / "out"
+    res, dt = dcnn("run", *args, "--quiet", "--out", str(out), timeout=60)
+    assert res.returncode == 2, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("dcnn: error:")]
+    assert len(errors) == 1, res.stderr
+    assert needle in errors[0], errors[0]
+    assert "Traceback" not in res.stderr
+    assert not out.exists()  # nothing written on failure
+    assert dt < 60
+
+
+def test_nan_in_data_file(tmp_path):
+    res, _ = dcnn("run", "--set", f"data.name='{_nan_csv(tmp_path)}'", "--quiet",
+                  "--out", str(tmp_path / "o"), timeout=60)
+    assert res.returncode == 2
+    err = [ln for ln in res.stderr.splitlines() if ln.startswith("dcnn: error:")]
+    assert len(err) == 1 and ("NaN" in err[0] or "nan" in err[0]), res.stderr
+
+
+@pytest.mark.mpi
+def test_more_ranks_than_agents_fails_fast():
+    t0 = time.perf_counter()
+    res = run_mpi(3, ["-m", "dcnn", "run", "--set", "run.agents=2", "--quiet"], timeout=60)
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("dcnn: error:")]
+    assert len(errors) == 1, res.stderr
+    assert "3 ranks but only 2 agents" in errors[0]
+    assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.mpi
+def test_mpi_cli_run_matches_in_process(tmp_path):
+    res = run_mpi(2, ["-m", "dcnn", "run", *SMALL, "--out", str(tmp_path / "mpi")],
+                  timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    local, _ = dcnn("run", *SMALL, "--out", str(tmp_path / "one"))
+    assert local.returncode == 0
+    a = json.loads((tmp_path / "mpi" / "summary.json").read_text())
+    b = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert a["ranks"] == 2 and b["ranks"] == 1
+    assert abs(a["final"]["objective"] - b["final"]["objective"]) <= 1e-10
+    assert a["bytes_sent_per_agent"] == b["bytes_sent_per_agent"]
