@@ -73,21 +73,29 @@ def _centralized_fl(pooled, w, tau, lam, alpha):
     return w + alpha * ((tau * w - g) / (tau + 2 * lam) - w)
 
 
-def _centralized_pl(prob, w, tau, lam, alpha):
-    """Parallel (unsplit-network) PL-SCA step, written per agent with dense numpy solves."""
+def _centralized_pl(prob, w, carry, tau, lam, alpha):
+    """NEXT-PL with W = 11^T / N written for one shared iterate, with dense numpy solves.
+
+    On a complete graph with uniform weights every agent holds the same ``w`` after the first
+    mix, and the tracker is ``y_i[n] = gbar[n-1] + grad g_i(w[n]) - grad g_i(w[n-1])``
+    (``y_i[0] = grad g_i(w[0])``): the average it tracks is one step stale, so the PL step is
+    not the pooled Gauss-Newton step (FL's is, because FL is linear in pi~). ``carry`` holds
+    ``gbar[n-1] - grad g_i(w[n-1])`` per agent (zero at n = 0)."""
     N = prob.n_agents
     W = w.expand(N, -1).clone()
     grads = prob.gradients(W).numpy()
     J = prob.jacobians(W).numpy()
     wn = w.numpy()
     P = len(wn)
+    Y = grads + carry
     tilde = []
     for i in range(N):
-        pi = grads.sum(0) - grads[i]
+        pi = N * Y[i] - grads[i]
         H = 2 * prob.scale * J[i].T @ J[i] + (tau + 2 * lam) * np.eye(P)
         d = np.linalg.solve(H, -grads[i] - pi - 2 * lam * wn)
         tilde.append(wn + d)
-    return torch.from_numpy(wn + alpha * (np.mean(tilde, axis=0) - wn))
+    new_carry = Y.mean(0) - grads
+    return torch.from_numpy(wn + alpha * (np.mean(tilde, axis=0) - wn)), new_carry
 
 
 @pytest.mark.parametrize("kind", ["fl", "pl"])
@@ -102,10 +110,13 @@ def test_complete_graph_equals_centralized_counterpart(kind):
     state = algo.init(prob, net, prob.model.w0.expand(N, -1).clone())
     w, alpha = prob.model.w0.clone(), sched.init()
     W = np.full((N, N), 1.0 / N)
+    carry = np.zeros((N, w.numel()))
     for t in range(15):
         state = algo.step(state, prob, net, W)
-        w = (_centralized_fl(pooled, w, tau, lam, alpha) if kind == "fl"
-             else _centralized_pl(prob, w, tau, lam, alpha))
+        if kind == "fl":
+            w = _centralized_fl(pooled, w, tau, lam, alpha)
+        else:
+            w, carry = _centralized_pl(prob, w, carry, tau, lam, alpha)
         alpha = sched.update(alpha, t)
         # every agent holds the centralized iterate, step by step
         torch.testing.assert_close(state.X, w.expand(N, -1), atol=1e-11, rtol=0)
