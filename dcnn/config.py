@@ -28,9 +28,9 @@ __all__ = ["Config", "RunConfig", "DataConfig", "ModelConfig", "TopologyConfig",
 @dataclass
 class RunConfig:
     agents: int = 8
-    iterations: int = 150
+    iterations: int = 300
     seed: int = 0
-    eval_every: int = 5
+    eval_every: int = 10
     dtype: str = "float64"
     backend: str = "auto"
     threads: int = 0

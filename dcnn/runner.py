@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from .algorithms import Next, make_schedule, run_loop
 from .comm import Network, make_network
@@ -35,14 +36,18 @@ class RunResult:
     out: Path | None
 
 
-def configure_threads(requested: int, network: Network) -> int:
+def configure_threads(requested: int, *, ranks: int) -> int:
     """torch threads per rank: ``requested`` if > 0; else respect ``OMP_NUM_THREADS``; else
-    the host's cores divided by the ranks sharing the host (never oversubscribe)."""
+    the host's cores divided by the ranks sharing the host (never oversubscribe).
+
+    numpy/scipy's OpenBLAS is held to one thread: dcnn's heavy maths runs in torch, and an
+    OpenBLAS pool spinning beside torch's OpenMP pool slows both down."""
+    threadpool_limits(1, user_api="blas")
     if requested > 0:
         torch.set_num_threads(requested)
     elif "OMP_NUM_THREADS" not in os.environ:
         local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get(
-            "OMPI_COMM_WORLD_LOCAL_SIZE") or network.size
+            "OMPI_COMM_WORLD_LOCAL_SIZE") or ranks
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(local))))
     return torch.get_num_threads()
 
@@ -80,7 +85,7 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     network = network or make_network(r.agents, backend=r.backend)
     log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
         if verbose and network.rank == 0 else (lambda msg: None)
-    threads = configure_threads(r.threads, network)
+    threads = configure_threads(r.threads, ranks=network.size)
     log(f"{r.agents} agents on {network.size} rank(s), {threads} torch thread(s) per rank")
 
     ds = load_dataset(d.name, test_fraction=d.test_fraction, seed=r.seed, task=d.task,

@@ -10,6 +10,8 @@ shape ``(A, 2, P)`` for NEXT's ``z`` and ``y``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -18,6 +20,14 @@ from .base import Network, agent_blocks
 __all__ = ["MPINetwork"]
 
 _TAG = 17
+
+
+@dataclass(frozen=True)
+class _Plan:
+    remote: torch.Tensor                 # global ids of the remote rows received, sorted
+    recvs: list                          # (source rank, first, end) slices of the receive buffer
+    sends: list                          # (destination rank, own rows: slice or index array)
+    messages: int                        # logical per-agent messages sent by this group
 _OPS = ("sum", "min", "max")
 
 
@@ -33,6 +43,7 @@ class MPINetwork(Network):
                          self.comm.Get_rank())
         self._owner = np.repeat(np.arange(self.size), [hi - lo for lo, hi in self.blocks])
         self._recv_cache: dict = {}
+        self._plans: dict = {}
 
     def _recv_buffer(self, n: int, k: int, dtype: torch.dtype) -> torch.Tensor:
         key = (n, k, dtype)
@@ -42,43 +53,65 @@ class MPINetwork(Network):
             buf = self._recv_cache[key] = torch.empty(n, k, dtype=dtype)
         return buf
 
-    def mix(self, X: torch.Tensor, W: np.ndarray) -> torch.Tensor:
-        W = self.check_weights(W)
-        self._count(W, X)
+    def _plan(self, W: np.ndarray) -> _Plan:
+        """Who sends which rows to whom under ``W``'s sparsity pattern (cached per pattern,
+        so a static or periodically switching graph plans once)."""
+        nz = W != 0
+        key = nz.tobytes()
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
         lo, hi = self.blocks[self.rank]
-        flat = X.reshape(X.shape[0], -1).contiguous()
-        k = flat.shape[1]
-        Wr = W[lo:hi]
         # remote rows my agents receive, sorted (hence grouped by owner rank)
-        need = np.flatnonzero(Wr.any(axis=0))
+        need = np.flatnonzero(nz[lo:hi].any(axis=0))
         remote = need[(need < lo) | (need >= hi)]
-        recv = self._recv_buffer(len(remote), k, flat.dtype)
-        recv_np, flat_np = recv.numpy(), flat.numpy()
-        reqs, keep = [], []
         owners = self._owner[remote]
+        recvs = []
         for s in np.unique(owners):
             a, b = np.searchsorted(owners, [s, s + 1])
-            reqs.append(self.comm.Irecv(recv_np[a:b], source=int(s), tag=_TAG))
+            recvs.append((int(s), int(a), int(b)))
+        sends = []
         for s in range(self.size):
             if s == self.rank:
                 continue
             slo, shi = self.blocks[s]
-            send = np.flatnonzero(W[slo:shi, lo:hi].any(axis=0))
-            if len(send) == 0:
+            rows = np.flatnonzero(nz[slo:shi, lo:hi].any(axis=0))
+            if len(rows) == 0:
                 continue
-            if send[-1] - send[0] + 1 == len(send):
-                buf = flat_np[send[0]: send[-1] + 1]
-            else:
-                buf = np.ascontiguousarray(flat_np[send])
+            contiguous = rows[-1] - rows[0] + 1 == len(rows)
+            sends.append((s, slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows))
+        out_deg = nz[:, lo:hi].sum(axis=0) - nz.diagonal()[lo:hi]
+        plan = _Plan(remote=torch.from_numpy(remote), recvs=recvs, sends=sends,
+                     messages=int(out_deg.sum()))
+        if len(self._plans) >= 64:
+            self._plans.pop(next(iter(self._plans)))
+        self._plans[key] = plan
+        return plan
+
+    def mix(self, X: torch.Tensor, W: np.ndarray) -> torch.Tensor:
+        W = self.check_weights(W)
+        plan = self._plan(W)
+        row_bytes = X[0].numel() * X.element_size() if X.shape[0] else 0
+        self.messages_sent += plan.messages
+        self.bytes_sent += plan.messages * row_bytes
+        lo, hi = self.blocks[self.rank]
+        flat = X.reshape(X.shape[0], -1).contiguous()
+        recv = self._recv_buffer(len(plan.remote), flat.shape[1], flat.dtype)
+        recv_np, flat_np = recv.numpy(), flat.numpy()
+        reqs = [self.comm.Irecv(recv_np[a:b], source=s, tag=_TAG) for s, a, b in plan.recvs]
+        keep = []
+        for s, rows in plan.sends:
+            buf = flat_np[rows] if isinstance(rows, slice) else np.ascontiguousarray(
+                flat_np[rows])
             keep.append(buf)
             reqs.append(self.comm.Isend(buf, dest=s, tag=_TAG))
             self.wire_bytes += buf.nbytes
-        Wt = torch.from_numpy(Wr).to(flat.dtype)
-        # own rows combine while the messages travel
-        out = Wt[:, lo:hi] @ flat
+        Wr = torch.from_numpy(W[lo:hi]).to(flat.dtype)
+        # own rows combine while the messages travel; remote rows accumulate in place
+        out = Wr[:, lo:hi] @ flat
         self._MPI.Request.Waitall(reqs)
-        if len(remote):
-            out += Wt[:, torch.from_numpy(remote)] @ recv
+        if len(plan.remote):
+            out.addmm_(Wr[:, plan.remote], recv)
         return out.reshape(X.shape)
 
     def allreduce(self, x: torch.Tensor, op: str = "sum") -> torch.Tensor:

@@ -25,8 +25,9 @@ def mlp(*, n_inputs: int, hidden: Sequence[int], n_outputs: int, activation: str
         seed: int = 0, dtype: torch.dtype = torch.float64) -> nn.Module:
     """A fully connected network ``n_inputs -> hidden... -> n_outputs`` with a linear output.
 
-    ``hidden=()`` gives a linear model. Initialisation is PyTorch's default, drawn from a
-    generator seeded with ``seed`` (the global RNG is left untouched). ReLU is allowed but lies
+    ``hidden=()`` gives a linear model. Initialisation is PyTorch's default, drawn in float64
+    from a generator seeded with ``seed`` (the global RNG is left untouched) and then cast, so
+    float32 and float64 runs start from the same point up to rounding. ReLU is allowed but lies
     outside NEXT's smoothness assumptions (convergence is proven for smooth activations).
     """
     if activation not in ACTIVATIONS:
@@ -40,10 +41,10 @@ def mlp(*, n_inputs: int, hidden: Sequence[int], n_outputs: int, activation: str
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(a, b, dtype=dtype))
+            layers.append(nn.Linear(a, b, dtype=torch.float64))
             if k < len(sizes) - 2:
                 layers.append(ACTIVATIONS[activation]())
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(dtype)
 
 
 class FlatModel:

@@ -1,0 +1,99 @@
+"""The README and experiments/README.md are executed: their set-up commands are what CI runs,
+every other shell command they show runs here and succeeds, and the Python block runs."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+EXPERIMENTS = (ROOT / "experiments" / "README.md").read_text()
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def _commands(text: str) -> list[str]:
+    return [line.strip() for block in _blocks(text, "bash") for line in block.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+SETUP = [b.strip() for b in _blocks(README, "bash")[:2]]
+COMMANDS = [c for c in _commands(README) if c not in SETUP] + _commands(EXPERIMENTS)
+
+
+def _run(cmd: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``cmd`` in bash, with this environment's ``bin`` (dcnn, mpiexec) first on PATH."""
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep
+           + os.environ.get("PATH", "")}
+    env.pop("OMP_NUM_THREADS", None)
+    try:
+        return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=cwd,
+                              env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{cmd!r} did not finish in {timeout} s")
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
+    return tmp_path
+
+
+def test_readme_starts_with_the_two_setup_commands():
+    assert len(SETUP) == 2
+    for cmd in SETUP:
+        assert cmd.startswith("python3 -m venv .venv && . .venv/bin/activate && "
+                              "pip install torch==2.13.0 && pip install -e "), cmd
+        assert "\n" not in cmd
+    assert SETUP[0].endswith(" && dcnn run")
+    assert '".[mpi,test]"' in SETUP[1] and SETUP[1].endswith(" && python -m pytest")
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert SETUP[1] in ci_lines
+
+
+@pytest.mark.slow
+def test_default_experiment_as_the_first_setup_command_runs_it(scratch):
+    """The part of the first set-up command after the install (`dcnn run`, no arguments)."""
+    tail = SETUP[0].split(" && ")[-1]
+    res = _run(tail, scratch)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (summary,) = scratch.glob("runs/*/summary.json")
+    s = json.loads(summary.read_text())
+    assert s["agents"] == 8 and s["algorithm"] == "next" and s["surrogate"] == "pl"
+    # the README and experiments/README.md state a gap of at most one test point
+    assert abs(s["final"]["test_metric"] - s["centralized"]["test_metric"]) <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_documented_command_runs(cmd, scratch):
+    res = _run(cmd, scratch)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = re.search(r"--out (\S+)", cmd)
+    if cmd.startswith(("dcnn run", "mpiexec -n 2 dcnn run", "mpiexec -n 4 dcnn run")):
+        assert (scratch / out.group(1) / "summary.json").is_file()
+    elif " bench " in cmd:
+        assert (scratch / out.group(1)).read_text().count("\n") >= 3
+    else:
+        assert res.stdout.strip()
+
+
+def test_python_block_runs(tmp_path):
+    (code,) = _blocks(README, "python")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    start, objective, consensus = map(float, res.stdout.split())
+    # the noise floor of this regression is about 0.01 (noise variance), the start about 5
+    assert objective < 0.02 * start and consensus < 1e-3
