@@ -119,7 +119,7 @@ def test_describe_partition():
         {"n_agents": 1, "sizes": [1]}
 
 
-@pytest.mark.parametrize("module", ["datasets", "files", "partition"])
+@pytest.mark.parametrize("module", ["datasets", "files", "partitions"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(f"dcnn.data.{module}"))
     assert result.failed == 0
