@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dcnn.errors import DcnnError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,3 +36,14 @@ def run_mpi(n: int, args: list[str], *, timeout: float = 120, cwd=None, env=None
 @pytest.fixture
 def mpi():
     return run_mpi
+
+
+def error_of(fn, *fragments, kind=DcnnError):
+    """The ``kind`` error ``fn`` raises; its message is one line and holds every fragment."""
+    with pytest.raises(kind) as info:
+        fn()
+    msg = str(info.value)
+    assert "\n" not in msg
+    for fragment in fragments:
+        assert fragment in msg, (fragment, msg)
+    return msg

@@ -7,21 +7,16 @@ import pytest
 from dcnn.data import BUNDLED, TASKS, Dataset, load_dataset
 from dcnn.errors import DataError
 
+from functools import partial
+
+from conftest import error_of as _error_of
+
+error_of = partial(_error_of, kind=DataError)  # the data layer raises DataError
+
 # name: (task, n_classes, n_features, n_samples)
 EXPECTED = {"digits": ("multiclass", 10, 64, 1797), "breast_cancer": ("binary", 2, 30, 569),
             "wine": ("multiclass", 3, 13, 178), "iris": ("multiclass", 3, 4, 150),
             "diabetes": ("regression", 0, 10, 442)}
-
-
-def error_of(fn, *fragments):
-    """The DataError ``fn`` raises; its message is one line and holds every fragment."""
-    with pytest.raises(DataError) as info:
-        fn()
-    msg = str(info.value)
-    assert "\n" not in msg
-    for fragment in fragments:
-        assert fragment in msg, (fragment, msg)
-    return msg
 
 
 def test_registry_is_complete():

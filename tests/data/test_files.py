@@ -6,15 +6,11 @@ from dcnn.data import load_dataset
 from dcnn.data.files import read_data_file
 from dcnn.errors import DataError
 
+from functools import partial
 
-def error_of(fn, *fragments):
-    with pytest.raises(DataError) as info:
-        fn()
-    msg = str(info.value)
-    assert "\n" not in msg
-    for fragment in fragments:
-        assert fragment in msg, (fragment, msg)
-    return msg
+from conftest import error_of as _error_of
+
+error_of = partial(_error_of, kind=DataError)  # the data layer raises DataError
 
 
 def sample(n=30, d=3, seed=0):
