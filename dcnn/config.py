@@ -63,7 +63,7 @@ class ModelConfig:
 class TopologyConfig:
     graph: str = "erdos_renyi"
     dynamic: str = "link_failure"
-    weights: str = "metropolis_hastings"
+    weights: str = "auto"
     B: int = 10
     p: float | None = None
     radius: float | None = None
@@ -79,7 +79,7 @@ class TopologyConfig:
 class AlgorithmConfig:
     name: str = "next"
     surrogate: str = "pl"
-    tau: float = 1.0
+    tau: float | str = "auto"
     schedule: str = "diminishing"
     alpha0: float = 0.5
     eps: float = 0.01
@@ -99,7 +99,7 @@ class Config:
 _CHOICES = {
     ("run", "dtype"): ("float64", "float32"),
     ("run", "backend"): ("auto", "local", "mpi"),
-    ("algorithm", "name"): ("next",),
+    ("algorithm", "name"): ("next", "sonata"),
     ("algorithm", "surrogate"): ("fl", "pl"),
     ("algorithm", "schedule"): ("diminishing", "constant", "polynomial"),
     ("algorithm", "solver"): ("auto", "cholesky", "woodbury"),
@@ -113,7 +113,8 @@ _RANGES = {  # (section, key): (test, description)
     ("data", "test_fraction"): (lambda v: 0 <= v < 1, "in [0, 1)"),
     ("model", "lam"): (lambda v: v >= 0, ">= 0"),
     ("topology", "B"): (lambda v: v >= 1, ">= 1"),
-    ("algorithm", "tau"): (lambda v: v > 0, "> 0"),
+    ("algorithm", "tau"): (lambda v: v == "auto" or (not isinstance(v, str) and v > 0),
+                           "> 0 or \"auto\""),
     ("algorithm", "alpha0"): (lambda v: 0 < v <= 1, "in (0, 1]"),
     ("algorithm", "eps"): (lambda v: 0 < v < 1, "in (0, 1)"),
     ("algorithm", "power"): (lambda v: 0.5 < v <= 1, "in (0.5, 1]"),
@@ -147,6 +148,8 @@ def _check_type(where: str, value: Any, hint) -> Any:
     if "float" in text:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if "str" in text and isinstance(value, str):
+            return value
         raise ConfigError(f"{where} must be a number, got {value!r}")
     if isinstance(value, str):
         return value

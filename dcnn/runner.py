@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .algorithms import Next, make_schedule, run_loop
+from .algorithms import Next, Sonata, make_schedule, run_loop
 from .comm import Network, make_network
 from .config import Config, resolve
 from .data import encode_targets, load_dataset, partition
@@ -21,10 +21,12 @@ from .problems import FlatModel, LocalProblems, make_regularizer, mlp
 from .reference import centralized_reference
 from .report import format_table, write_report
 from .surrogates import make_surrogate
+from .surrogates.tau import auto_tau
 from .topology import make_topology
 
 __all__ = ["RunResult", "run_experiment", "local_problems", "configure_threads"]
 
+_ALGORITHMS = {"next": Next, "sonata": Sonata}
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -101,17 +103,22 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                              network=network, loss=m.loss, task=ds.task, regularizer=reg)
     params = {k: v for k, v in vars(tp).items()
               if v is not None and k not in ("graph", "dynamic", "weights", "B")}
-    topology = make_topology(graph=tp.graph, n=r.agents, dynamic=tp.dynamic, weights=tp.weights,
+    topology = make_topology(graph=tp.graph, n=r.agents, dynamic=tp.dynamic,
+                             weights=None if tp.weights == "auto" else tp.weights,
                              seed=r.seed, **params)
     topology.check(iterations=r.iterations, B=tp.B)
-    algorithm = Next(surrogate=make_surrogate(a.surrogate, tau=a.tau, solver=a.solver),
+    X0 = model.w0.expand(network.n_local, -1).clone()
+    tau = a.tau
+    if tau == "auto":
+        with torch.no_grad():
+            tau = auto_tau(a.surrogate, problem=problem, network=network, W=X0)
+    algorithm = _ALGORITHMS[a.name](surrogate=make_surrogate(a.surrogate, tau=tau, solver=a.solver),
                      schedule=make_schedule(a.schedule, alpha0=a.alpha0, eps=a.eps,
                                             power=a.power))
     test = (torch.as_tensor(ds.X_test, dtype=dtype), torch.as_tensor(T_test, dtype=dtype))
     log(f"{ds.name}: {ds.n_train} train / {ds.n_test} test samples, task {ds.task}; "
-        f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic})")
-
-    X0 = model.w0.expand(network.n_local, -1).clone()
+        f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic}); "
+        f"tau = {tau:.4g}{' (auto)' if a.tau == 'auto' else ''}")
     state, history = run_loop(algorithm, problem=problem, network=network, topology=topology,
                               X0=X0, iterations=r.iterations, eval_every=r.eval_every,
                               test=test, progress=r.progress and verbose)
@@ -127,7 +134,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         ref = network.broadcast(ref)
     last = history.last
     summary = {
-        "algorithm": a.name, "surrogate": a.surrogate, "dataset": ds.name, "task": ds.task,
+        "algorithm": a.name, "surrogate": a.surrogate, "tau": tau,
+        "dataset": ds.name, "task": ds.task,
         "agents": r.agents, "ranks": network.size, "threads_per_rank": threads,
         "iterations": int(state.t), "parameters": model.n_params,
         "metric_name": metric_name(ds.task),

@@ -109,14 +109,20 @@ def test_more_ranks_than_agents_fails_fast():
 
 
 @pytest.mark.mpi
-def test_mpi_cli_run_matches_in_process(tmp_path):
-    res = run_mpi(2, ["-m", "dcnn", "run", *SMALL, "--out", str(tmp_path / "mpi")],
+@pytest.mark.parametrize("extra", [
+    [],
+    ["--set", "algorithm.name='sonata'", "--set", "topology.graph='random_digraph'"],
+], ids=["next-undirected", "sonata-directed"])
+def test_mpi_cli_run_matches_in_process(tmp_path, extra):
+    args = [*SMALL, "--set", "algorithm.tau=1.0", *extra]
+    res = run_mpi(2, ["-m", "dcnn", "run", *args, "--out", str(tmp_path / "mpi")],
                   timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
-    local, _ = dcnn("run", *SMALL, "--out", str(tmp_path / "one"))
-    assert local.returncode == 0
+    local, _ = dcnn("run", *args, "--out", str(tmp_path / "one"))
+    assert local.returncode == 0, local.stderr[-3000:]
     a = json.loads((tmp_path / "mpi" / "summary.json").read_text())
     b = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert a["ranks"] == 2 and b["ranks"] == 1
+    assert a["algorithm"] == b["algorithm"] == ("sonata" if extra else "next")
     assert abs(a["final"]["objective"] - b["final"]["objective"]) <= 1e-10
     assert a["bytes_sent_per_agent"] == b["bytes_sent_per_agent"]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..comm import Network
+from ..errors import ConfigError
 from ..metrics import History, evaluate
 from ..problems import LocalProblems
 
@@ -25,8 +26,13 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
     """Run ``algorithm`` for ``iterations`` steps; returns ``(final_state, History)``.
 
     ``topology`` is anything with ``weights(t) -> (N, N) array`` (row i = what agent i
-    receives); ``X0`` holds the group's initial iterates ``(A, P)``.
+    receives); a directed one (``topology.directed``) is refused unless
+    ``algorithm.directed_ok``. ``X0`` holds the group's initial iterates ``(A, P)``.
     """
+    if getattr(topology, "directed", False) and not getattr(algorithm, "directed_ok", False):
+        raise ConfigError(f"algorithm {algorithm.name!r} needs an undirected graph (doubly "
+                          f"stochastic weights) and the topology is directed; use "
+                          f"algorithm.name = 'sonata' for directed graphs")
     history = History()
     bar = None
     if progress and network.rank == 0:

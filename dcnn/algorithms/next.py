@@ -45,6 +45,7 @@ class Next:
     surrogate: object
     schedule: object
     name: str = "next"
+    directed_ok = False  # needs doubly stochastic W; Sonata is the directed counterpart
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> NextState:
         self.surrogate.check(problem)

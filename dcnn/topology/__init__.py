@@ -3,22 +3,34 @@
 Agents are nodes ``0..n-1``. ``W`` is a float64 ``(n, n)`` array, row ``i`` = the weights agent
 ``i`` gives to what it receives (``x_i <- sum_j W[i, j] x_j``). Building a topology never
 touches MPI or a global random state: the same ``(seed, t)`` gives the same graph everywhere.
+Undirected graphs get doubly stochastic weights; directed ones (an arc ``j -> i``: ``i``
+receives from ``j``) get column-stochastic weights, for push-sum methods such as SONATA.
 """
+from .directed import (DIRECTED_DYNAMICS, DIRECTED_GRAPHS, ArcFailures, DiGraphSequence,
+                       DirectedOnePeerExponential, DirectedStatic, arc_array,
+                       b_strong_connectivity_violation, check_b_strongly_connected,
+                       is_strongly_connected, make_digraph, make_directed_sequence)
 from .dynamic import (DYNAMICS, GraphSequence, LinkFailures, OnePeerExponential, RandomGraphs,
                       Static, Switching, b_connectivity_violation, check_b_connected,
                       make_sequence)
 from .graphs import GRAPHS, make_graph
-from .mixing import (WEIGHT_RULES, check_doubly_stochastic, is_column_stochastic,
+from .mixing import (DIRECTED_WEIGHT_RULES, WEIGHT_RULES, check_column_stochastic,
+                     check_doubly_stochastic, column_stochastic, is_column_stochastic,
                      is_doubly_stochastic, is_row_stochastic, max_degree, metropolis_hastings,
-                     mixing_matrix, spectral_gap, uniform)
+                     mixing_matrix, row_stochastic, spectral_gap, uniform)
 from .topology import Topology, make_topology
 
 __all__ = [
     "GRAPHS", "make_graph",
     "DYNAMICS", "GraphSequence", "Static", "LinkFailures", "Switching", "RandomGraphs",
     "OnePeerExponential", "make_sequence", "b_connectivity_violation", "check_b_connected",
-    "WEIGHT_RULES", "mixing_matrix", "metropolis_hastings", "max_degree", "uniform",
+    "DIRECTED_GRAPHS", "make_digraph", "arc_array", "is_strongly_connected",
+    "DIRECTED_DYNAMICS", "DiGraphSequence", "DirectedStatic", "ArcFailures",
+    "DirectedOnePeerExponential", "make_directed_sequence", "b_strong_connectivity_violation",
+    "check_b_strongly_connected",
+    "WEIGHT_RULES", "DIRECTED_WEIGHT_RULES", "mixing_matrix", "metropolis_hastings",
+    "max_degree", "uniform", "column_stochastic", "row_stochastic",
     "is_row_stochastic", "is_column_stochastic", "is_doubly_stochastic",
-    "check_doubly_stochastic", "spectral_gap",
+    "check_doubly_stochastic", "check_column_stochastic", "spectral_gap",
     "Topology", "make_topology",
 ]

@@ -1,9 +1,14 @@
-"""Weight matrices of undirected graphs, their stochasticity checks and spectral gap.
+"""Weight matrices of graphs and digraphs, their stochasticity checks and spectral gap.
 
 Convention (the one used everywhere in dcnn): ``W`` is a float64 ``(n, n)`` array whose row
 ``i`` holds the weights agent ``i`` gives to what it receives, ``x_i <- sum_j W[i, j] x_j``,
-self weight ``W[i, i]`` included. ``W[i, j] != 0`` only if ``i == j`` or ``{i, j}`` is an edge.
-All rules here give symmetric matrices, hence doubly stochastic ones where the rows sum to 1.
+self weight ``W[i, i]`` included. ``W[i, j] != 0`` only if ``i == j``, ``{i, j}`` is an edge
+(undirected) or ``j -> i`` is an arc (directed).
+
+The undirected rules (:data:`WEIGHT_RULES`) give symmetric, hence doubly stochastic, matrices.
+The directed rules (:data:`DIRECTED_WEIGHT_RULES`) give column-stochastic matrices (each sender
+splits its mass, what push-sum methods such as SONATA need) or row-stochastic ones (each
+receiver averages); neither is doubly stochastic in general.
 """
 from __future__ import annotations
 
@@ -11,13 +16,31 @@ import networkx as nx
 import numpy as np
 
 from ..errors import TopologyError
+from .directed import arc_array
 from .graphs import check_name, edge_array
 
-__all__ = ["WEIGHT_RULES", "mixing_matrix", "weights_from_edges", "metropolis_hastings",
-           "max_degree", "uniform", "is_row_stochastic", "is_column_stochastic",
-           "is_doubly_stochastic", "check_doubly_stochastic", "spectral_gap"]
+__all__ = ["WEIGHT_RULES", "DIRECTED_WEIGHT_RULES", "check_rule", "mixing_matrix",
+           "weights_from_edges", "weights_from_arcs", "metropolis_hastings", "max_degree",
+           "uniform", "column_stochastic", "row_stochastic", "is_row_stochastic",
+           "is_column_stochastic", "is_doubly_stochastic", "check_doubly_stochastic",
+           "check_column_stochastic", "spectral_gap"]
 
 WEIGHT_RULES: tuple[str, ...] = ("metropolis_hastings", "max_degree", "uniform")
+DIRECTED_WEIGHT_RULES: tuple[str, ...] = ("column_stochastic", "row_stochastic")
+
+
+def check_rule(rule, *, directed: bool) -> str:
+    """``rule`` if it is a weight rule for this kind of graph; else a one-line error."""
+    rule = check_name("weight rule", rule, WEIGHT_RULES + DIRECTED_WEIGHT_RULES)
+    if directed and rule in WEIGHT_RULES:
+        raise TopologyError(f"weight rule {rule!r} needs an undirected graph and this graph "
+                            f"is directed; use weights 'column_stochastic' (or "
+                            f"'row_stochastic')")
+    if not directed and rule in DIRECTED_WEIGHT_RULES:
+        raise TopologyError(f"weight rule {rule!r} is for directed graphs; use weights "
+                            f"'metropolis_hastings' here, or a directed graph such as "
+                            f"'directed_ring'")
+    return rule
 
 
 def weights_from_edges(n: int, edges: np.ndarray, rule: str = "metropolis_hastings"
@@ -52,15 +75,51 @@ def weights_from_edges(n: int, edges: np.ndarray, rule: str = "metropolis_hastin
     return W
 
 
+def weights_from_arcs(n: int, arcs: np.ndarray, rule: str = "column_stochastic"
+                      ) -> np.ndarray:
+    """``W`` of the digraph on ``0..n-1`` with the ``(m, 2)`` arc array ``arcs``.
+
+    A row ``(j, i)`` of ``arcs`` is the arc ``j -> i`` (``i`` receives from ``j``); no loops,
+    no duplicates (see :func:`~dcnn.topology.directed.arc_array`).
+    ``column_stochastic``: ``W_ij = 1 / (outdeg_j + 1)`` for ``i == j`` and every arc
+    ``j -> i``: each sender splits its mass uniformly among its out-neighbours and itself.
+    ``row_stochastic``: ``W_ij = 1 / (indeg_i + 1)`` for ``i == j`` and every arc ``j -> i``:
+    each receiver averages its in-neighbours and itself.
+    """
+    rule = check_rule(rule, directed=True)
+    arcs = np.asarray(arcs, dtype=np.int64).reshape(-1, 2)
+    j, i = arcs[:, 0], arcs[:, 1]
+    W = np.zeros((n, n))
+    if rule == "column_stochastic":
+        # W_ij = 1 / (outdeg_j + 1)
+        share = 1.0 / (np.bincount(j, minlength=n) + 1.0)
+        W[i, j] = share[j]
+    else:
+        # W_ij = 1 / (indeg_i + 1)
+        share = 1.0 / (np.bincount(i, minlength=n) + 1.0)
+        W[i, j] = share[i]
+    np.fill_diagonal(W, share)
+    return W
+
+
 def mixing_matrix(G: nx.Graph, rule: str = "metropolis_hastings") -> np.ndarray:
-    """``W`` of the undirected graph ``G`` (nodes ``0..n-1``) under ``rule``.
+    """``W`` of the graph ``G`` (nodes ``0..n-1``) under ``rule``.
+
+    An undirected ``G`` takes a rule of :data:`WEIGHT_RULES`, a :class:`networkx.DiGraph` one
+    of :data:`DIRECTED_WEIGHT_RULES` (its arc ``j -> i`` puts weight on ``W[i, j]``).
 
     >>> mixing_matrix(nx.path_graph(3))
     array([[0.66666667, 0.33333333, 0.        ],
            [0.33333333, 0.33333333, 0.33333333],
            [0.        , 0.33333333, 0.66666667]])
+    >>> mixing_matrix(nx.DiGraph([(0, 1), (0, 2), (1, 0), (2, 0)]), "column_stochastic")
+    array([[0.33333333, 0.5       , 0.5       ],
+           [0.33333333, 0.5       , 0.        ],
+           [0.33333333, 0.        , 0.5       ]])
     """
-    rule = check_name("weight rule", rule, WEIGHT_RULES)
+    rule = check_rule(rule, directed=G.is_directed())
+    if G.is_directed():
+        return weights_from_arcs(G.number_of_nodes(), arc_array(G), rule)
     return weights_from_edges(G.number_of_nodes(), edge_array(G), rule)
 
 
@@ -77,6 +136,16 @@ def max_degree(G: nx.Graph) -> np.ndarray:
 def uniform(G: nx.Graph) -> np.ndarray:
     """``W_ij = 1 / (deg + 1)`` on closed neighbourhoods of a regular ``G`` (else an error)."""
     return mixing_matrix(G, "uniform")
+
+
+def column_stochastic(G: nx.DiGraph) -> np.ndarray:
+    """``W_ij = 1 / (outdeg_j + 1)`` on the arcs ``j -> i`` of ``G`` and on the diagonal."""
+    return mixing_matrix(G, "column_stochastic")
+
+
+def row_stochastic(G: nx.DiGraph) -> np.ndarray:
+    """``W_ij = 1 / (indeg_i + 1)`` on the arcs ``j -> i`` of ``G`` and on the diagonal."""
+    return mixing_matrix(G, "row_stochastic")
 
 
 def _square(W) -> np.ndarray:
@@ -118,6 +187,24 @@ def check_doubly_stochastic(W, tol: float = 1e-10) -> np.ndarray:
             raise TopologyError(f"weight matrix is not doubly stochastic: {what} {k} sums to "
                                 f"{sums[k]:.12g}, not 1; use a rule such as "
                                 f"'metropolis_hastings'")
+    return W
+
+
+def check_column_stochastic(W, tol: float = 1e-10) -> np.ndarray:
+    """Return ``W`` as float64 if column stochastic; else name the first offending entry."""
+    W = _square(W)
+    bad = np.argwhere(W < -tol)
+    if len(bad):
+        i, j = bad[0]
+        raise TopologyError(f"weight matrix has a negative entry W[{i}, {j}] = {W[i, j]:.3g}; "
+                            f"use weights 'column_stochastic'")
+    sums = W.sum(axis=0)
+    off = np.flatnonzero(np.abs(sums - 1.0) > tol)
+    if len(off):
+        k = off[0]
+        raise TopologyError(f"weight matrix is not column stochastic: column {k} sums to "
+                            f"{sums[k]:.12g}, not 1; use weights 'column_stochastic' (or a "
+                            f"doubly stochastic rule on an undirected graph)")
     return W
 
 

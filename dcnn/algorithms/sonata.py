@@ -1,0 +1,98 @@
+"""SONATA: NEXT's local surrogate step with push-sum consensus and tracking, for digraphs.
+
+Scutari & Sun, "Distributed nonconvex constrained optimization over time-varying digraphs",
+Math. Programming 176 (2019). For column-stochastic ``A[n]`` (row ``i`` = what agent ``i``
+receives; each column sums to 1), per iteration ``n`` every agent ``i``:
+
+    w~_i   = argmin_w  g~_i(w; w_i) + pi~_i^T (w - w_i) + r(w)          (local surrogate)
+    z_i    = w_i + alpha[n] (w~_i - w_i)
+    phi_i <- sum_j A_ij[n] phi_j                                        (push-sum weights)
+    w_i   <- (1 / phi_i new) sum_j A_ij[n] phi_j z_j                    (consensus)
+    y_i   <- (1 / phi_i new) [sum_j A_ij[n] phi_j y_j
+                              + grad g_i(w_i new) - grad g_i(w_i old)]  (tracking)
+    pi~_i  = N y_i - grad g_i(w_i new)
+
+with ``phi_i = 1`` and ``y_i = grad g_i(w_i[0])`` at start. Column stochasticity keeps
+``sum_i phi_i = N`` and ``sum_i phi_i y_i = sum_i grad g_i(w_i)`` at every iteration, so the
+de-biased ``y_i`` tracks the average gradient and ``N y_i`` the total one. The state holds the
+de-biased ``w_i`` and ``y_i`` (what metrics read); ``phi z``, ``phi y`` and ``phi`` travel in one
+message (a stacked ``(A, 2P + 1)`` mix). On a doubly stochastic ``W`` the weights stay
+``phi = 1`` and SONATA is NEXT (:mod:`dcnn.algorithms.next`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ..comm import Network
+from ..errors import TopologyError
+from ..problems import LocalProblems
+from ..topology import check_column_stochastic
+
+__all__ = ["SonataState", "Sonata"]
+
+
+@dataclass(frozen=True)
+class SonataState:
+    """Everything SONATA carries between iterations, for the group's agents."""
+
+    t: int
+    X: torch.Tensor      # (A, P) de-biased iterates w_i
+    Y: torch.Tensor      # (A, P) de-biased trackers y_i
+    G: torch.Tensor      # (A, P) stored local gradients grad g_i(w_i)
+    phi: torch.Tensor    # (A,) push-sum weights phi_i
+    alpha: float         # alpha[t]
+
+
+def _check_push_sum(W: np.ndarray) -> np.ndarray:
+    W = check_column_stochastic(W)
+    zero = np.flatnonzero(np.diagonal(W) <= 0)
+    if len(zero):
+        raise TopologyError(f"push-sum needs a positive self weight, but W[{zero[0]}, "
+                            f"{zero[0]}] = {W[zero[0], zero[0]]:.3g}; use weights "
+                            f"'column_stochastic'")
+    return W
+
+
+@dataclass(frozen=True)
+class Sonata:
+    """SONATA with a surrogate (``FL``/``PL``) and a step-size schedule; any column-stochastic
+    weights, directed and time-varying included."""
+
+    surrogate: object
+    schedule: object
+    name: str = "sonata"
+    directed_ok = True
+
+    def init(self, problem: LocalProblems, network: Network,
+             X0: torch.Tensor) -> SonataState:
+        self.surrogate.check(problem)
+        G = problem.gradients(X0)
+        phi = torch.ones(X0.shape[0], dtype=X0.dtype)
+        return SonataState(t=0, X=X0.clone(), Y=G.clone(), G=G, phi=phi,
+                           alpha=self.schedule.init())
+
+    def step(self, state: SonataState, problem: LocalProblems, network: Network,
+             W: np.ndarray) -> SonataState:
+        W = _check_push_sum(W)
+        X, Y, G, phi, alpha = state.X, state.Y, state.G, state.phi, state.alpha
+        P = X.shape[1]
+        # pi~_i = N y_i - grad g_i(w_i)
+        Pi = network.n_agents * Y - G
+        Xt = self.surrogate.solve(problem, X, G, Pi, alpha=alpha)
+        # z_i = w_i + alpha (w~_i - w_i)
+        Z = X + alpha * (Xt - X)
+        p = phi[:, None]
+        mixed = network.mix(torch.cat((p * Z, p * Y, p), dim=1), W)
+        # phi_i = sum_j A_ij phi_j
+        phi_new = mixed[:, 2 * P].contiguous()
+        q = phi_new[:, None]
+        # w_i = (1 / phi_i) sum_j A_ij phi_j z_j
+        X_new = mixed[:, :P] / q
+        G_new = problem.gradients(X_new)
+        # y_i = (1 / phi_i) (sum_j A_ij phi_j y_j + grad g_i(w_i new) - grad g_i(w_i old))
+        Y_new = (mixed[:, P:2 * P] + G_new - G) / q
+        return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new, phi=phi_new,
+                       alpha=self.schedule.update(alpha, state.t))

@@ -1,0 +1,29 @@
+"""tau = "auto": the power-iteration curvature equals the dense Hessian's spectral radius."""
+import torch
+
+from dcnn.comm import LocalNetwork
+from dcnn.data import encode_targets, load_dataset, partition
+from dcnn.problems import FlatModel, LocalProblems, make_regularizer, mlp
+from dcnn.surrogates.tau import auto_tau, local_curvatures
+
+
+def test_curvature_matches_dense_hessian_and_tau_rule():
+    ds = load_dataset("wine", seed=0)
+    T = encode_targets(ds.y_train, task=ds.task, n_classes=ds.n_classes)
+    parts = partition(ds.y_train, 4, kind="iid", seed=0, task=ds.task)
+    model = FlatModel(mlp(n_inputs=ds.n_features, hidden=(4,), n_outputs=T.shape[1], seed=0))
+    prob = LocalProblems(model=model, shards=[(ds.X_train[p], T[p]) for p in parts],
+                         loss="cross_entropy", task=ds.task, n_total=len(T),
+                         regularizer=make_regularizer("l2", lam=1e-3))
+    W = model.w0 + 0.1 * torch.randn(4, model.n_params, dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(1))
+    lam = local_curvatures(prob, W, iters=100)
+    for i in range(4):
+        H = torch.autograd.functional.hessian(
+            lambda w: prob._agent_loss(w, prob.X[i], prob.T[i], prob.mask[i]), W[i])
+        dense = float(torch.linalg.eigvalsh(H).abs().max())
+        assert abs(float(lam[i]) - dense) <= 1e-6 * dense
+    net = LocalNetwork(4)
+    L = 4 * float(lam.max())
+    assert abs(auto_tau("fl", problem=prob, network=net, W=W) / L - 1) < 1e-3
+    assert abs(auto_tau("pl", problem=prob, network=net, W=W) / (L / 4) - 1) < 1e-3
