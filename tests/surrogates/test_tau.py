@@ -18,11 +18,13 @@ def test_curvature_matches_dense_hessian_and_tau_rule():
     W = model.w0 + 0.1 * torch.randn(4, model.n_params, dtype=torch.float64,
                                      generator=torch.Generator().manual_seed(1))
     lam = local_curvatures(prob, W, iters=100)
+    # power iteration converges from below at the eigen-gap's rate; 1e-4 after 100 steps
+    # (auto_tau uses 30: a heuristic needs the scale, not the digits)
     for i in range(4):
         H = torch.autograd.functional.hessian(
             lambda w: prob._agent_loss(w, prob.X[i], prob.T[i], prob.mask[i]), W[i])
         dense = float(torch.linalg.eigvalsh(H).abs().max())
-        assert abs(float(lam[i]) - dense) <= 1e-6 * dense
+        assert 0 < dense - float(lam[i]) + 1e-12 and abs(float(lam[i]) - dense) <= 1e-4 * dense
     net = LocalNetwork(4)
     L = 4 * float(lam.max())
     assert abs(auto_tau("fl", problem=prob, network=net, W=W) / L - 1) < 1e-3
