@@ -85,6 +85,8 @@ class AlgorithmConfig:
     eps: float = 0.01
     power: float = 0.6
     solver: str = "auto"
+    inner_tol: float = 1e-6
+    inner_iters: int = 500
 
 
 @dataclass
@@ -102,7 +104,7 @@ _CHOICES = {
     ("algorithm", "name"): ("next", "sonata"),
     ("algorithm", "surrogate"): ("fl", "pl"),
     ("algorithm", "schedule"): ("diminishing", "constant", "polynomial"),
-    ("algorithm", "solver"): ("auto", "cholesky", "woodbury"),
+    ("algorithm", "solver"): ("auto", "cholesky", "woodbury", "cg"),
 }
 _RANGES = {  # (section, key): (test, description)
     ("run", "agents"): (lambda v: v >= 1, ">= 1"),
@@ -118,6 +120,8 @@ _RANGES = {  # (section, key): (test, description)
     ("algorithm", "alpha0"): (lambda v: 0 < v <= 1, "in (0, 1]"),
     ("algorithm", "eps"): (lambda v: 0 < v < 1, "in (0, 1)"),
     ("algorithm", "power"): (lambda v: 0.5 < v <= 1, "in (0.5, 1]"),
+    ("algorithm", "inner_tol"): (lambda v: v > 0, "> 0"),
+    ("algorithm", "inner_iters"): (lambda v: v >= 1, ">= 1"),
 }
 
 

@@ -52,7 +52,7 @@ def _fista(pooled: LocalProblems, w0: torch.Tensor, max_iter: int, tol: float):
                 break
             L *= 2.0
         t_new = 0.5 * (1.0 + (1.0 + 4.0 * tk * tk) ** 0.5)
-        if float((x_new - x) @ (x_new - yk)) > 0:  # restart on ripples
+        if float((yk - x_new) @ (x_new - x)) > 0:  # gradient restart (O'Donoghue-Candes)
             t_new, tk = 1.0, 1.0
         yk = x_new + ((tk - 1.0) / t_new) * (x_new - x)
         step = float(torch.linalg.vector_norm(x_new - x))

@@ -112,9 +112,10 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     if tau == "auto":
         with torch.no_grad():
             tau = auto_tau(a.surrogate, problem=problem, network=network, W=X0)
-    algorithm = _ALGORITHMS[a.name](surrogate=make_surrogate(a.surrogate, tau=tau, solver=a.solver),
-                     schedule=make_schedule(a.schedule, alpha0=a.alpha0, eps=a.eps,
-                                            power=a.power))
+    surrogate = make_surrogate(a.surrogate, tau=tau, solver=a.solver, inner_tol=a.inner_tol,
+                               inner_iters=a.inner_iters)
+    schedule = make_schedule(a.schedule, alpha0=a.alpha0, eps=a.eps, power=a.power)
+    algorithm = _ALGORITHMS[a.name](surrogate=surrogate, schedule=schedule)
     test = (torch.as_tensor(ds.X_test, dtype=dtype), torch.as_tensor(T_test, dtype=dtype))
     log(f"{ds.name}: {ds.n_train} train / {ds.n_test} test samples, task {ds.task}; "
         f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic}); "

@@ -6,6 +6,10 @@ group are stacked into ``(A, M_max, d)`` arrays padded with zero-weight rows, so
 sizes are exact: a padded row adds nothing to a loss, a gradient, a residual or a Jacobian.
 Every method takes stacked parameters ``W`` of shape ``(A, P)`` (row ``a`` = agent
 ``agent_ids[a]``) and maps over agents with ``torch.func.vmap``.
+
+``jacobians`` forms ``J_i = d f(w_i; X_i) / d w`` (``(A, M_max O, P)``); for models too big for
+that, ``jvp(W, D) = J_i d_i`` (forward mode) and ``vjp(W, E) = J_i^T e_i`` (reverse mode) give
+the same products at the cost of a few forward passes, without building ``J_i``.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.func import grad_and_value, jacrev, vmap
+from torch.func import grad_and_value, jacrev, jvp, vjp, vmap
 
 from ..errors import DataError
 from .losses import check_loss, per_sample_loss, per_sample_score
@@ -76,7 +80,12 @@ class LocalProblems:
             raise DataError(f"the model gives {out.shape[-1]} outputs but the targets have {o}; "
                             f"set the model's output size to {o}")
         self._grad = vmap(grad_and_value(self._agent_loss))
-        self._jac = vmap(jacrev(self.model.apply))
+        # per-sample Jacobians (M O backward passes of one sample each): jacrev of the
+        # whole batch would run M O backward passes over all M samples, M times the work
+        single = lambda w, x: self.model.apply(w, x[None])[0]  # noqa: E731
+        self._jac = vmap(vmap(jacrev(single), in_dims=(None, 0)))
+        self._jvp = vmap(self._agent_jvp)
+        self._vjp = vmap(self._agent_vjp)
 
     # ---- sizes -------------------------------------------------------------------------
     @property
@@ -117,6 +126,23 @@ class LocalProblems:
         """``J_i = d f(w_i; X_i) / d w`` (zero on padded rows), shape ``(A, M_max * O, P)``."""
         J = self._jac(W, self.X) * self.mask[..., None, None]
         return J.reshape(J.shape[0], -1, J.shape[-1])
+
+    def _agent_jvp(self, w, d, x):
+        return jvp(lambda u: self.model.apply(u, x), (w,), (d,))[1]
+
+    def _agent_vjp(self, w, e, x):
+        return vjp(lambda u: self.model.apply(u, x), w)[1](e)[0]
+
+    def jvp(self, W: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+        """``J_i d_i`` without forming ``J_i`` (zero on padded rows), shape ``(A, M_max * O)``."""
+        out = self._jvp(W, D, self.X) * self.mask[..., None]
+        return out.reshape(out.shape[0], -1)
+
+    def vjp(self, W: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
+        """``J_i^T e_i`` without forming ``J_i`` for ``E (A, M_max * O)`` (padded rows of
+        ``E`` are ignored), shape ``(A, P)``."""
+        E = E.reshape(self.T.shape) * self.mask[..., None]
+        return self._vjp(W, E, self.X)
 
     # ---- metrics -----------------------------------------------------------------------
     def score_sums(self, W: torch.Tensor) -> torch.Tensor:

@@ -1,32 +1,74 @@
-"""PL: the partially linearised surrogate for the squared loss (Gauss-Newton-like).
+"""PL: the partially linearised surrogate, for every loss and regulariser (Gauss-Newton-like).
 
-Only the network output is linearised, ``f(w) ~ f(v) + J (w - v)``; the squared loss is kept:
+Only the network output is linearised, ``f(w) ~ f(v) + J (w - v)``, and the loss is kept
+(Scardapane & Di Lorenzo 2017, Sec. 3.2). With ``d = w - v``, ``s = 1/M``, outputs
+``o_k = f(v; x_k)`` and ``J_k`` their Jacobian at ``v`` (pre-softmax outputs for
+cross-entropy; linearising after the softmax would not give a convex surrogate):
 
-    g~_i(w; v) = (1/M) ||e_i - J_i d||^2 + (tau / 2) ||d||^2,   d = w - v,  e_i = T_i - f(v; X_i)
+    g~_i(w; v) = s sum_k loss(t_k, o_k + J_k d) + (tau / 2) ||d||^2
 
-(Scardapane & Di Lorenzo 2017, Sec. 3.2). With ``r = lam ||w||^2`` the local step solves the
-SPD system (``s = 1/M``, ``grad g_i(v) = -2 s J^T e``)
+and the local step minimises ``g~_i(w; v_i) + pi~_i^T d + r(v_i + d)`` over ``d``. Writing
+``h(J d) = s sum_k loss(t_k, o_k + J_k d)``, it is a convex problem of the composite form
 
-    (2 s J^T J + (tau + 2 lam) I) d = -grad g_i(v) - pi~_i - 2 lam v
+    phi(d) = h(J d) + (c / 2) ||d||^2 + q^T d  [+ psi(d)]
 
-either by a batched Cholesky factorisation of the ``P x P`` matrix, or, when the agent has
-fewer residuals than parameters (``K = M_i O < P``), by the Woodbury identity with a
-``K x K`` factorisation:
+solved per case (inner solvers in :mod:`dcnn.surrogates.inner`):
 
-    (c I + a J^T J)^{-1} q = (q - J^T (c/a I + J J^T)^{-1} J q) / c,   a = 2 s, c = tau + 2 lam.
+- squared + l2 (``r = lam ||w||^2``): ``c = tau + 2 lam`` and phi is quadratic; with
+  ``grad g_i(v) = -2 s J^T e`` (``e = T - f(v)``) the step solves the SPD system
+
+      (2 s J^T J + (tau + 2 lam) I) d = -grad g_i(v) - pi~_i - 2 lam v
+
+  by a batched Cholesky factorisation of the ``P x P`` matrix, or, when ``K = M_i O < P``,
+  by the Woodbury identity with a ``K x K`` factorisation,
+
+      (c I + a J^T J)^{-1} q = (q - J^T (c/a I + J J^T)^{-1} J q) / c,   a = 2 s,
+
+  or matrix-free by conjugate gradient on Jacobian-vector products.
+- cross-entropy + l2 / none: ``c = tau + 2 lam``, ``q = pi~ + 2 lam v``; damped Newton, whose
+  Hessian ``J^T H J + c I`` has ``H`` block-diagonal over samples (``s sigma (1 - sigma)`` for
+  the logistic loss, ``s (diag p - p p^T)`` for softmax). With ``H_k = R_k R_k^T``,
+  ``R_k = (I - p 1^T) diag(sqrt p)``, ``J^T H J = B^T B`` for ``B_k = R_k^T J_k``, so the Newton
+  system is the squared-loss system above with ``J -> B`` (Cholesky or Woodbury), or CG.
+- any loss + l1 / elastic net: ``c = tau``, ``q = pi~`` and ``psi(d) = r(v + d)``; FISTA on
+  the smooth part with ``prox_{step psi}(z) = prox_{step r}(v + z) - v``, first step
+  ``1 / L`` with ``L = ell_h lambda_max(J^T J) + tau`` (``ell_h = 2 s, s/4, s/2`` for the
+  squared, logistic and softmax losses; ``lambda_max`` by power iteration) and backtracking.
+
+The iterative solves are inexact: they stop when the subproblem's (prox-)gradient residual is
+at most ``inner_tol * alpha[n]`` (at most ``inner_iters`` iterations, and at least one), so
+the error of ``w~_i`` is ``O(alpha[n])`` and ``sum_n alpha[n] * error_n`` is finite under a
+square-summable schedule, as NEXT's inexact-solve condition asks (Di Lorenzo & Scutari 2016).
+(The tolerance is floored at the rounding level of ``grad g_i(v) + pi~_i``, which matters in
+float32 only.) With a constant step the tolerance does not decay, but since every solve
+starts from the last ``w~_i`` and takes at least one step, a fixed point of NEXT solves its
+subproblem exactly: inexactness slows convergence, it does not bias the limit.
+
+Warm starts: ``d_0 = w~_prev - v``, the previous call's answer. ``solve``'s signature is fixed
+by NEXT and SONATA, so that memory lives in a private mutable field of the otherwise frozen
+surrogate (excluded from ``==``, ``hash`` and ``repr``), keyed by the group's agent ids and
+shape; ``check(problem)`` (called by ``Next.init``) empties it, so every run starts cold and
+is reproducible. ``last_inner`` exposes the last solve's iterations and residuals.
+
+``J`` is formed (``problem.jacobians``) unless ``solver = "cg"``, or ``solver = "auto"`` and the
+stacked Jacobian would take more than :data:`JACOBIAN_BUDGET_BYTES`; then every product with
+``J`` is a Jacobian-vector or vector-Jacobian product (``problem.jvp`` / ``problem.vjp``) and no
+``P x P`` or ``K x P`` matrix is built. The squared + l2 direct path is unchanged.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import ConfigError
-from ..problems import LocalProblems
+from ..problems import LocalProblems, per_sample_loss
+from .inner import InnerResult, cg, fista, newton, power_iteration
 
-__all__ = ["PL", "pl_solve"]
+__all__ = ["PL", "pl_solve", "jacobian_bytes", "JACOBIAN_BUDGET_BYTES", "SOLVERS"]
 
-SOLVERS = ("auto", "cholesky", "woodbury")
+SOLVERS = ("auto", "cholesky", "woodbury", "cg")
+JACOBIAN_BUDGET_BYTES = 256 * 2**20   # "auto" goes matrix-free above this size of stacked J
 
 
 def pl_solve(J: torch.Tensor, q: torch.Tensor, *, a: float, c: float,
@@ -47,30 +89,192 @@ def pl_solve(J: torch.Tensor, q: torch.Tensor, *, a: float, c: float,
     return (q - (J.transpose(-1, -2) @ u).squeeze(-1)) / c
 
 
+def jacobian_bytes(problem: LocalProblems) -> int:
+    """Size of the stacked Jacobian ``(A, M_max O, P)`` of ``problem`` in bytes."""
+    A, m_max, o = problem.T.shape
+    return A * m_max * o * problem.n_params * problem.T.element_size()
+
+
+@dataclass(frozen=True)
+class _Linearised:
+    """``h(U) = s sum_k m_k loss(t_k, o_k + U_k)`` for ``U (A, M_max O)``, one loss, stacked."""
+
+    loss: str
+    out: torch.Tensor     # (A, M, O) outputs o_k at v
+    T: torch.Tensor       # (A, M, O)
+    w: torch.Tensor       # (A, M, 1) s * mask
+
+    @property
+    def curvature(self) -> torch.Tensor:
+        """``ell_h``, an upper bound on ``||hess h||`` (up to the sample weights)."""
+        if self.loss == "squared":
+            return 2.0 * self.w.amax((1, 2))
+        return (0.25 if self.out.shape[-1] == 1 else 0.5) * self.w.amax((1, 2))
+
+    def _z(self, U):
+        return self.out + U.reshape(self.out.shape)
+
+    def __call__(self, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self._z(U)
+        value = (self.w[..., 0] * per_sample_loss(self.loss, z, self.T)).sum(-1)
+        if self.loss == "squared":
+            g = 2.0 * (z - self.T)
+        elif z.shape[-1] == 1:
+            g = torch.sigmoid(z) - self.T
+        else:
+            g = torch.softmax(z, -1) * self.T.sum(-1, keepdim=True) - self.T
+        return value, (self.w * g).reshape(U.shape)
+
+    def hess_mv(self, U: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
+        """``hess h(U) Z`` (cross-entropy), ``(A, K)``."""
+        z, Zr = self._z(U), Z.reshape(self.out.shape)
+        if z.shape[-1] == 1:
+            s = torch.sigmoid(z)
+            return (self.w * s * (1.0 - s) * Zr).reshape(Z.shape)
+        p = torch.softmax(z, -1)
+        # (diag p - p p^T) z, times sum_o t_o (1 for one-hot targets)
+        hz = p * Zr - p * (p * Zr).sum(-1, keepdim=True)
+        return (self.w * self.T.sum(-1, keepdim=True) * hz).reshape(Z.shape)
+
+    def hess_root(self, U: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
+        """``B (A, K, P)`` with ``B^T B = J^T hess h(U) J`` (cross-entropy)."""
+        z = self._z(U)
+        Jr = J.reshape(*z.shape, J.shape[-1])
+        if z.shape[-1] == 1:
+            s = torch.sigmoid(z)
+            B = torch.sqrt(self.w * s * (1.0 - s))[..., None] * Jr
+        else:
+            p = torch.softmax(z, -1)
+            # B_k = diag(sqrt p) (J_k - 1 p^T J_k)
+            mean = (p[..., None] * Jr).sum(-2, keepdim=True)
+            scale = torch.sqrt(self.w * self.T.sum(-1, keepdim=True) * p)
+            B = scale[..., None] * (Jr - mean)
+        return B.reshape(J.shape)
+
+
 @dataclass(frozen=True)
 class PL:
-    """Partially linearised surrogate for squared loss with l2 (or no) regularisation."""
+    """Partially linearised surrogate with proximal weight ``tau``, any loss and regulariser.
+
+    ``solver``: ``"auto"``, ``"cholesky"``, ``"woodbury"`` (direct linear solves on a formed
+    Jacobian; ``"auto"`` switches to ``"cg"`` past :data:`JACOBIAN_BUDGET_BYTES`) or ``"cg"``
+    (matrix-free). ``inner_tol``, ``inner_iters``: the inexact inner solves stop at a
+    residual ``<= inner_tol * alpha`` or after ``inner_iters`` iterations.
+    """
 
     tau: float = 1.0
     solver: str = "auto"
+    inner_tol: float = 1e-6
+    inner_iters: int = 500
     name: str = "pl"
+    _memory: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def check(self, problem: LocalProblems) -> None:
+    def __post_init__(self):
         if self.solver not in SOLVERS:
             raise ConfigError(f"algorithm.solver {self.solver!r} is unknown; choose one of: "
                               f"{', '.join(SOLVERS)}")
-        if problem.loss != "squared":
-            raise ConfigError("the PL surrogate here needs model.loss = 'squared'; use "
-                              "algorithm.surrogate = 'fl' for cross-entropy")
-        if problem.regularizer.l1 != 0.0:
-            raise ConfigError("the PL surrogate here supports l2 or no regularisation; use "
-                              "algorithm.surrogate = 'fl' for l1 / elastic net")
+        if isinstance(self.inner_tol, bool) or not isinstance(self.inner_tol, (int, float)) \
+                or not self.inner_tol > 0:
+            raise ConfigError(f"PL inner_tol must be a number > 0 (e.g. 1e-6), "
+                              f"got {self.inner_tol!r}")
+        if isinstance(self.inner_iters, bool) or not isinstance(self.inner_iters, int) \
+                or self.inner_iters < 1:
+            raise ConfigError(f"PL inner_iters must be an integer >= 1 (e.g. 500), "
+                              f"got {self.inner_iters!r}")
+
+    def check(self, problem: LocalProblems) -> None:
+        """Every loss and regulariser is supported; forget the warm starts of an earlier run
+        (``Next.init`` calls this, so each run starts cold and is reproducible)."""
+        self._memory.clear()
+
+    @property
+    def last_inner(self) -> InnerResult | None:
+        """The last iterative inner solve (``None`` after a direct solve or before any)."""
+        return self._memory.get("last")
+
+    def matrix_free(self, problem: LocalProblems) -> bool:
+        """Whether products with ``J`` go through ``jvp``/``vjp`` instead of a formed ``J``."""
+        if self.solver == "auto":
+            return jacobian_bytes(problem) > JACOBIAN_BUDGET_BYTES
+        return self.solver == "cg"
 
     def solve(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
               Pi: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
-        lam = problem.regularizer.l2
-        J = problem.jacobians(V)
-        # (2 s J^T J + (tau + 2 lam) I) d = -grad g(v) - pi - 2 lam v
-        q = -G - Pi - 2.0 * lam * V
-        d = pl_solve(J, q, a=2.0 * problem.scale, c=self.tau + 2.0 * lam, method=self.solver)
-        return V + d
+        reg, free = problem.regularizer, self.matrix_free(problem)
+        lam = reg.l2
+        if problem.loss == "squared" and reg.smooth and not free:
+            J = problem.jacobians(V)
+            # (2 s J^T J + (tau + 2 lam) I) d = -grad g(v) - pi - 2 lam v
+            q = -G - Pi - 2.0 * lam * V
+            d = pl_solve(J, q, a=2.0 * problem.scale, c=self.tau + 2.0 * lam,
+                         method=self.solver)
+            self._memory.pop("last", None)
+            return V + d
+        key = ("warm", problem.agent_ids, tuple(V.shape))
+        prev = self._memory.get(key)
+        D0 = torch.zeros_like(V) if prev is None else prev - V
+        # residual <= inner_tol alpha, floored at the rounding level of the gradient (float32)
+        floor = 64.0 * torch.finfo(V.dtype).eps * torch.linalg.vector_norm(G + Pi, dim=-1)
+        tol = torch.clamp(floor, min=self.inner_tol * alpha)
+        res = self._iterative(problem, V, G, Pi, D0, tol=tol, free=free)
+        W = V + res.x
+        self._memory[key], self._memory["last"] = W, res
+        return W
+
+    def _iterative(self, problem, V, G, Pi, D0, *, tol, free) -> InnerResult:
+        reg, lam, iters = problem.regularizer, problem.regularizer.l2, self.inner_iters
+        J, fwd, adj = _products(problem, V, free)
+        if problem.loss == "squared" and reg.smooth:
+            c = self.tau + 2.0 * lam
+            # (2 s J^T J + c I) d = -grad g(v) - pi - 2 lam v, by CG on J-products
+            return cg(lambda D: 2.0 * problem.scale * adj(fwd(D)) + c * D,
+                      -G - Pi - 2.0 * lam * V, D0, tol=tol, max_iter=iters, min_iter=1)
+        h = _Linearised(problem.loss, problem.outputs(V), problem.T,
+                        problem.scale * problem.mask[..., None])
+        if reg.smooth:
+            c = self.tau + 2.0 * lam
+            return newton(D0, fwd=fwd, adj=adj, h=h, c=c, q=Pi + 2.0 * lam * V,
+                          direction=self._newton_direction(h, J, fwd, adj, c),
+                          tol=tol, max_iter=iters)
+        lmax = power_iteration(lambda D: adj(fwd(D)), _start(V), iters=15)
+        return fista(D0, fwd=fwd, adj=adj, h=h, c=self.tau, q=Pi,
+                     prox=lambda Z, step: reg.prox(V + Z, step) - V,
+                     L=h.curvature * lmax + self.tau, tol=tol, max_iter=iters)
+
+    def _newton_direction(self, h: _Linearised, J, fwd, adj, c: float):
+        if J is not None:
+            method = self.solver
+
+            def direct(U, g):
+                # (B^T B + c I) Delta = -g,  B = R^T J
+                return pl_solve(h.hess_root(U, J), -g, a=1.0, c=c, method=method)
+            return direct
+
+        def newton_cg(U, g):
+            # (J^T H J + c I) Delta = -g by CG, forcing term min(0.1, sqrt ||g||)
+            gn = torch.linalg.vector_norm(g, dim=-1)
+            res = cg(lambda Z: adj(h.hess_mv(U, fwd(Z))) + c * Z, -g,
+                     tol=torch.clamp(gn.sqrt(), max=0.1) * gn, max_iter=self.inner_iters)
+            return res.x
+        return newton_cg
+
+
+def _products(problem: LocalProblems, V: torch.Tensor, free: bool):
+    """``(J or None, fwd, adj)``: ``fwd(D) = J D`` and ``adj(E) = J^T E`` at ``V``, through a
+    formed ``J`` or through ``jvp``/``vjp``."""
+    if free:
+        return None, (lambda D: problem.jvp(V, D)), (lambda E: problem.vjp(V, E))
+    J = problem.jacobians(V)
+
+    def fwd(D):
+        return (J @ D.unsqueeze(-1)).squeeze(-1)
+
+    def adj(E):
+        return (J.transpose(-1, -2) @ E.unsqueeze(-1)).squeeze(-1)
+    return J, fwd, adj
+
+
+def _start(V: torch.Tensor) -> torch.Tensor:
+    """A fixed, generic start for power iteration (seeded; the global RNG is untouched)."""
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(V.shape, generator=gen, dtype=torch.float64).to(V.dtype) + 0.5
