@@ -113,3 +113,23 @@ class History:
             writer.writeheader()
             writer.writerows(self.records)
         return path
+
+
+def target_metric(centralized: float, task: str) -> float:
+    """The "centralized minus one point" target: accuracy ``c - 1`` (percentage points);
+    test MSE on standardised targets ``c + 0.01`` (1% of the target variance)."""
+    return centralized + 0.01 if task == "regression" else centralized - 1.0
+
+
+def rounds_to_target(history: History, *, target: float, task: str) -> dict | None:
+    """The first evaluation whose test metric reaches ``target`` (accuracy >= target, MSE
+    <= target): its iteration (= communication rounds), bytes per agent and loop time.
+    ``None`` if never reached. Resolution is ``run.eval_every``."""
+    for rec in history.records:
+        m = rec.get("test_metric")
+        if m is None:
+            return None
+        if (m <= target) if task == "regression" else (m >= target):
+            return {"target": target, "iteration": rec["iteration"],
+                    "bytes_per_agent": rec["bytes_per_agent"], "time_s": rec["time_s"]}
+    return None

@@ -77,6 +77,12 @@ def format_table(summary: dict) -> str:
                  f"on {summary['ranks']} rank(s), {summary['iterations']} iterations, "
                  f"{summary['bytes_sent_per_agent'] / 1e6:.3g} MB sent per agent, "
                  f"{summary['wall_time_s']:.3g} s")
+    hit = summary.get("to_target")
+    if c.get("test_metric") is not None:
+        lines.append("centralized test metric minus 1 point: " + (
+            "not reached" if hit is None else
+            f"reached at iteration {hit['iteration']} "
+            f"({hit['bytes_per_agent'] / 1e6:.3g} MB per agent, {hit['time_s']:.3g} s)"))
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from .algorithms import Next, Sonata, make_schedule, run_loop
 from .comm import Network, make_network
 from .config import Config, resolve
 from .data import encode_targets, load_dataset, partition
-from .metrics import History, metric_name
+from .metrics import History, metric_name, rounds_to_target, target_metric
 from .problems import FlatModel, LocalProblems, make_regularizer, mlp
 from .reference import centralized_reference
 from .report import format_table, write_report
@@ -144,6 +144,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                                        "train_metric", "test_metric", "agent_test_min",
                                        "agent_test_max", "sparsity")},
         "centralized": ref,
+        "to_target": None if not ref or ref["test_metric"] is None else rounds_to_target(
+            history, target=target_metric(ref["test_metric"], ds.task), task=ds.task),
         "bytes_sent_per_agent": last["bytes_per_agent"],
         "wall_time_s": last["time_s"], "eval_time_s": last["eval_time_s"],
     }

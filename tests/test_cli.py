@@ -44,6 +44,12 @@ def test_run_writes_history_summary_plot_and_config(tmp_path):
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [int(r["iteration"]) for r in rows] == [0, 5, 10]
     assert float(rows[-1]["objective"]) == pytest.approx(s["final"]["objective"], rel=1e-12)
+    # rounds to "centralized minus one point": the first row that reaches it, or none
+    target = s["centralized"]["test_metric"] - 1.0
+    hits = [r for r in rows if float(r["test_metric"]) >= target]
+    assert (s["to_target"] is None) == (not hits)
+    if hits:
+        assert s["to_target"]["iteration"] == int(hits[0]["iteration"])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["run"]["iterations"] == 10 and cfg["algorithm"]["surrogate"] == "pl"
 
