@@ -87,6 +87,7 @@ class AlgorithmConfig:
     solver: str = "auto"
     inner_tol: float = 1e-6
     inner_iters: int = 500
+    batch_size: int = 0
 
 
 @dataclass
@@ -122,6 +123,7 @@ _RANGES = {  # (section, key): (test, description)
     ("algorithm", "power"): (lambda v: 0.5 < v <= 1, "in (0.5, 1]"),
     ("algorithm", "inner_tol"): (lambda v: v > 0, "> 0"),
     ("algorithm", "inner_iters"): (lambda v: v >= 1, ">= 1"),
+    ("algorithm", "batch_size"): (lambda v: v >= 0, ">= 0 (0 = the whole shard)"),
 }
 
 

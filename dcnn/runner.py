@@ -115,7 +115,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     surrogate = make_surrogate(a.surrogate, tau=tau, solver=a.solver, inner_tol=a.inner_tol,
                                inner_iters=a.inner_iters)
     schedule = make_schedule(a.schedule, alpha0=a.alpha0, eps=a.eps, power=a.power)
-    algorithm = _ALGORITHMS[a.name](surrogate=surrogate, schedule=schedule)
+    algorithm = _ALGORITHMS[a.name](surrogate=surrogate, schedule=schedule,
+                                    batch_size=a.batch_size or None, seed=r.seed)
     test = (torch.as_tensor(ds.X_test, dtype=dtype), torch.as_tensor(T_test, dtype=dtype))
     log(f"{ds.name}: {ds.n_train} train / {ds.n_test} test samples, task {ds.task}; "
         f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic}); "
@@ -136,6 +137,7 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     last = history.last
     summary = {
         "algorithm": a.name, "surrogate": a.surrogate, "tau": tau,
+        "batch_size": a.batch_size or None,
         "dataset": ds.name, "task": ds.task,
         "agents": r.agents, "ranks": network.size, "threads_per_rank": threads,
         "iterations": int(state.t), "parameters": model.n_params,

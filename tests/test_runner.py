@@ -47,3 +47,15 @@ def test_default_toml_spells_out_the_defaults():
     from conftest import ROOT
     from dcnn.config import resolve
     assert resolve(load_config(ROOT / "experiments" / "default.toml")) == resolve(load_config())
+
+
+def test_batch_size_config_reaches_the_algorithm():
+    """algorithm.batch_size: a batch as large as every shard is the deterministic run;
+    a small one changes the trajectory (and is reported in summary.json)."""
+    base = ["run.iterations=5", "run.eval_every=5", "run.progress=false", "run.reference=false",
+            "algorithm.surrogate='fl'"]
+    runs = {b: dcnn.run_experiment(load_config(None, base + [f"algorithm.batch_size={b}"]),
+                                   out=None, verbose=False) for b in (0, 1000, 8)}
+    assert runs[0].summary["batch_size"] is None and runs[8].summary["batch_size"] == 8
+    assert runs[0].state.X.equal(runs[1000].state.X)
+    assert not runs[0].state.X.equal(runs[8].state.X)

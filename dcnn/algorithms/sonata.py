@@ -18,6 +18,17 @@ de-biased ``y_i`` tracks the average gradient and ``N y_i`` the total one. The s
 de-biased ``w_i`` and ``y_i`` (what metrics read); ``phi z``, ``phi y`` and ``phi`` travel in one
 message (a stacked ``(A, 2P + 1)`` mix). On a doubly stochastic ``W`` the weights stay
 ``phi = 1`` and SONATA is NEXT (:mod:`dcnn.algorithms.next`).
+
+Stochastic variant (``batch_size = b``; an extension beyond the paper): exactly as in
+:mod:`dcnn.algorithms.next`, iteration ``n`` solves the surrogate of the unbiased mini-batch
+cost ``g_i^n`` (batch drawn from ``(seed, n, i)``) and stores ``G_i = grad g_i^{n+1}(w_i new)``,
+taken on the next iteration's batch; the tracking uses the stored ``G_i``,
+
+    y_i   <- (1 / phi_i new) [sum_j A_ij[n] phi_j y_j + G_i new - G_i old],
+
+so ``sum_i phi_i y_i = sum_i G_i`` stays exact. No convergence guarantee to exact
+stationarity with a constant step; with a diminishing step and bounded variance it behaves
+like stochastic (push-sum) gradient tracking.
 """
 from __future__ import annotations
 
@@ -28,7 +39,7 @@ import torch
 
 from ..comm import Network
 from ..errors import TopologyError
-from ..problems import LocalProblems
+from ..problems import LocalProblems, batch_problems, check_batch_size
 from ..topology import check_column_stochastic
 
 __all__ = ["SonataState", "Sonata"]
@@ -59,17 +70,25 @@ def _check_push_sum(W: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Sonata:
     """SONATA with a surrogate (``FL``/``PL``) and a step-size schedule; any column-stochastic
-    weights, directed and time-varying included."""
+    weights, directed and time-varying included; ``batch_size`` > 0 makes it stochastic."""
 
     surrogate: object
     schedule: object
     name: str = "sonata"
+    batch_size: int | None = None
+    seed: int = 0
     directed_ok = True
+
+    def __post_init__(self):
+        check_batch_size(self.batch_size)
+
+    def _costs(self, problem: LocalProblems, t: int):
+        return batch_problems(problem, t, batch_size=self.batch_size, seed=self.seed)
 
     def init(self, problem: LocalProblems, network: Network,
              X0: torch.Tensor) -> SonataState:
         self.surrogate.check(problem)
-        G = problem.gradients(X0)
+        G = self._costs(problem, 0).gradients(X0)
         phi = torch.ones(X0.shape[0], dtype=X0.dtype)
         return SonataState(t=0, X=X0.clone(), Y=G.clone(), G=G, phi=phi,
                            alpha=self.schedule.init())
@@ -81,7 +100,7 @@ class Sonata:
         P = X.shape[1]
         # pi~_i = N y_i - grad g_i(w_i)
         Pi = network.n_agents * Y - G
-        Xt = self.surrogate.solve(problem, X, G, Pi, alpha=alpha)
+        Xt = self._costs(problem, state.t).solve(self.surrogate, X, G, Pi, alpha=alpha)
         # z_i = w_i + alpha (w~_i - w_i)
         Z = X + alpha * (Xt - X)
         p = phi[:, None]
@@ -91,7 +110,7 @@ class Sonata:
         q = phi_new[:, None]
         # w_i = (1 / phi_i) sum_j A_ij phi_j z_j
         X_new = mixed[:, :P] / q
-        G_new = problem.gradients(X_new)
+        G_new = self._costs(problem, state.t + 1).gradients(X_new)
         # y_i = (1 / phi_i) (sum_j A_ij phi_j y_j + grad g_i(w_i new) - grad g_i(w_i old))
         Y_new = (mixed[:, P:2 * P] + G_new - G) / q
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new, phi=phi_new,

@@ -1,4 +1,6 @@
 """Models, losses, regularisers and the stacked local problems of a group of agents."""
+from .batches import (BatchProblems, batch_problems, batch_sizes, check_batch_size,
+                      sample_batches)
 from .local import LocalProblems
 from .losses import LOSSES, per_sample_loss, per_sample_score
 from .models import ACTIVATIONS, FlatModel, mlp
@@ -6,4 +8,5 @@ from .regularizers import REGULARIZERS, Regularizer, make_regularizer, soft_thre
 
 __all__ = ["LocalProblems", "LOSSES", "per_sample_loss", "per_sample_score", "ACTIVATIONS",
            "FlatModel", "mlp", "REGULARIZERS", "Regularizer", "make_regularizer",
-           "soft_threshold"]
+           "soft_threshold", "BatchProblems", "batch_problems", "batch_sizes",
+           "check_batch_size", "sample_batches"]

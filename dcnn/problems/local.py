@@ -10,9 +10,13 @@ Every method takes stacked parameters ``W`` of shape ``(A, P)`` (row ``a`` = age
 ``jacobians`` forms ``J_i = d f(w_i; X_i) / d w`` (``(A, M_max O, P)``); for models too big for
 that, ``jvp(W, D) = J_i d_i`` (forward mode) and ``vjp(W, E) = J_i^T e_i`` (reverse mode) give
 the same products at the cost of a few forward passes, without building ``J_i``.
+
+``batch(rows, sizes)`` is a view on mini-batches of the shards whose costs are unbiased
+estimates of the ``g_i`` (stochastic NEXT / SONATA; see :mod:`dcnn.problems.batches`).
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -79,6 +83,10 @@ class LocalProblems:
         if out.shape[-1] != o:
             raise DataError(f"the model gives {out.shape[-1]} outputs but the targets have {o}; "
                             f"set the model's output size to {o}")
+        self._bind()
+
+    def _bind(self) -> None:
+        """The vmapped kernels, bound to this object (a view re-binds its own)."""
         self._grad = vmap(grad_and_value(self._agent_loss))
         # per-sample Jacobians (M O backward passes of one sample each): jacrev of the
         # whole batch would run M O backward passes over all M samples, M times the work
@@ -143,6 +151,54 @@ class LocalProblems:
         ``E`` are ignored), shape ``(A, P)``."""
         E = E.reshape(self.T.shape) * self.mask[..., None]
         return self._vjp(W, E, self.X)
+
+    # ---- mini-batch views ----------------------------------------------------------------
+    def batch(self, rows: torch.Tensor, sizes: torch.Tensor, *,
+              agents: Sequence[int] | torch.Tensor | None = None) -> LocalProblems:
+        """The costs of agents ``agents`` (group positions, default all) on rows of their
+        shards: a view whose ``g_i`` is the unbiased estimate
+
+            g_i^B(w) = (M_i / |B_i|) (1/M) sum_{k in B_i} loss(t_k, f(w; x_k))
+
+        of the full-shard ``g_i``, with ``B_i`` = ``rows[a, :sizes[a]]`` (local row indices,
+        distinct; entries past ``sizes[a]`` are padding and ignored). The view is an ordinary
+        :class:`LocalProblems` (binary mask, zero padded rows, scalar ``scale``), so every
+        method and every surrogate use it unchanged; its ``scale`` is
+        ``(M_i / |B_i|) / M``, which must therefore be the same for all its agents (group
+        agents by that ratio, as :class:`dcnn.problems.batches.BatchProblems` does). On all
+        rows of the shards in order it equals ``self`` exactly.
+        """
+        pos = (torch.arange(self.n_agents) if agents is None
+               else torch.as_tensor(agents, dtype=torch.long).reshape(-1))
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        sizes = torch.as_tensor(sizes, dtype=torch.long).reshape(-1)
+        counts = self.counts[pos]
+        if rows.ndim != 2 or rows.shape[0] != len(pos) or sizes.shape != (len(pos),):
+            raise DataError(f"rows {tuple(rows.shape)} and sizes {tuple(sizes.shape)} do not "
+                            f"fit {len(pos)} agents; pass rows (A, b) and sizes (A,)")
+        if not bool(((sizes >= 1) & (sizes <= counts) & (sizes <= rows.shape[1])).all()):
+            raise DataError(f"batch sizes {sizes.tolist()} must lie in [1, M_i] with M_i = "
+                            f"{counts.tolist()} and at most rows.shape[1] = {rows.shape[1]}")
+        valid = torch.arange(rows.shape[1]) < sizes[:, None]
+        if not bool((((rows >= 0) & (rows < counts[:, None])) | ~valid).all()):
+            raise DataError(f"batch rows must index the agents' own rows 0..M_i-1, "
+                            f"M_i = {counts.tolist()}")
+        # M_i / |B_i| equal for all agents of the view (exact integer comparison)
+        if not bool((counts * sizes[0] == counts[0] * sizes).all()):
+            raise DataError(f"one batch view needs equal M_i / |B_i| for all its agents, got "
+                            f"M_i = {counts.tolist()}, |B_i| = {sizes.tolist()}; split the "
+                            f"agents by that ratio")
+        safe = torch.where(valid, rows, 0)
+        take = pos[:, None]
+        view = copy.copy(self)
+        view.X = torch.where(valid[..., None], self.X[take, safe], 0.0)
+        view.T = torch.where(valid[..., None], self.T[take, safe], 0.0)
+        view.mask = torch.where(valid, self.mask[take, safe], 0.0)
+        view.counts = sizes.clone()
+        view.agent_ids = tuple(self.agent_ids[int(a)] for a in pos)
+        view.scale = self.scale * (int(counts[0]) / int(sizes[0]))
+        view._bind()
+        return view
 
     # ---- metrics -----------------------------------------------------------------------
     def score_sums(self, W: torch.Tensor) -> torch.Tensor:
