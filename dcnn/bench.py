@@ -7,10 +7,15 @@
 - ``dcnn bench stacked`` (one process): NEXT-FL iterations per second of the stacked
   in-process backend against a plain per-agent Python loop over the same maths (per-agent
   autograd gradient, FL step, neighbour sums), for 8, 64 and 512 agents.
+- ``dcnn bench threads`` (one process): wall time of one local PL solve (``surrogate.solve``
+  for a group of 2 agents, Jacobian or linearisation included) for P ~ 1e3 .. 1e5, unblocked
+  on 2 intra-op threads against the block-Jacobi surrogate with 2 random blocks on 1 thread
+  and on 2 threads (see :mod:`dcnn.surrogates.blocks`).
 """
 from __future__ import annotations
 
 import csv
+import os
 import statistics
 import sys
 import time
@@ -19,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["bench_mix", "bench_stacked", "main"]
+__all__ = ["bench_mix", "bench_stacked", "bench_threads", "main"]
 
 
 def _ring(n: int) -> np.ndarray:
@@ -163,6 +168,96 @@ def bench_stacked(agents=(8, 64, 512), *, m: int = 16, d: int = 10, hidden: int 
     return rows
 
 
+# (label, hidden layers, samples per agent, loss, PL solver); inputs d = 20, one output
+THREAD_CASES = (
+    ("P~1e3 K>P", (40,), 2000, "squared", "auto"),
+    ("P~1e3", (40,), 200, "squared", "auto"),
+    ("P~1e4", (100, 80), 200, "squared", "auto"),
+    ("P~1e4 CE", (100, 80), 200, "cross_entropy", "auto"),
+    ("P~1e4 free", (100, 80), 200, "squared", "cg"),
+    ("P~3e4", (150, 150), 200, "squared", "auto"),
+    ("P~1e5 free", (310, 310), 200, "squared", "cg"),
+)
+QUICK_THREAD_CASES = ("P~1e3 K>P", "P~1e4", "P~1e4 free")
+
+
+def bench_threads(cases=THREAD_CASES, *, agents: int = 2, threads: int = 2, reps: int = 5,
+                  d: int = 20) -> list[dict]:
+    """Median wall time of one ``solve`` (cold start, the Jacobian formed inside) of
+
+    (a) ``PL`` with ``threads`` intra-op threads (and, for reference, with one; and as one
+        block through the block machinery, which matrix-free means products through one
+        shared autograd linearisation instead of ``jvp``/``vjp``),
+    (b) ``Blocked(PL)`` with ``threads`` random blocks, run one after the other on 1 thread,
+    (c) the same blocks on ``threads`` threads (1 intra-op thread each),
+
+    interleaved ``reps`` times. (b) and (c) are first checked to agree to 1e-12.
+    """
+    from .problems import FlatModel, LocalProblems, make_regularizer, mlp
+    from .surrogates import PL, Blocked, make_blocks
+
+    n_threads = torch.get_num_threads()
+    rows = []
+    try:
+        for label, hidden, m, loss, solver in cases:
+            X, y = _synthetic(agents, m, d, seed=1)
+            T = y if loss == "squared" else (y > 0).to(y.dtype)
+            model = FlatModel(mlp(n_inputs=d, hidden=hidden, n_outputs=1, seed=0))
+            shards = [(X[i * m:(i + 1) * m], T[i * m:(i + 1) * m]) for i in range(agents)]
+            prob = LocalProblems(model=model, shards=shards, loss=loss,
+                                 task="regression" if loss == "squared" else "binary",
+                                 n_total=agents * m,
+                                 regularizer=make_regularizer("l2", lam=1e-3))
+            g = torch.Generator().manual_seed(2)
+            V = model.w0 + 0.1 * torch.randn(agents, model.n_params, generator=g,
+                                             dtype=torch.float64)
+            G = prob.gradients(V)
+            Pi = 0.01 * torch.randn(V.shape, generator=g, dtype=torch.float64)
+            base = PL(tau=1.0, solver=solver, inner_tol=1e-8)
+            blocks = make_blocks(model, "random", n_blocks=threads, seed=0)
+            variants = {   # name: (surrogate, intra-op threads)
+                "pl": (base, threads), "pl_1thr": (base, 1),
+                "one_blk": (Blocked(base, [torch.arange(model.n_params)], threads=1), threads),
+                "blk_serial": (Blocked(base, blocks, threads=1), 1),
+                "blk_par": (Blocked(base, blocks, threads=threads), threads)}
+
+            def once(name):
+                sur, n = variants[name]
+                torch.set_num_threads(n)
+                sur.check(prob)        # cold start: no warm start from an earlier call
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    W = sur.solve(prob, V, G, Pi, alpha=1.0)
+                return time.perf_counter() - t0, W, sur.last_inner
+
+            out = {k: once(k) for k in variants}          # warm-up, and the results
+            diff = float((out["blk_serial"][1] - out["blk_par"][1]).abs().max())
+            scale = max(1.0, float(out["blk_par"][1].abs().max()))
+            if not diff <= 1e-12 * scale:
+                raise RuntimeError(f"{label}: blocks on 1 and {threads} threads disagree by "
+                                   f"{diff:.3g}")
+            times = {k: [] for k in variants}
+            for _ in range(reps):
+                for k in variants:             # interleaved, so drifts hit all alike
+                    times[k].append(once(k)[0])
+            med = {k: statistics.median(v) for k, v in times.items()}
+            its = {k: "-" if out[k][2] is None else int(out[k][2].iterations.max())
+                   for k in ("pl", "blk_par")}
+            rows.append({
+                "case": label, "P": model.n_params, "K": m, "loss": loss,
+                "path": "matrix-free" if base.matrix_free(prob) else "formed J",
+                "inner_its_pl/blk": f"{its['pl']}/{its['blk_par']}",
+                "pl_2thr_ms": 1e3 * med["pl"], "pl_1thr_ms": 1e3 * med["pl_1thr"],
+                "1blk_2thr_ms": 1e3 * med["one_blk"],
+                "blk_serial_ms": 1e3 * med["blk_serial"], "blk_2thr_ms": 1e3 * med["blk_par"],
+                "serial/2thr": med["blk_serial"] / med["blk_par"],
+                "pl/blk_2thr": med["pl"] / med["blk_par"],
+                "max_abs_diff_1_vs_2": diff, "load_1min": os.getloadavg()[0]})
+    finally:
+        torch.set_num_threads(n_threads)
+    return rows
+
+
 def _world_size() -> int:
     from .comm import launched_by_mpi
     if not launched_by_mpi():
@@ -194,6 +289,10 @@ def main(args) -> int:
     if args.what == "mix":
         sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
         _print(bench_mix(sizes, reps=5 if args.quick else 30), args.out)
+    elif args.what == "threads":
+        cases = [c for c in THREAD_CASES if c[0] in QUICK_THREAD_CASES] if args.quick \
+            else THREAD_CASES
+        _print(bench_threads(cases, reps=3 if args.quick else 7), args.out)
     else:
         agents = (8, 64) if args.quick else (8, 64, 512)
         _print(bench_stacked(agents, seconds=0.3 if args.quick else 2.0), args.out)

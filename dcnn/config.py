@@ -88,6 +88,10 @@ class AlgorithmConfig:
     inner_tol: float = 1e-6
     inner_iters: int = 500
     batch_size: int = 0
+    threads: int = 1
+    blocks: str = "layer"
+    n_blocks: int | None = None
+    block_fraction: float = 1.0
 
 
 @dataclass
@@ -106,6 +110,7 @@ _CHOICES = {
     ("algorithm", "surrogate"): ("fl", "pl"),
     ("algorithm", "schedule"): ("diminishing", "constant", "polynomial"),
     ("algorithm", "solver"): ("auto", "cholesky", "woodbury", "cg"),
+    ("algorithm", "blocks"): ("layer", "neuron", "random"),
 }
 _RANGES = {  # (section, key): (test, description)
     ("run", "agents"): (lambda v: v >= 1, ">= 1"),
@@ -124,6 +129,9 @@ _RANGES = {  # (section, key): (test, description)
     ("algorithm", "inner_tol"): (lambda v: v > 0, "> 0"),
     ("algorithm", "inner_iters"): (lambda v: v >= 1, ">= 1"),
     ("algorithm", "batch_size"): (lambda v: v >= 0, ">= 0 (0 = the whole shard)"),
+    ("algorithm", "threads"): (lambda v: v >= 1, ">= 1"),
+    ("algorithm", "n_blocks"): (lambda v: v >= 1, ">= 1"),
+    ("algorithm", "block_fraction"): (lambda v: 0 < v <= 1, "in (0, 1]"),
 }
 
 

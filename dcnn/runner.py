@@ -20,7 +20,7 @@ from .metrics import History, metric_name, rounds_to_target, target_metric
 from .problems import FlatModel, LocalProblems, make_regularizer, mlp
 from .reference import centralized_reference
 from .report import format_table, write_report
-from .surrogates import make_surrogate
+from .surrogates import make_blocked, make_surrogate
 from .surrogates.tau import auto_tau
 from .topology import make_topology
 
@@ -112,8 +112,11 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     if tau == "auto":
         with torch.no_grad():
             tau = auto_tau(a.surrogate, problem=problem, network=network, W=X0)
-    surrogate = make_surrogate(a.surrogate, tau=tau, solver=a.solver, inner_tol=a.inner_tol,
-                               inner_iters=a.inner_iters)
+    surrogate = make_blocked(
+        make_surrogate(a.surrogate, tau=tau, solver=a.solver, inner_tol=a.inner_tol,
+                       inner_iters=a.inner_iters),
+        model=model, threads=a.threads, blocks=a.blocks, n_blocks=a.n_blocks,
+        block_fraction=a.block_fraction, seed=r.seed)
     schedule = make_schedule(a.schedule, alpha0=a.alpha0, eps=a.eps, power=a.power)
     algorithm = _ALGORITHMS[a.name](surrogate=surrogate, schedule=schedule,
                                     batch_size=a.batch_size or None, seed=r.seed)

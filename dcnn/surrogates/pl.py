@@ -54,10 +54,16 @@ is reproducible. ``last_inner`` exposes the last solve's iterations and residual
 stacked Jacobian would take more than :data:`JACOBIAN_BUDGET_BYTES`; then every product with
 ``J`` is a Jacobian-vector or vector-Jacobian product (``problem.jvp`` / ``problem.vjp``) and no
 ``P x P`` or ``K x P`` matrix is built. The squared + l2 direct path is unchanged.
+
+The case dispatch is the pure function :func:`local_step` on :class:`Ops` (``J`` or its
+products), so it runs unchanged on a subset of the columns of ``J``: the block-Jacobi
+surrogate of :mod:`dcnn.surrogates.blocks` calls it once per block.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -200,78 +206,134 @@ class PL:
 
     def solve(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
               Pi: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
-        reg, free = problem.regularizer, self.matrix_free(problem)
-        lam = reg.l2
-        if problem.loss == "squared" and reg.smooth and not free:
-            J = problem.jacobians(V)
-            # (2 s J^T J + (tau + 2 lam) I) d = -grad g(v) - pi - 2 lam v
-            q = -G - Pi - 2.0 * lam * V
-            d = pl_solve(J, q, a=2.0 * problem.scale, c=self.tau + 2.0 * lam,
-                         method=self.solver)
+        free = self.matrix_free(problem)
+        if is_direct(problem, free):
+            d, _ = local_step(problem, products(problem, V, free=False), None, V, G, Pi, None,
+                              **self.options(tol=None))
             self._memory.pop("last", None)
             return V + d
         key = ("warm", problem.agent_ids, tuple(V.shape))
         prev = self._memory.get(key)
         D0 = torch.zeros_like(V) if prev is None else prev - V
-        # residual <= inner_tol alpha, floored at the rounding level of the gradient (float32)
-        floor = 64.0 * torch.finfo(V.dtype).eps * torch.linalg.vector_norm(G + Pi, dim=-1)
-        tol = torch.clamp(floor, min=self.inner_tol * alpha)
-        res = self._iterative(problem, V, G, Pi, D0, tol=tol, free=free)
-        W = V + res.x
+        ops = products(problem, V, free=free)
+        h = None if is_least_squares(problem) else linearised(problem, V)
+        d, res = local_step(problem, ops, h, V, G, Pi, D0,
+                            **self.options(tol=inner_tolerance(V, G, Pi, self.inner_tol, alpha)))
+        W = V + d
         self._memory[key], self._memory["last"] = W, res
         return W
 
-    def _iterative(self, problem, V, G, Pi, D0, *, tol, free) -> InnerResult:
-        reg, lam, iters = problem.regularizer, problem.regularizer.l2, self.inner_iters
-        J, fwd, adj = _products(problem, V, free)
-        if problem.loss == "squared" and reg.smooth:
-            c = self.tau + 2.0 * lam
-            # (2 s J^T J + c I) d = -grad g(v) - pi - 2 lam v, by CG on J-products
-            return cg(lambda D: 2.0 * problem.scale * adj(fwd(D)) + c * D,
-                      -G - Pi - 2.0 * lam * V, D0, tol=tol, max_iter=iters, min_iter=1)
-        h = _Linearised(problem.loss, problem.outputs(V), problem.T,
-                        problem.scale * problem.mask[..., None])
-        if reg.smooth:
-            c = self.tau + 2.0 * lam
-            return newton(D0, fwd=fwd, adj=adj, h=h, c=c, q=Pi + 2.0 * lam * V,
-                          direction=self._newton_direction(h, J, fwd, adj, c),
-                          tol=tol, max_iter=iters)
-        lmax = power_iteration(lambda D: adj(fwd(D)), _start(V), iters=15)
-        return fista(D0, fwd=fwd, adj=adj, h=h, c=self.tau, q=Pi,
-                     prox=lambda Z, step: reg.prox(V + Z, step) - V,
-                     L=h.curvature * lmax + self.tau, tol=tol, max_iter=iters)
-
-    def _newton_direction(self, h: _Linearised, J, fwd, adj, c: float):
-        if J is not None:
-            method = self.solver
-
-            def direct(U, g):
-                # (B^T B + c I) Delta = -g,  B = R^T J
-                return pl_solve(h.hess_root(U, J), -g, a=1.0, c=c, method=method)
-            return direct
-
-        def newton_cg(U, g):
-            # (J^T H J + c I) Delta = -g by CG, forcing term min(0.1, sqrt ||g||)
-            gn = torch.linalg.vector_norm(g, dim=-1)
-            res = cg(lambda Z: adj(h.hess_mv(U, fwd(Z))) + c * Z, -g,
-                     tol=torch.clamp(gn.sqrt(), max=0.1) * gn, max_iter=self.inner_iters)
-            return res.x
-        return newton_cg
+    def options(self, *, tol) -> dict:
+        """The keyword options of :func:`local_step` for this surrogate."""
+        return {"tau": self.tau, "solver": self.solver, "tol": tol, "iters": self.inner_iters}
 
 
-def _products(problem: LocalProblems, V: torch.Tensor, free: bool):
-    """``(J or None, fwd, adj)``: ``fwd(D) = J D`` and ``adj(E) = J^T E`` at ``V``, through a
-    formed ``J`` or through ``jvp``/``vjp``."""
-    if free:
-        return None, (lambda D: problem.jvp(V, D)), (lambda E: problem.vjp(V, E))
-    J = problem.jacobians(V)
+# ---- the local step as pure functions (shared with the block-Jacobi surrogate) -------------
 
+class Ops(NamedTuple):
+    """Products with the Jacobian at ``v``: the formed ``J (A, K, P')`` (``None`` when
+    matrix-free), ``fwd(D) = J D`` and ``adj(E) = J^T E``; ``P'`` may be a column subset."""
+
+    J: torch.Tensor | None
+    fwd: Callable[[torch.Tensor], torch.Tensor]
+    adj: Callable[[torch.Tensor], torch.Tensor]
+
+
+def is_least_squares(problem: LocalProblems) -> bool:
+    """Squared loss and a smooth regulariser: the subproblem is a linear system."""
+    return problem.loss == "squared" and problem.regularizer.smooth
+
+
+def is_direct(problem: LocalProblems, free: bool) -> bool:
+    """Whether the local step is one direct linear solve (no iterations, no warm start)."""
+    return is_least_squares(problem) and not free
+
+
+def inner_tolerance(V: torch.Tensor, G: torch.Tensor, Pi: torch.Tensor, inner_tol: float,
+                    alpha: float) -> torch.Tensor:
+    """Per row, ``inner_tol * alpha`` floored at the rounding level of the gradient (float32)."""
+    floor = 64.0 * torch.finfo(V.dtype).eps * torch.linalg.vector_norm(G + Pi, dim=-1)
+    return torch.clamp(floor, min=inner_tol * alpha)
+
+
+def linearised(problem: LocalProblems, V: torch.Tensor,
+               outputs: torch.Tensor | None = None) -> _Linearised:
+    """``h`` of the module docstring at ``V`` (``outputs = f(V)`` if already computed)."""
+    out = problem.outputs(V) if outputs is None else outputs
+    return _Linearised(problem.loss, out, problem.T, problem.scale * problem.mask[..., None])
+
+
+def local_step(problem: LocalProblems, ops: Ops, h: _Linearised | None, V: torch.Tensor,
+               G: torch.Tensor, Pi: torch.Tensor, D0: torch.Tensor | None, *, tau: float,
+               solver: str, tol, iters: int) -> tuple[torch.Tensor, InnerResult | None]:
+    """``d = argmin_d phi(d) [+ psi(d)]`` over the coordinates that ``ops`` spans.
+
+    ``V, G, Pi, D0`` are restricted to those coordinates (the others stay at ``v``, their
+    ``d`` is 0); ``h`` is the linearised loss (``None`` for squared loss + smooth ``r``).
+    Returns ``d`` and the inner solver's result (``None`` after a direct solve).
+    """
+    lam = problem.regularizer.l2
+    if is_direct(problem, ops.J is None):
+        # (2 s J^T J + (tau + 2 lam) I) d = -grad g(v) - pi - 2 lam v
+        d = pl_solve(ops.J, -G - Pi - 2.0 * lam * V, a=2.0 * problem.scale,
+                     c=tau + 2.0 * lam, method=solver)
+        return d, None
+    res = _iterative(problem, ops, h, V, G, Pi, D0, tau=tau, solver=solver, tol=tol,
+                     iters=iters)
+    return res.x, res
+
+
+def _iterative(problem, ops: Ops, h, V, G, Pi, D0, *, tau, solver, tol, iters) -> InnerResult:
+    reg, lam = problem.regularizer, problem.regularizer.l2
+    J, fwd, adj = ops
+    if is_least_squares(problem):
+        c = tau + 2.0 * lam
+        # (2 s J^T J + c I) d = -grad g(v) - pi - 2 lam v, by CG on J-products
+        return cg(lambda D: 2.0 * problem.scale * adj(fwd(D)) + c * D,
+                  -G - Pi - 2.0 * lam * V, D0, tol=tol, max_iter=iters, min_iter=1)
+    if reg.smooth:
+        c = tau + 2.0 * lam
+        return newton(D0, fwd=fwd, adj=adj, h=h, c=c, q=Pi + 2.0 * lam * V,
+                      direction=_newton_direction(h, ops, c, solver=solver, iters=iters),
+                      tol=tol, max_iter=iters)
+    lmax = power_iteration(lambda D: adj(fwd(D)), _start(V), iters=15)
+    return fista(D0, fwd=fwd, adj=adj, h=h, c=tau, q=Pi,
+                 prox=lambda Z, step: reg.prox(V + Z, step) - V,
+                 L=h.curvature * lmax + tau, tol=tol, max_iter=iters)
+
+
+def _newton_direction(h: _Linearised, ops: Ops, c: float, *, solver: str, iters: int):
+    J, fwd, adj = ops
+    if J is not None:
+        def direct(U, g):
+            # (B^T B + c I) Delta = -g,  B = R^T J
+            return pl_solve(h.hess_root(U, J), -g, a=1.0, c=c, method=solver)
+        return direct
+
+    def newton_cg(U, g):
+        # (J^T H J + c I) Delta = -g by CG, forcing term min(0.1, sqrt ||g||)
+        gn = torch.linalg.vector_norm(g, dim=-1)
+        res = cg(lambda Z: adj(h.hess_mv(U, fwd(Z))) + c * Z, -g,
+                 tol=torch.clamp(gn.sqrt(), max=0.1) * gn, max_iter=iters)
+        return res.x
+    return newton_cg
+
+
+def formed(J: torch.Tensor) -> Ops:
+    """:class:`Ops` through a formed ``J (A, K, P')``."""
     def fwd(D):
         return (J @ D.unsqueeze(-1)).squeeze(-1)
 
     def adj(E):
         return (J.transpose(-1, -2) @ E.unsqueeze(-1)).squeeze(-1)
-    return J, fwd, adj
+    return Ops(J, fwd, adj)
+
+
+def products(problem: LocalProblems, V: torch.Tensor, *, free: bool) -> Ops:
+    """:class:`Ops` at ``V``, through a formed ``J`` or through ``jvp``/``vjp``."""
+    if free:
+        return Ops(None, lambda D: problem.jvp(V, D), lambda E: problem.vjp(V, E))
+    return formed(problem.jacobians(V))
 
 
 def _start(V: torch.Tensor) -> torch.Tensor:
