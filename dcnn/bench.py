@@ -11,6 +11,8 @@
   for a group of 2 agents, Jacobian or linearisation included) for P ~ 1e3 .. 1e5, unblocked
   on 2 intra-op threads against the block-Jacobi surrogate with 2 random blocks on 1 thread
   and on 2 threads (see :mod:`dcnn.surrogates.blocks`).
+- ``dcnn bench memory`` (one process): the peak-memory growth of one matrix-free PL step on
+  a ~1e5-parameter MLP, next to the sizes of the formed Jacobian and of a ``P x P`` matrix.
 """
 from __future__ import annotations
 
@@ -282,6 +284,41 @@ def _print(rows: list[dict], out: str | None) -> None:
     sys.stdout.flush()
 
 
+def bench_memory(*, hidden=(310, 310), m: int = 200, d: int = 20, agents: int = 2) -> list[dict]:
+    """Peak-memory growth of one matrix-free PL step on a ~1e5-parameter MLP (squared + l2,
+    ``solver = "auto"``, which goes matrix-free because ``J`` would exceed the budget).
+
+    Read from the process's resident-set high-water mark (``ru_maxrss``) around the solve, so
+    run it in a fresh process (``dcnn bench memory``); compared with what the formed ``J``
+    and a ``P x P`` matrix would take."""
+    import resource
+
+    from .problems import FlatModel, LocalProblems, make_regularizer, mlp
+    from .surrogates import PL
+    from .surrogates.pl import jacobian_bytes
+
+    X, y = _synthetic(agents, m, d, seed=1)
+    model = FlatModel(mlp(n_inputs=d, hidden=hidden, n_outputs=1, seed=0))
+    prob = LocalProblems(model=model, shards=[(X[i * m:(i + 1) * m], y[i * m:(i + 1) * m])
+                                              for i in range(agents)],
+                         loss="squared", task="regression", n_total=agents * m,
+                         regularizer=make_regularizer("l2", lam=1e-3))
+    V = model.w0.expand(agents, -1).clone()
+    G = prob.gradients(V)
+    surrogate = PL(tau=1.0)
+    surrogate.check(prob)
+    assert surrogate.matrix_free(prob)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    surrogate.solve(prob, V, G, torch.zeros_like(V), alpha=0.5)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    P = model.n_params
+    return [{"params": P, "agents": agents, "samples_per_agent": m,
+             "peak_growth_MB": (after - before) / 1e6,
+             "state_MB": 6 * agents * P * 8 / 1e6,
+             "formed_J_MB": jacobian_bytes(prob) / 1e6,
+             "PxP_per_agent_MB": P * P * 8 / 1e6}]
+
+
 def main(args) -> int:
     from .runner import configure_threads
 
@@ -289,6 +326,8 @@ def main(args) -> int:
     if args.what == "mix":
         sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
         _print(bench_mix(sizes, reps=5 if args.quick else 30), args.out)
+    elif args.what == "memory":
+        _print(bench_memory(), args.out)
     elif args.what == "threads":
         cases = [c for c in THREAD_CASES if c[0] in QUICK_THREAD_CASES] if args.quick \
             else THREAD_CASES

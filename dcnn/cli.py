@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, MPI library, ranks, threads")
     info.set_defaults(func=_cmd_info)
     bench = sub.add_parser("bench", help="performance benchmarks (see README)")
-    bench.add_argument("what", choices=["mix", "stacked", "threads"], help="which benchmark")
+    bench.add_argument("what", choices=["mix", "stacked", "threads", "memory"], help="which benchmark")
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     bench.add_argument("--out", help="write the table as CSV here")
     bench.set_defaults(func=_cmd_bench)
