@@ -11,6 +11,8 @@ from dcnn.problems import FlatModel, LocalProblems, make_regularizer, mlp
 from dcnn.surrogates import FL, PL
 from dcnn.topology import make_topology
 
+from oracles import ridge_optimum as _ridge_optimum
+
 
 class Weights:
     """A fixed weight matrix as a topology."""
@@ -120,15 +122,6 @@ def test_complete_graph_equals_centralized_counterpart(kind):
         alpha = sched.update(alpha, t)
         # every agent holds the centralized iterate, step by step
         torch.testing.assert_close(state.X, w.expand(N, -1), atol=1e-11, rtol=0)
-
-
-def _ridge_optimum(ds, lam):
-    """Closed form of (1/M)||y - [X 1] theta||^2 + lam ||theta||^2."""
-    Xa = np.hstack([ds.X_train, np.ones((ds.n_train, 1))])
-    y = ds.y_train.reshape(-1)
-    M = len(y)
-    theta = np.linalg.solve(Xa.T @ Xa / M + lam * np.eye(Xa.shape[1]), Xa.T @ y / M)
-    return np.sum((y - Xa @ theta) ** 2) / M + lam * theta @ theta
 
 
 @pytest.mark.parametrize("kind,tau,alpha,iters", [("fl", 8.0, 1.0, 1500), ("pl", 1.0, 0.5, 400)])

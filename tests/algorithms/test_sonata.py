@@ -14,6 +14,8 @@ from dcnn.surrogates import FL, PL
 from dcnn.topology import (Topology, is_column_stochastic, is_row_stochastic, make_topology,
                            row_stochastic)
 
+from oracles import ridge_optimum as _ridge_optimum
+
 
 def _problem(n_agents=6, hidden=(5,), lam=1e-2, seed=0):
     ds = load_dataset("diabetes", seed=seed)
@@ -25,15 +27,6 @@ def _problem(n_agents=6, hidden=(5,), lam=1e-2, seed=0):
                          loss="squared", task=ds.task, n_total=len(T),
                          regularizer=make_regularizer("l2", lam=lam))
     return prob, ds
-
-
-def _ridge_optimum(ds, lam):
-    """Closed form of (1/M)||y - [X 1] theta||^2 + lam ||theta||^2."""
-    Xa = np.hstack([ds.X_train, np.ones((ds.n_train, 1))])
-    y = ds.y_train.reshape(-1)
-    M = len(y)
-    theta = np.linalg.solve(Xa.T @ Xa / M + lam * np.eye(Xa.shape[1]), Xa.T @ y / M)
-    return np.sum((y - Xa @ theta) ** 2) / M + lam * theta @ theta
 
 
 def _start(prob):

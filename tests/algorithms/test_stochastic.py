@@ -17,6 +17,8 @@ from dcnn.problems import (FlatModel, LocalProblems, make_regularizer, mlp, per_
 from dcnn.surrogates import FL, PL
 from dcnn.topology import make_topology
 
+from oracles import ridge_optimum as _ridge_optimum
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -117,15 +119,6 @@ def test_bad_batch_size_is_refused():
         Next(surrogate=FL(), schedule=Diminishing(), batch_size=-4)
     with pytest.raises(ConfigError, match="algorithm.batch_size"):
         Sonata(surrogate=FL(), schedule=Diminishing(), batch_size=2.5)
-
-
-def _ridge_optimum(ds, lam):
-    """Closed form of (1/M)||y - [X 1] theta||^2 + lam ||theta||^2."""
-    Xa = np.hstack([ds.X_train, np.ones((ds.n_train, 1))])
-    y = ds.y_train.reshape(-1)
-    M = len(y)
-    theta = np.linalg.solve(Xa.T @ Xa / M + lam * np.eye(Xa.shape[1]), Xa.T @ y / M)
-    return np.sum((y - Xa @ theta) ** 2) / M + lam * theta @ theta
 
 
 def test_stochastic_fl_reaches_ridge_optimum_with_diminishing_step():

@@ -15,31 +15,7 @@ from dcnn.problems import FlatModel, LocalProblems, make_regularizer, mlp
 from dcnn.surrogates import FL, PL, Blocked, make_blocked, make_blocks
 from dcnn.topology import make_topology
 
-
-def _tiny(loss="squared", O=2, reg="l2", lam=0.1, sizes=(6, 9, 7), hidden=(4,), d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    shards = []
-    for m in sizes:
-        X = rng.normal(size=(m, d))
-        if loss == "squared":
-            T = rng.normal(size=(m, O))
-        elif O == 1:
-            T = rng.integers(0, 2, size=(m, 1)).astype(float)
-        else:
-            T = np.eye(O)[rng.integers(0, O, size=m)]
-        shards.append((X, T))
-    task = "regression" if loss == "squared" else ("binary" if O == 1 else "multiclass")
-    model = FlatModel(mlp(n_inputs=d, hidden=hidden, n_outputs=O, seed=seed))
-    return LocalProblems(model=model, shards=shards, loss=loss, task=task,
-                         n_total=sum(sizes), regularizer=make_regularizer(reg, lam=lam))
-
-
-def _point(problem, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    V = problem.model.w0 + 0.3 * torch.randn(problem.n_agents, problem.n_params, generator=g,
-                                             dtype=torch.float64)
-    Pi = 0.05 * torch.randn(V.shape, generator=g, dtype=torch.float64)
-    return V, problem.gradients(V), Pi
+from oracles import random_point as _point, tiny_problem as _tiny
 
 
 CASES = [("squared", 2, "l2"), ("cross_entropy", 3, "l2"), ("squared", 2, "l1")]
