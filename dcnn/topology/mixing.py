@@ -171,41 +171,36 @@ def is_doubly_stochastic(W, tol: float = 1e-12) -> bool:
     return is_row_stochastic(W, tol) and is_column_stochastic(W, tol)
 
 
-def check_doubly_stochastic(W, tol: float = 1e-10) -> np.ndarray:
-    """Return ``W`` as float64 if doubly stochastic; else name the first offending entry."""
+def _check_stochastic(W, tol: float, axes: tuple, kind: str, fix: str) -> np.ndarray:
+    """``W`` as float64 if nonnegative with unit sums along ``axes`` (1: rows, 0: columns);
+    else a one-line error naming the first offending entry, ``kind`` and the ``fix``."""
     W = _square(W)
     bad = np.argwhere(W < -tol)
     if len(bad):
         i, j = bad[0]
         raise TopologyError(f"weight matrix has a negative entry W[{i}, {j}] = {W[i, j]:.3g}; "
-                            f"use a rule such as 'metropolis_hastings'")
-    for axis, what in ((1, "row"), (0, "column")):
+                            f"use {fix}")
+    for axis in axes:
         sums = W.sum(axis=axis)
         off = np.flatnonzero(np.abs(sums - 1.0) > tol)
         if len(off):
             k = off[0]
-            raise TopologyError(f"weight matrix is not doubly stochastic: {what} {k} sums to "
-                                f"{sums[k]:.12g}, not 1; use a rule such as "
-                                f"'metropolis_hastings'")
+            raise TopologyError(f"weight matrix is not {kind}: {'row' if axis else 'column'} "
+                                f"{k} sums to {sums[k]:.12g}, not 1; use {fix}")
     return W
+
+
+def check_doubly_stochastic(W, tol: float = 1e-10) -> np.ndarray:
+    """Return ``W`` as float64 if doubly stochastic; else name the first offending entry."""
+    return _check_stochastic(W, tol, (1, 0), "doubly stochastic",
+                             "a rule such as 'metropolis_hastings'")
 
 
 def check_column_stochastic(W, tol: float = 1e-10) -> np.ndarray:
     """Return ``W`` as float64 if column stochastic; else name the first offending entry."""
-    W = _square(W)
-    bad = np.argwhere(W < -tol)
-    if len(bad):
-        i, j = bad[0]
-        raise TopologyError(f"weight matrix has a negative entry W[{i}, {j}] = {W[i, j]:.3g}; "
-                            f"use weights 'column_stochastic'")
-    sums = W.sum(axis=0)
-    off = np.flatnonzero(np.abs(sums - 1.0) > tol)
-    if len(off):
-        k = off[0]
-        raise TopologyError(f"weight matrix is not column stochastic: column {k} sums to "
-                            f"{sums[k]:.12g}, not 1; use weights 'column_stochastic' (or a "
-                            f"doubly stochastic rule on an undirected graph)")
-    return W
+    return _check_stochastic(W, tol, (0,), "column stochastic",
+                             "weights 'column_stochastic' (or a doubly stochastic rule on an "
+                             "undirected graph)")
 
 
 def spectral_gap(W) -> float:
