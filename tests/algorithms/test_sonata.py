@@ -1,32 +1,21 @@
 """SONATA: the push-sum tracking invariant, equality with NEXT on doubly stochastic weights,
 the closed-form ridge optimum over a time-varying digraph, and the directed-graph guard."""
 import networkx as nx
-import numpy as np
 import pytest
 import torch
 
 from dcnn.algorithms import Constant, Diminishing, Next, Sonata, run_loop
 from dcnn.comm import LocalNetwork
-from dcnn.data import encode_targets, load_dataset, partition
 from dcnn.errors import ConfigError, TopologyError
-from dcnn.problems import FlatModel, LocalProblems, make_regularizer, mlp
 from dcnn.surrogates import FL, PL
 from dcnn.topology import (Topology, is_column_stochastic, is_row_stochastic, make_topology,
                            row_stochastic)
 
-from oracles import ridge_optimum as _ridge_optimum
+from oracles import diabetes_problem, ridge_optimum as _ridge_optimum
 
 
-def _problem(n_agents=6, hidden=(5,), lam=1e-2, seed=0):
-    ds = load_dataset("diabetes", seed=seed)
-    T = encode_targets(ds.y_train, task=ds.task, n_classes=ds.n_classes)
-    parts = partition(ds.y_train, n_agents, kind="iid", seed=seed, task=ds.task)
-    model = FlatModel(mlp(n_inputs=ds.n_features, hidden=hidden, n_outputs=T.shape[1],
-                          seed=seed))
-    prob = LocalProblems(model=model, shards=[(ds.X_train[p], T[p]) for p in parts],
-                         loss="squared", task=ds.task, n_total=len(T),
-                         regularizer=make_regularizer("l2", lam=lam))
-    return prob, ds
+def _problem(n_agents=6, hidden=(5,), lam=1e-2):
+    return diabetes_problem(n_agents=n_agents, hidden=hidden, lam=lam)
 
 
 def _start(prob):

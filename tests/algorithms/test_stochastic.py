@@ -4,20 +4,21 @@ mini-batch gradients, which are the gradients of the batch they were taken on; s
 convergence on ridge regression with a diminishing step; MPI equals in-process."""
 import re
 
-import numpy as np
 import pytest
 import torch
 
 from dcnn.algorithms import Diminishing, Next, Sonata, run_loop
 from dcnn.comm import LocalNetwork
-from dcnn.data import encode_targets, load_dataset, partition
 from dcnn.errors import ConfigError
-from dcnn.problems import (FlatModel, LocalProblems, make_regularizer, mlp, per_sample_loss,
-                           sample_batches)
+from dcnn.problems import per_sample_loss, sample_batches
 from dcnn.surrogates import FL, PL
 from dcnn.topology import make_topology
 
-from oracles import ridge_optimum as _ridge_optimum
+from oracles import diabetes_problem, ridge_optimum as _ridge_optimum
+
+
+def _problem(n_agents=6, hidden=(4,), lam=1e-2):
+    return diabetes_problem(n_agents=n_agents, hidden=hidden, lam=lam)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,18 +28,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _problem(n_agents=6, hidden=(4,), lam=1e-2):
-    ds = load_dataset("diabetes", seed=0)
-    T = encode_targets(ds.y_train, task=ds.task, n_classes=ds.n_classes)
-    parts = partition(ds.y_train, n_agents, kind="iid", seed=0, task=ds.task)
-    model = FlatModel(mlp(n_inputs=ds.n_features, hidden=hidden, n_outputs=T.shape[1],
-                          seed=0))
-    prob = LocalProblems(model=model, shards=[(ds.X_train[p], T[p]) for p in parts],
-                         loss="squared", task=ds.task, n_total=len(T),
-                         regularizer=make_regularizer("l2", lam=lam))
-    return prob, ds
 
 
 def _start(prob):

@@ -14,22 +14,13 @@ from dcnn.problems import (FlatModel, LocalProblems, batch_problems, batch_sizes
                            sample_batches)
 from dcnn.surrogates import PL
 
+from oracles import random_shards
+
 SIZES = (7, 9, 6, 9)   # uneven; with b = 3 the weights M_i / |B_i| are 7/3, 3, 2, 3
 
 
 def _problem(loss="squared", outputs=2, sizes=SIZES, reg="l2", lam=0.1, agent_ids=None):
-    rng = np.random.default_rng(0)
-    shards = []
-    for m in sizes:
-        X = rng.normal(size=(m, 3))
-        if loss == "squared":
-            T = rng.normal(size=(m, outputs))
-        elif outputs == 1:
-            T = rng.integers(0, 2, size=(m, 1)).astype(float)
-        else:
-            T = np.eye(outputs)[rng.integers(0, outputs, size=m)]
-        shards.append((X, T))
-    task = "regression" if loss == "squared" else ("binary" if outputs == 1 else "multiclass")
+    shards, task = random_shards(np.random.default_rng(0), sizes, loss=loss, O=outputs)
     model = FlatModel(mlp(n_inputs=3, hidden=(4,), n_outputs=outputs, seed=1))
     return LocalProblems(model=model, shards=shards, loss=loss, task=task,
                          n_total=sum(sizes) + 5, regularizer=make_regularizer(reg, lam=lam),

@@ -7,22 +7,13 @@ import torch
 from dcnn.errors import DataError
 from dcnn.problems import FlatModel, LocalProblems, make_regularizer, mlp
 
+from oracles import random_shards
+
 torch.manual_seed(0)
 
 
 def _problem(loss="squared", outputs=2, sizes=(3, 5, 4), hidden=(4,), activation="tanh"):
-    rng = np.random.default_rng(0)
-    shards = []
-    for m in sizes:
-        X = rng.normal(size=(m, 3))
-        if loss == "squared":
-            T = rng.normal(size=(m, outputs))
-        elif outputs == 1:
-            T = rng.integers(0, 2, size=(m, 1)).astype(float)
-        else:
-            T = np.eye(outputs)[rng.integers(0, outputs, size=m)]
-        shards.append((X, T))
-    task = "regression" if loss == "squared" else ("binary" if outputs == 1 else "multiclass")
+    shards, task = random_shards(np.random.default_rng(0), sizes, loss=loss, O=outputs)
     model = FlatModel(mlp(n_inputs=3, hidden=hidden, n_outputs=outputs, activation=activation,
                           seed=1))
     return LocalProblems(model=model, shards=shards, loss=loss, task=task,
