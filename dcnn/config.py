@@ -80,7 +80,9 @@ class AlgorithmConfig:
     name: str = "next"
     surrogate: str = "pl"
     tau: float | str = "auto"
-    schedule: str = "diminishing"
+    lr: float | str = "auto"
+    optimizer: str = "lbfgs"
+    schedule: str = "auto"
     alpha0: float = 0.5
     eps: float = 0.01
     power: float = 0.6
@@ -106,9 +108,11 @@ class Config:
 _CHOICES = {
     ("run", "dtype"): ("float64", "float32"),
     ("run", "backend"): ("auto", "local", "mpi"),
-    ("algorithm", "name"): ("next", "sonata"),
+    ("algorithm", "name"): ("next", "sonata", "dgd", "dsgd", "gt", "extra", "push-diging",
+                            "centralized"),
+    ("algorithm", "optimizer"): ("lbfgs", "gd", "adam"),
     ("algorithm", "surrogate"): ("fl", "pl"),
-    ("algorithm", "schedule"): ("diminishing", "constant", "polynomial"),
+    ("algorithm", "schedule"): ("auto", "diminishing", "constant", "polynomial"),
     ("algorithm", "solver"): ("auto", "cholesky", "woodbury", "cg"),
     ("algorithm", "blocks"): ("layer", "neuron", "random"),
 }
@@ -123,6 +127,8 @@ _RANGES = {  # (section, key): (test, description)
     ("topology", "B"): (lambda v: v >= 1, ">= 1"),
     ("algorithm", "tau"): (lambda v: v == "auto" or (not isinstance(v, str) and v > 0),
                            "> 0 or \"auto\""),
+    ("algorithm", "lr"): (lambda v: v == "auto" or (not isinstance(v, str) and v > 0),
+                          "> 0 or \"auto\""),
     ("algorithm", "alpha0"): (lambda v: 0 < v <= 1, "in (0, 1]"),
     ("algorithm", "eps"): (lambda v: 0 < v < 1, "in (0, 1)"),
     ("algorithm", "power"): (lambda v: 0.5 < v <= 1, "in (0.5, 1]"),

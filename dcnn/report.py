@@ -73,7 +73,7 @@ def format_table(summary: dict) -> str:
             ("consensus error", num(f["consensus_error"]), "-")]
     w = [max(len(r[k]) for r in rows) for k in range(3)]
     lines = ["  ".join(r[k].ljust(w[k]) for k in range(3)) for r in rows]
-    lines.append(f"{summary['algorithm']} ({summary['surrogate']}), {summary['agents']} agents "
+    lines.append(f"{summary['method']}, {summary['agents']} agents "
                  f"on {summary['ranks']} rank(s), {summary['iterations']} iterations, "
                  f"{summary['bytes_sent_per_agent'] / 1e6:.3g} MB sent per agent, "
                  f"{summary['wall_time_s']:.3g} s")
@@ -97,5 +97,5 @@ def write_report(out: str | Path, *, history: History, summary: dict, config: di
     paths["config"].write_text(json.dumps(_clean(config), indent=2) + "\n")
     plot_history(history, paths["plot"], metric_name=summary["metric_name"],
                  reference=summary.get("centralized"),
-                 title=f"{summary['algorithm']}-{summary['surrogate']} on {summary['dataset']}")
+                 title=f"{summary['method']} on {summary['dataset']}")
     return paths

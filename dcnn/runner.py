@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .algorithms import Next, Sonata, make_schedule, run_loop
+from .algorithms import ALGORITHMS, Scaled, auto_lr, make_schedule, run_loop
+from .algorithms.steps import ADAM_LR
 from .comm import Network, make_network
 from .config import Config, resolve
 from .data import encode_targets, load_dataset, partition
@@ -24,9 +25,9 @@ from .surrogates import make_blocked, make_surrogate
 from .surrogates.tau import auto_tau
 from .topology import make_topology
 
-__all__ = ["RunResult", "run_experiment", "local_problems", "configure_threads"]
+__all__ = ["RunResult", "run_experiment", "local_problems", "configure_threads",
+           "build_algorithm", "method_label"]
 
-_ALGORITHMS = {"next": Next, "sonata": Sonata}
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -79,9 +80,59 @@ def _out_dir(out, cfg: Config, network: Network) -> Path | None:
     return Path(out)
 
 
+def method_label(a) -> str:
+    """``next-pl``, ``sonata-fl``, ``centralized-lbfgs``, or the algorithm's name."""
+    kind = ALGORITHMS[a.name].kind
+    if kind == "surrogate":
+        return f"{a.name}-{a.surrogate}"
+    return f"{a.name}-{a.optimizer}" if kind == "centralized" else a.name
+
+
+def build_algorithm(a, *, problem: LocalProblems, network: Network, X0: torch.Tensor,
+                    model: FlatModel, seed: int) -> tuple[object, dict]:
+    """The algorithm the ``algorithm`` section ``a`` names, with ``schedule = "auto"``,
+    ``tau = "auto"``, ``lr = "auto"`` and the method's default batch size resolved; returns
+    it and the resolved values (for the log and the summary)."""
+    method = ALGORITHMS[a.name]
+    schedule_name = method.schedule if a.schedule == "auto" else a.schedule
+    schedule = make_schedule(schedule_name, alpha0=a.alpha0, eps=a.eps, power=a.power)
+    batch = a.batch_size or method.batch_size or None
+    info: dict = {"schedule": schedule_name}
+    if method.kind == "surrogate":
+        tau = a.tau
+        if tau == "auto":
+            with torch.no_grad():
+                tau = auto_tau(a.surrogate, problem=problem, network=network, W=X0)
+        surrogate = make_blocked(
+            make_surrogate(a.surrogate, tau=tau, solver=a.solver, inner_tol=a.inner_tol,
+                           inner_iters=a.inner_iters),
+            model=model, threads=a.threads, blocks=a.blocks, n_blocks=a.n_blocks,
+            block_fraction=a.block_fraction, seed=seed)
+        info.update(tau=float(tau), batch_size=batch)
+        return method.cls(surrogate=surrogate, schedule=schedule, batch_size=batch,
+                          seed=seed), info
+    lr = a.lr
+    if lr == "auto":
+        if method.kind == "centralized" and a.optimizer == "adam":
+            lr = ADAM_LR
+        else:
+            with torch.no_grad():
+                lr = auto_lr(problem=problem, network=network, X0=X0)
+    if method.kind == "centralized":
+        info.update(optimizer=a.optimizer)
+        if a.optimizer != "lbfgs":
+            info.update(lr=float(lr))
+        return method.cls(schedule=Scaled(schedule, float(lr)), optimizer=a.optimizer), info
+    info.update(lr=float(lr), batch_size=batch)
+    return method.cls(schedule=Scaled(schedule, float(lr)), name=a.name, batch_size=batch,
+                      seed=seed), info
+
+
 def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
-                   network: Network | None = None, verbose: bool = True) -> RunResult:
-    """Run the experiment ``cfg`` describes; write the report into ``out`` (rank 0)."""
+                   network: Network | None = None, verbose: bool = True,
+                   reference: dict | None = None) -> RunResult:
+    """Run the experiment ``cfg`` describes; write the report into ``out`` (rank 0).
+    ``reference`` (a summary's ``centralized`` entry) skips solving the reference again."""
     r, d, m, tp, a = cfg.run, cfg.data, cfg.model, cfg.topology, cfg.algorithm
     dtype = _DTYPES[r.dtype]
     network = network or make_network(r.agents, backend=r.backend)
@@ -108,27 +159,18 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                              seed=r.seed, **params)
     topology.check(iterations=r.iterations, B=tp.B)
     X0 = model.w0.expand(network.n_local, -1).clone()
-    tau = a.tau
-    if tau == "auto":
-        with torch.no_grad():
-            tau = auto_tau(a.surrogate, problem=problem, network=network, W=X0)
-    surrogate = make_blocked(
-        make_surrogate(a.surrogate, tau=tau, solver=a.solver, inner_tol=a.inner_tol,
-                       inner_iters=a.inner_iters),
-        model=model, threads=a.threads, blocks=a.blocks, n_blocks=a.n_blocks,
-        block_fraction=a.block_fraction, seed=r.seed)
-    schedule = make_schedule(a.schedule, alpha0=a.alpha0, eps=a.eps, power=a.power)
-    algorithm = _ALGORITHMS[a.name](surrogate=surrogate, schedule=schedule,
-                                    batch_size=a.batch_size or None, seed=r.seed)
+    algorithm, info = build_algorithm(a, problem=problem, network=network, X0=X0,
+                                      model=model, seed=r.seed)
     test = (torch.as_tensor(ds.X_test, dtype=dtype), torch.as_tensor(T_test, dtype=dtype))
     log(f"{ds.name}: {ds.n_train} train / {ds.n_test} test samples, task {ds.task}; "
         f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic}); "
-        f"tau = {tau:.4g}{' (auto)' if a.tau == 'auto' else ''}")
+        f"{method_label(a)}: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else
+                                           f"{k} = {v}" for k, v in info.items()))
     state, history = run_loop(algorithm, problem=problem, network=network, topology=topology,
                               X0=X0, iterations=r.iterations, eval_every=r.eval_every,
                               test=test, progress=r.progress and verbose)
-    ref = None
-    if r.reference:
+    ref = reference
+    if r.reference and ref is None:
         if network.rank == 0:
             pooled = LocalProblems(model=model, shards=[(ds.X_train, T_train)], loss=m.loss,
                                    task=ds.task, n_total=ds.n_train, regularizer=reg)
@@ -139,8 +181,11 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         ref = network.broadcast(ref)
     last = history.last
     summary = {
-        "algorithm": a.name, "surrogate": a.surrogate, "tau": tau,
-        "batch_size": a.batch_size or None,
+        "algorithm": a.name, "method": method_label(a),
+        "surrogate": a.surrogate if "tau" in info else None,
+        "tau": info.get("tau"), "lr": info.get("lr"), "schedule": info["schedule"],
+        "alpha0": a.alpha0, "optimizer": info.get("optimizer"),
+        "batch_size": info.get("batch_size"),
         "dataset": ds.name, "task": ds.task,
         "agents": r.agents, "ranks": network.size, "threads_per_rank": threads,
         "iterations": int(state.t), "parameters": model.n_params,

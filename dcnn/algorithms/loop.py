@@ -27,12 +27,17 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
 
     ``topology`` is anything with ``weights(t) -> (N, N) array`` (row i = what agent i
     receives); a directed one (``topology.directed``) is refused unless
-    ``algorithm.directed_ok``. ``X0`` holds the group's initial iterates ``(A, P)``.
+    ``algorithm.directed_ok``, a time-varying one (not ``topology.static``) if
+    ``algorithm.static_only``. ``X0`` holds the group's initial iterates ``(A, P)``.
     """
     if getattr(topology, "directed", False) and not getattr(algorithm, "directed_ok", False):
         raise ConfigError(f"algorithm {algorithm.name!r} needs an undirected graph (doubly "
                           f"stochastic weights) and the topology is directed; use "
-                          f"algorithm.name = 'sonata' for directed graphs")
+                          f"algorithm.name = 'sonata' or 'push-diging' for directed graphs")
+    if getattr(algorithm, "static_only", False) and not getattr(topology, "static", False):
+        raise ConfigError(f"algorithm {algorithm.name!r} needs a static graph and the topology "
+                          f"is time-varying; set topology.dynamic = 'static' or use "
+                          f"algorithm.name = 'gt'")
     history = History()
     bar = None
     if progress and network.rank == 0:

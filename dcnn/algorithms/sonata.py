@@ -42,7 +42,7 @@ from ..errors import TopologyError
 from ..problems import LocalProblems, batch_problems, check_batch_size
 from ..topology import check_column_stochastic
 
-__all__ = ["SonataState", "Sonata"]
+__all__ = ["SonataState", "Sonata", "check_push_sum"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class SonataState:
     alpha: float         # alpha[t]
 
 
-def _check_push_sum(W: np.ndarray) -> np.ndarray:
+def check_push_sum(W: np.ndarray) -> np.ndarray:
     W = check_column_stochastic(W)
     zero = np.flatnonzero(np.diagonal(W) <= 0)
     if len(zero):
@@ -95,7 +95,7 @@ class Sonata:
 
     def step(self, state: SonataState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> SonataState:
-        W = _check_push_sum(W)
+        W = check_push_sum(W)
         X, Y, G, phi, alpha = state.X, state.Y, state.G, state.phi, state.alpha
         P = X.shape[1]
         # pi~_i = N y_i - grad g_i(w_i)

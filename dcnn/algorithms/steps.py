@@ -1,0 +1,70 @@
+"""Gradient steps shared by the gradient-based baselines: the agents' gradients of
+``f_i = g_i + r_smooth / N``, the step length ``lr * alpha[n]`` and its automatic scale.
+
+Every agent carries ``1/N`` of the regulariser, so ``sum_i f_i = sum_i g_i + r = U`` for a
+smooth ``r`` (l2 or none). A method with a prox step (DGD, centralized gradient descent) keeps
+``r`` out of the gradient and applies ``prox_{step r / N}`` instead, which also covers l1.
+
+``lr = "auto"`` is ``1 / L`` with ``L = max_i L_i + 2 lam_2 / N`` the largest curvature of the
+``f_i`` at ``w[0]`` (power iteration on Hessian-vector products, the estimate behind
+``tau = "auto"``). With it a step moves the network average by ``alpha[n] / L`` times the
+*average* gradient ``(1/N) grad U``: the same scale FL-NEXT uses with its automatic ``tau``
+(``tau = N max_i L_i`` on the total gradient ``N y_i``), so one ``alpha0`` means one step
+length for every method. Like ``tau = "auto"`` it is a heuristic taken once at ``w[0]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..comm import Network
+from ..errors import ConfigError
+from ..problems import LocalProblems, batch_problems
+
+__all__ = ["Scaled", "local_gradients", "auto_lr", "require_smooth"]
+
+ADAM_LR = 0.02  # lr = "auto" for Adam: its steps are ~lr per weight whatever the curvature
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """A schedule whose values are multiplied by ``lr``: ``step[n] = lr * alpha[n]``."""
+
+    schedule: object
+    lr: float
+
+    def init(self) -> float:
+        return self.lr * self.schedule.init()
+
+    def update(self, step: float, n: int) -> float:
+        return self.lr * self.schedule.update(step / self.lr, n)
+
+
+def local_gradients(problem: LocalProblems, X: torch.Tensor, *, t: int, n_agents: int,
+                    batch_size: int | None = None, seed: int = 0,
+                    regularizer: bool = True) -> torch.Tensor:
+    """``grad f_i(w_i) = grad g_i(w_i) + grad r(w_i) / N`` for the group (``(A, P)``); on the
+    mini-batches of iteration ``t`` if ``batch_size``; without ``r`` if not ``regularizer``."""
+    G = batch_problems(problem, t, batch_size=batch_size, seed=seed).gradients(X)
+    reg = problem.regularizer
+    if regularizer and reg.l2:
+        G = G + (2.0 * reg.l2 / n_agents) * X
+    return G
+
+
+def require_smooth(problem: LocalProblems, name: str) -> None:
+    """Gradient tracking, EXTRA and Push-DIGing use gradients of ``r``: no l1 part."""
+    if not problem.regularizer.smooth:
+        raise ConfigError(f"algorithm {name!r} needs a smooth regularizer, got "
+                          f"model.regularizer = {problem.regularizer.name!r}; use 'l2' or "
+                          "'none', or algorithm.name = 'next' or 'dgd' (prox steps) for l1")
+
+
+def auto_lr(*, problem: LocalProblems, network: Network, X0: torch.Tensor) -> float:
+    """``1 / (max_i L_i + 2 lam_2 / N)`` (see the module docstring), equal on every rank."""
+    from ..surrogates.tau import local_curvatures
+    local = local_curvatures(problem, X0).max()
+    L = float(network.allreduce(local.reshape(1), op="max")[0])
+    L += 2.0 * problem.regularizer.l2 / network.n_agents
+    return 1.0 / max(L, 1e-12)

@@ -1,0 +1,20 @@
+"""Under mpiexec: every contract case on the MPI backend; rank 0 prints one JSON line
+{case: [relative gap, final objective, max |w|]}."""
+import json
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
+
+from contract import CASES, run_case  # noqa: E402
+
+from dcnn.comm import MPINetwork  # noqa: E402
+
+out = {}
+for name in CASES:
+    net = MPINetwork(6)
+    gap, res = run_case(name, network=net)
+    X = net.allgather_rows(res.state.X)
+    out[name] = [gap, res.history.last["objective"], float(X.abs().max())]
+if net.rank == 0:
+    print("RESULT " + json.dumps(out))
