@@ -1,6 +1,8 @@
-"""The ``dcnn`` command: ``run``, ``info`` and ``bench``.
+"""The ``dcnn`` command: ``run``, ``compare``, ``info`` and ``bench``.
 
-``dcnn run [CONFIG.toml] [--set section.key=value]... [--out DIR]`` runs one experiment; under
+``dcnn run [CONFIG.toml] [--set section.key=value]... [--out DIR]`` runs one experiment;
+``dcnn compare [CONFIG.toml] --methods next-pl,gt,... [--set ...] [--out DIR]`` runs several
+methods on identical shards, graphs and seeds and writes one comparison; under
 ``mpiexec -n R dcnn run ...`` the agents are spread over the R ranks. Bad input ends with one
 line ``dcnn: error: ...`` and exit status 2; under MPI the whole job ends (no rank is left
 waiting in a collective).
@@ -35,6 +37,19 @@ def _cmd_run(args) -> int:
     if args.quiet:
         cfg.run.progress = False
     run_experiment(cfg, out=args.out or "auto", verbose=not args.quiet)
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .compare import run_compare
+    from .config import load_config
+    cfg = load_config(args.config, overrides=args.set)
+    if args.quiet:
+        cfg.run.progress = False
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",")
+                                                 if m.strip()]
+    run_compare(cfg, methods=methods, out=args.out or "auto", gap=args.gap,
+                verbose=not args.quiet)
     return 0
 
 
@@ -79,6 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default: runs/<time>-<data>-<algorithm>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar, log or table")
     run.set_defaults(func=_cmd_run)
+    cmp = sub.add_parser("compare", help="several methods on the same shards, graph and seed")
+    cmp.add_argument("config", nargs="?", help="a TOML config (default: the default experiment)")
+    cmp.add_argument("--methods", help="comma-separated, e.g. next-pl,next-fl,gt,dgd,extra,"
+                     "centralized (default: those of these six the topology allows)")
+    cmp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key for every method (repeatable)")
+    cmp.add_argument("--out", help="output folder (default: runs/<time>-compare-<data>)")
+    cmp.add_argument("--gap", type=float, default=0.1,
+                     help="objective target: centralized objective + GAP * |it| (default 0.1)")
+    cmp.add_argument("--quiet", action="store_true", help="no progress, log or table")
+    cmp.set_defaults(func=_cmd_compare)
     info = sub.add_parser("info", help="versions, MPI library, ranks, threads")
     info.set_defaults(func=_cmd_info)
     bench = sub.add_parser("bench", help="performance benchmarks (see README)")

@@ -54,7 +54,7 @@ def evaluate(X: torch.Tensor, *, problem: LocalProblems, network: Network,
     if float(network.allreduce(finite, op="min")[0]) < 1.0:
         bad = [problem.agent_ids[a] for a in range(A) if not torch.isfinite(X[a]).all()]
         raise DivergenceError(f"NaN or inf in the iterates (agents {bad or 'on another rank'})"
-                              "; lower algorithm.alpha0 or raise algorithm.tau")
+                              "; lower algorithm.alpha0 (or algorithm.lr), or raise algorithm.tau")
     w_bar = network.agent_sum(X) / N
     Wb = w_bar.expand(A, -1)
     vals, grads = problem.value_and_grad(Wb)
@@ -82,8 +82,8 @@ def evaluate(X: torch.Tensor, *, problem: LocalProblems, network: Network,
         rec["agent_test_max"] = float(network.allreduce(per.max()[None], op="max")[0])
         rec["agent_test_mean"] = float(network.allreduce(per.sum()[None])[0]) / N
     if not math.isfinite(rec["objective"]):
-        raise DivergenceError("the objective is NaN or inf; lower algorithm.alpha0 or raise "
-                              "algorithm.tau")
+        raise DivergenceError("the objective is NaN or inf; lower algorithm.alpha0 (or "
+                              "algorithm.lr), or raise algorithm.tau")
     return rec
 
 

@@ -2,7 +2,8 @@
 
 Evaluations (every ``eval_every`` iterations, and at the start and the end) are timed apart
 from the steps. Callbacks get ``(state, record)`` after each evaluation and may return
-``True`` to stop early. A progress bar is shown on rank 0 only.
+``True`` to stop early. A progress bar is shown on rank 0 only. The network's byte counters
+start from zero, so one network can serve several runs (`dcnn compare`).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
                           f"is time-varying; set topology.dynamic = 'static' or use "
                           f"algorithm.name = 'gt'")
     history = History()
+    network.reset_counters()
     bar = None
     if progress and network.rank == 0:
         from tqdm.auto import tqdm

@@ -54,6 +54,10 @@ class Network(ABC):
         self.messages_sent = 0
         self.wire_bytes = 0
 
+    def reset_counters(self) -> None:
+        """Zero the bytes and messages counted so far (a new run on the same network)."""
+        self.bytes_sent = self.messages_sent = self.wire_bytes = 0
+
     @property
     def n_local(self) -> int:
         return len(self.agents)

@@ -1,0 +1,265 @@
+"""``dcnn compare``: several methods on identical shards, graphs and seeds, one report.
+
+Each method is a variant of :data:`dcnn.algorithms.VARIANTS` (``next-pl``, ``gt``,
+``centralized-lbfgs``, ...) applied as ``algorithm`` overrides to one config, so the data,
+partition, model, initial point, topology sequence and evaluation are the same for all; every
+method runs under the same launch (one process, or ``mpiexec -n R``). The centralized
+reference is solved once and shared.
+
+Targets (both with the resolution ``run.eval_every``):
+
+- ``test``: the centralized test metric minus one point (accuracy) or plus 0.01 (MSE), as in
+  a single run's summary;
+- ``objective``: ``U(w_bar) <= U_ref + gap |U_ref|`` with ``U_ref`` the centralized
+  reference objective and ``gap`` the relative objective gap (``--gap``, default 0.1).
+
+For each, the table gives the rounds (iterations = communication rounds), the bytes sent per
+agent and the loop time to reach it. Files in ``out``: ``compare.csv`` (one row per method),
+``compare.json`` (rows, targets, reference), ``compare.png`` (objective and test metric
+against rounds, bytes and time; consensus error against rounds), and one folder per method
+with its own ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .algorithms import ALGORITHMS, method_overrides
+from .comm import Network, make_network
+from .config import Config, _apply, resolve
+from .errors import ConfigError
+from .metrics import History, metric_name
+from .report import _clean
+from .runner import run_experiment
+from .topology import DIRECTED_GRAPHS
+
+__all__ = ["CompareResult", "run_compare", "compare_rows", "DEFAULT_METHODS", "ROW_KEYS"]
+
+DEFAULT_METHODS = ("next-pl", "next-fl", "gt", "dgd", "extra", "centralized-lbfgs")
+ROW_KEYS = ("method", "final_objective", "objective_gap", "final_test_metric",
+            "final_consensus_error", "rounds", "bytes_per_agent", "time_s",
+            "test_rounds", "test_bytes_per_agent", "test_time_s",
+            "objective_rounds", "objective_bytes_per_agent", "objective_time_s")
+
+
+@dataclass
+class CompareResult:
+    rows: list[dict]
+    histories: dict[str, History]
+    summaries: dict[str, dict]
+    reference: dict | None
+    out: Path | None
+
+
+def _fits(variant: str, cfg: Config) -> str | None:
+    """Why ``variant`` cannot run on ``cfg``'s topology, or ``None``."""
+    method = ALGORITHMS[method_overrides(variant)["name"]]
+    directed = cfg.topology.graph in DIRECTED_GRAPHS
+    if directed and not method.cls.directed_ok:
+        return "needs an undirected graph"
+    if getattr(method.cls, "static_only", False) and cfg.topology.dynamic != "static":
+        return "needs a static graph"
+    return None
+
+
+def _config_for(cfg: Config, variant: str) -> Config:
+    c = copy.deepcopy(cfg)
+    for key, value in method_overrides(variant).items():
+        _apply(c, "algorithm", key, value)
+    return c
+
+
+def _first(history: History, hit) -> dict | None:
+    for rec in history.records:
+        if hit(rec):
+            return {"rounds": rec["iteration"], "bytes_per_agent": rec["bytes_per_agent"],
+                    "time_s": rec["time_s"]}
+    return None
+
+
+def compare_rows(histories: dict[str, History], *, reference: dict | None, task: str,
+                 gap: float) -> tuple[list[dict], dict]:
+    """One row per method (see :data:`ROW_KEYS`) and the two targets."""
+    from .metrics import target_metric
+    ref_obj = None if reference is None else reference.get("objective")
+    ref_test = None if reference is None else reference.get("test_metric")
+    targets = {
+        "test": None if ref_test is None else target_metric(ref_test, task),
+        "objective": None if ref_obj is None else ref_obj + gap * abs(ref_obj),
+        "gap": gap,
+    }
+    rows = []
+    for name, h in histories.items():
+        last = h.last
+        row = {"method": name, "final_objective": last["objective"],
+               "objective_gap": None if ref_obj is None else
+               (last["objective"] - ref_obj) / abs(ref_obj),
+               "final_test_metric": last["test_metric"],
+               "final_consensus_error": last["consensus_error"],
+               "rounds": last["iteration"], "bytes_per_agent": last["bytes_per_agent"],
+               "time_s": last["time_s"]}
+        for kind, hit in (
+                ("test", None if targets["test"] is None else
+                 (lambda r: r["test_metric"] <= targets["test"]) if task == "regression" else
+                 (lambda r: r["test_metric"] >= targets["test"])),
+                ("objective", None if targets["objective"] is None else
+                 (lambda r: r["objective"] <= targets["objective"]))):
+            reached = None if hit is None else _first(h, hit)
+            for k in ("rounds", "bytes_per_agent", "time_s"):
+                row[f"{kind}_{k}"] = None if reached is None else reached[k]
+        rows.append(row)
+    return rows, targets
+
+
+def _fmt(x, spec=".4g") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return format(x, spec)
+
+
+def format_compare(rows: list[dict], *, targets: dict, metric: str) -> str:
+    """The comparison as an aligned text table."""
+    head = ("method", "objective", "gap", f"test {metric}", "consensus",
+            "rounds@test", "MB@test", "s@test", "rounds@obj", "MB@obj", "s@obj")
+    body = [(r["method"], _fmt(r["final_objective"]), _fmt(r["objective_gap"], ".2e"),
+             _fmt(r["final_test_metric"]), _fmt(r["final_consensus_error"], ".1e"),
+             _fmt(r["test_rounds"], "d"),
+             _fmt(None if r["test_bytes_per_agent"] is None else r["test_bytes_per_agent"] / 1e6),
+             _fmt(r["test_time_s"], ".3g"), _fmt(r["objective_rounds"], "d"),
+             _fmt(None if r["objective_bytes_per_agent"] is None
+                  else r["objective_bytes_per_agent"] / 1e6),
+             _fmt(r["objective_time_s"], ".3g")) for r in rows]
+    widths = [max(len(x[k]) for x in (head, *body)) for k in range(len(head))]
+    lines = ["  ".join(x[k].ljust(widths[k]) for k in range(len(head))) for x in (head, *body)]
+    lines.append(f"targets: test {metric} {_fmt(targets['test'])}; objective "
+                 f"{_fmt(targets['objective'])} (centralized + {targets['gap']:g} relative); "
+                 "'-' = not reached")
+    return "\n".join(lines)
+
+
+def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
+                 reference: dict | None, title: str = "") -> Path:
+    """Objective and test metric against rounds, MB per agent and seconds; consensus error."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
+    xs = [("iteration", "rounds", 1.0), ("bytes_per_agent", "MB sent per agent", 1e-6),
+          ("time_s", "seconds (loop)", 1.0)]
+    for row, (col, label, log) in enumerate((("objective", "objective U(w_bar)", True),
+                                             ("test_metric", f"test {metric}", False))):
+        for k, (xcol, xlabel, scale) in enumerate(xs):
+            ax = axes[row, k]
+            for name, h in histories.items():
+                ax.plot([scale * v for v in h.column(xcol)], h.column(col), label=name)
+            if reference is not None and reference.get(col) is not None:
+                ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized ref.")
+            if log and all(v is not None and v > 0 for h in histories.values()
+                           for v in h.column(col)):
+                ax.set_yscale("log")
+            if col == "test_metric" and reference and reference.get(col) is not None:
+                # the start (chance level) would squeeze the part that differs
+                finals = [h.last[col] for h in histories.values()] + [reference[col]]
+                lo, hi = min(finals), max(finals)
+                pad = max(hi - lo, 1e-3 * abs(hi), 1e-12)
+                if metric == "accuracy":
+                    ax.set_ylim(max(lo - 4 * pad, 0.0), min(hi + pad, 100.0))
+                else:
+                    ax.set_ylim(max(lo - pad, 0.0), hi + 4 * pad)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    ax = axes[0, 3]
+    for name, h in histories.items():   # rounding-level disagreement (centralized) left out
+        pts = [(i, y) for i, y in zip(h.column("iteration"), h.column("consensus_error"))
+               if y > 1e-24]
+        if pts:
+            ax.plot(*zip(*pts), label=name, color=f"C{list(histories).index(name)}")
+    ax.set_yscale("log")
+    ax.set_xlabel("rounds")
+    ax.set_ylabel("consensus error")
+    ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    axes[1, 3].axis("off")
+    axes[1, 3].legend(handles, labels, loc="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
+                network: Network | None = None, gap: float = 0.1,
+                verbose: bool = True) -> CompareResult:
+    """Run every method of ``methods`` (default :data:`DEFAULT_METHODS`, less those the
+    topology does not allow) on ``cfg``; write the comparison into ``out`` (rank 0)."""
+    if not gap > 0:
+        raise ConfigError(f"--gap must be > 0 (a relative objective gap), got {gap}")
+    explicit = methods is not None
+    methods = list(DEFAULT_METHODS if methods is None else methods)
+    if not methods:
+        raise ConfigError("no method given; e.g. --methods next-pl,gt,dgd")
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"--methods lists a method twice: {','.join(methods)}")
+    skipped = {m: why for m in methods if (why := _fits(m, cfg))}
+    if skipped and explicit:
+        m, why = next(iter(skipped.items()))
+        raise ConfigError(f"method {m!r} {why} and topology is {cfg.topology.graph!r} "
+                          f"({cfg.topology.dynamic}); drop it from --methods or change "
+                          "the topology")
+    methods = [m for m in methods if m not in skipped]
+    network = network or make_network(cfg.run.agents, backend=cfg.run.backend)
+    log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
+        if verbose and network.rank == 0 else (lambda msg: None)
+    for m, why in skipped.items():
+        log(f"compare: skipping {m} ({why})")
+    out_dir = None
+    if out is not None:
+        if out == "auto":
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out = network.broadcast(str(Path("runs") / f"{stamp}-compare-{cfg.data.name}"))
+        out_dir = Path(out)
+    reference = None      # solved with the first method, then shared
+    histories, summaries = {}, {}
+    for k, m in enumerate(methods, 1):
+        t0 = time.perf_counter()
+        c = _config_for(cfg, m)
+        c.run.progress = cfg.run.progress and verbose
+        c.run.reference = cfg.run.reference
+        res = run_experiment(c, out=None if out_dir is None else out_dir / m,
+                             network=network, verbose=False, reference=reference)
+        histories[m], summaries[m] = res.history, res.summary
+        reference = res.summary["centralized"]
+        log(f"compare: [{k}/{len(methods)}] {m}: objective {res.history.last['objective']:.4g}"
+            f", test {res.history.last['test_metric']:.4g} ({time.perf_counter() - t0:.1f} s)")
+    task = next(iter(summaries.values()))["task"]
+    rows, targets = compare_rows(histories, reference=reference, task=task, gap=gap)
+    metric = metric_name(task)
+    if out_dir is not None and network.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with (out_dir / "compare.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=ROW_KEYS)
+            writer.writeheader()
+            writer.writerows(rows)
+        (out_dir / "compare.json").write_text(json.dumps(_clean(
+            {"rows": rows, "targets": targets, "centralized": reference,
+             "metric_name": metric, "methods": methods, "skipped": skipped,
+             "config": resolve(cfg)}), indent=2) + "\n")
+        plot_compare(histories, out_dir / "compare.png", metric=metric, reference=reference,
+                     title=f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
+                           f"{cfg.run.agents} agents")
+        log(f"results in {out_dir}/ (compare.csv, compare.json, compare.png, one folder "
+            "per method)")
+    if verbose and network.rank == 0:
+        print(format_compare(rows, targets=targets, metric=metric), flush=True)
+    return CompareResult(rows=rows, histories=histories, summaries=summaries,
+                         reference=reference, out=out_dir)
