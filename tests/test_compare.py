@@ -1,0 +1,140 @@
+"""``dcnn compare`` end to end: one table consistent with the per-method summaries, the
+same numbers under ``mpiexec -n 2``, identical shards and graphs for every method, and bad
+input refused with one line before anything runs."""
+import csv
+import json
+import math
+
+import pytest
+
+from dcnn.compare import DEFAULT_METHODS, ROW_KEYS, run_compare
+from dcnn.config import load_config
+from dcnn.errors import ConfigError
+
+from conftest import error_of, run_mpi
+from test_cli import dcnn
+
+METHODS = "next-pl,gt,dgd,centralized"
+SMALL = ["--set", "run.iterations=40", "--set", "run.eval_every=5", "--set", "run.agents=4",
+         "--quiet"]
+
+
+def _rows(path):
+    with open(path) as fh:
+        return {r["method"]: r for r in csv.DictReader(fh)}
+
+
+def _num(x):
+    return None if x == "" else float(x)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "cmp"
+    res, _ = dcnn("compare", "--methods", METHODS, *SMALL, "--out", str(out), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_compare_writes_table_plot_and_one_folder_per_method(compared):
+    for name in ("compare.csv", "compare.json", "compare.png"):
+        assert (compared / name).is_file()
+    rows = _rows(compared / "compare.csv")
+    assert list(rows) == METHODS.split(",")
+    assert list(next(iter(rows.values()))) == list(ROW_KEYS)
+    for m in rows:
+        for name in ("history.csv", "summary.json", "curves.png", "config.json"):
+            assert (compared / m / name).is_file(), (m, name)
+
+
+def test_table_agrees_with_every_method_summary(compared):
+    rows = _rows(compared / "compare.csv")
+    meta = json.loads((compared / "compare.json").read_text())
+    ref = meta["centralized"]
+    for m, row in rows.items():
+        s = json.loads((compared / m / "summary.json").read_text())
+        assert s["centralized"] == ref                  # one reference for all
+        assert float(row["final_objective"]) == s["final"]["objective"]
+        assert float(row["final_test_metric"]) == s["final"]["test_metric"]
+        assert float(row["final_consensus_error"]) == s["final"]["consensus_error"]
+        assert float(row["bytes_per_agent"]) == s["bytes_sent_per_agent"]
+        assert math.isclose(float(row["objective_gap"]),
+                            (s["final"]["objective"] - ref["objective"]) / ref["objective"])
+        hit = s["to_target"]                            # the summary's own test target
+        if hit is None:
+            assert row["test_rounds"] == ""
+        else:
+            assert int(row["test_rounds"]) == hit["iteration"]
+            assert float(row["test_bytes_per_agent"]) == hit["bytes_per_agent"]
+        # the objective target: the first evaluation at or below it, from history.csv
+        with open(compared / m / "history.csv") as fh:
+            hist = list(csv.DictReader(fh))
+        first = next((h for h in hist if float(h["objective"]) <= meta["targets"]["objective"]),
+                     None)
+        assert _num(row["objective_rounds"]) == (None if first is None
+                                                 else float(first["iteration"]))
+
+
+def test_every_method_saw_the_same_problem_and_graph(compared):
+    configs = [json.loads((compared / m / "config.json").read_text())
+               for m in METHODS.split(",")]
+    for c in configs[1:]:
+        for section in ("run", "data", "model", "topology"):
+            keep = {k: v for k, v in c[section].items() if k not in ("progress", "reference")}
+            base = {k: v for k, v in configs[0][section].items()
+                    if k not in ("progress", "reference")}
+            assert keep == base, section
+    starts = [json.loads((compared / m / "summary.json").read_text()) for m in METHODS.split(",")]
+    hist0 = []
+    for m in METHODS.split(","):
+        with open(compared / m / "history.csv") as fh:
+            hist0.append(next(csv.DictReader(fh)))
+    assert len({h["objective"] for h in hist0}) == 1      # same w[0], same data
+    assert starts[-1]["bytes_sent_per_agent"] == 0         # centralized sends nothing
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_same_table_under_mpiexec_2(compared, tmp_path):
+    out = tmp_path / "cmp2"
+    res = run_mpi(2, ["-m", "dcnn", "compare", "--methods", METHODS, *SMALL, "--out", str(out)],
+                  timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one, two = _rows(compared / "compare.csv"), _rows(out / "compare.csv")
+    for m in one:
+        for k in ("final_objective", "final_test_metric", "bytes_per_agent", "test_rounds"):
+            a, b = _num(one[m][k]), _num(two[m][k])
+            assert (a is None and b is None) or math.isclose(a, b, rel_tol=1e-9), (m, k, a, b)
+
+
+def test_default_methods_skip_what_the_graph_does_not_allow():
+    cfg = load_config(overrides=["run.iterations=2", "run.eval_every=1", "run.agents=3",
+                                 "run.progress=false", "run.reference=false"])
+    res = run_compare(cfg, out=None, verbose=False)
+    assert list(res.histories) == [m for m in DEFAULT_METHODS if m != "extra"]
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--methods", "next-pl,gtt"], ("method 'gtt' is unknown", "did you mean 'gt'")),
+    (["--methods", "gt,gt"], ("lists a method twice",)),
+    (["--methods", "next-pl,extra"], ("method 'extra' needs a static graph",
+                                      "drop it from --methods")),
+    (["--methods", "gt", "--set", "topology.graph='directed_ring'"],
+     ("method 'gt' needs an undirected graph",)),
+    (["--methods", "gt", "--gap", "0"], ("--gap must be > 0",)),
+])
+def test_bad_input_fails_with_one_line_before_running(args, fragments, tmp_path):
+    out = tmp_path / "never"
+    res, seconds = dcnn("compare", *args, "--out", str(out), "--quiet", timeout=60)
+    assert res.returncode == 2
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dcnn: error: "), res.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    assert not out.exists()
+
+
+def test_python_api_refuses_an_unknown_method():
+    cfg = load_config(overrides=["run.progress=false"])
+    error_of(lambda: run_compare(cfg, methods=["nxt-pl"], out=None, verbose=False),
+             "did you mean 'next-pl'", kind=ConfigError)
