@@ -1,7 +1,9 @@
 """``dcnn compare``: several methods on identical shards, graphs and seeds, one report.
 
 Each method is a variant of :data:`dcnn.algorithms.VARIANTS` (``next-pl``, ``gt``,
-``centralized-lbfgs``, ...) applied as ``algorithm`` overrides to one config, so the data,
+``centralized-lbfgs``, ...), optionally followed by ``algorithm`` keys of its own
+(``gt:alpha0=0.25``, ``dgd:schedule=constant:alpha0=0.1``), applied as ``algorithm``
+overrides to one config, so the data,
 partition, model, initial point, topology sequence and evaluation are the same for all; every
 method runs under the same launch (one process, or ``mpiexec -n R``). The centralized
 reference is solved once and shared.
@@ -17,7 +19,8 @@ For each, the table gives the rounds (iterations = communication rounds), the by
 agent and the loop time to reach it. Files in ``out``: ``compare.csv`` (one row per method),
 ``compare.json`` (rows, targets, reference), ``compare.png`` (objective and test metric
 against rounds, bytes and time; consensus error against rounds), and one folder per method
-with its own ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``.
+with its own ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``. A method
+that diverges (NaN or inf) does not stop the comparison: its row says ``diverged``.
 """
 from __future__ import annotations
 
@@ -32,9 +35,9 @@ from pathlib import Path
 
 from .algorithms import ALGORITHMS, method_overrides
 from .comm import Network, make_network
-from .config import Config, _apply, resolve
+from .config import Config, _apply, parse_set, resolve
 from .errors import ConfigError
-from .metrics import History, metric_name
+from .metrics import DivergenceError, History, metric_name
 from .report import _clean
 from .runner import run_experiment
 from .topology import DIRECTED_GRAPHS
@@ -42,7 +45,7 @@ from .topology import DIRECTED_GRAPHS
 __all__ = ["CompareResult", "run_compare", "compare_rows", "DEFAULT_METHODS", "ROW_KEYS"]
 
 DEFAULT_METHODS = ("next-pl", "next-fl", "gt", "dgd", "extra", "centralized-lbfgs")
-ROW_KEYS = ("method", "final_objective", "objective_gap", "final_test_metric",
+ROW_KEYS = ("method", "status", "final_objective", "objective_gap", "final_test_metric",
             "final_consensus_error", "rounds", "bytes_per_agent", "time_s",
             "test_rounds", "test_bytes_per_agent", "test_time_s",
             "objective_rounds", "objective_bytes_per_agent", "objective_time_s")
@@ -57,9 +60,22 @@ class CompareResult:
     out: Path | None
 
 
-def _fits(variant: str, cfg: Config) -> str | None:
-    """Why ``variant`` cannot run on ``cfg``'s topology, or ``None``."""
-    method = ALGORITHMS[method_overrides(variant)["name"]]
+def parse_method(spec: str) -> dict:
+    """``"gt:alpha0=0.25"`` -> ``{"name": "gt", "alpha0": 0.25}`` (the ``algorithm`` keys)."""
+    variant, *pairs = spec.split(":")
+    keys = method_overrides(variant)
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"method {spec!r}: {pair!r} is not key=value; write e.g. "
+                              "gt:alpha0=0.25")
+        section, key, value = parse_set(f"algorithm.{pair}")
+        keys[key] = value
+    return keys
+
+
+def _fits(spec: str, cfg: Config) -> str | None:
+    """Why method ``spec`` cannot run on ``cfg``'s topology, or ``None``."""
+    method = ALGORITHMS[parse_method(spec)["name"]]
     directed = cfg.topology.graph in DIRECTED_GRAPHS
     if directed and not method.cls.directed_ok:
         return "needs an undirected graph"
@@ -68,9 +84,9 @@ def _fits(variant: str, cfg: Config) -> str | None:
     return None
 
 
-def _config_for(cfg: Config, variant: str) -> Config:
+def _config_for(cfg: Config, spec: str) -> Config:
     c = copy.deepcopy(cfg)
-    for key, value in method_overrides(variant).items():
+    for key, value in parse_method(spec).items():
         _apply(c, "algorithm", key, value)
     return c
 
@@ -96,8 +112,11 @@ def compare_rows(histories: dict[str, History], *, reference: dict | None, task:
     }
     rows = []
     for name, h in histories.items():
+        if h is None:                      # diverged
+            rows.append({k: None for k in ROW_KEYS} | {"method": name, "status": "diverged"})
+            continue
         last = h.last
-        row = {"method": name, "final_objective": last["objective"],
+        row = {"method": name, "status": "ok", "final_objective": last["objective"],
                "objective_gap": None if ref_obj is None else
                (last["objective"] - ref_obj) / abs(ref_obj),
                "final_test_metric": last["test_metric"],
@@ -127,7 +146,8 @@ def format_compare(rows: list[dict], *, targets: dict, metric: str) -> str:
     """The comparison as an aligned text table."""
     head = ("method", "objective", "gap", f"test {metric}", "consensus",
             "rounds@test", "MB@test", "s@test", "rounds@obj", "MB@obj", "s@obj")
-    body = [(r["method"], _fmt(r["final_objective"]), _fmt(r["objective_gap"], ".2e"),
+    body = [(r["method"], "diverged", *["-"] * (len(head) - 2)) if r["status"] == "diverged"
+            else (r["method"], _fmt(r["final_objective"]), _fmt(r["objective_gap"], ".2e"),
              _fmt(r["final_test_metric"]), _fmt(r["final_consensus_error"], ".1e"),
              _fmt(r["test_rounds"], "d"),
              _fmt(None if r["test_bytes_per_agent"] is None else r["test_bytes_per_agent"] / 1e6),
@@ -150,6 +170,10 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    def shown(ys):   # values a log axis can take (a run blowing up leaves the plot)
+        return [y if y is not None and math.isfinite(y) and abs(y) < 1e100 else math.nan
+                for y in ys]
+
     fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
     xs = [("iteration", "rounds", 1.0), ("bytes_per_agent", "MB sent per agent", 1e-6),
           ("time_s", "seconds (loop)", 1.0)]
@@ -158,11 +182,11 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
         for k, (xcol, xlabel, scale) in enumerate(xs):
             ax = axes[row, k]
             for name, h in histories.items():
-                ax.plot([scale * v for v in h.column(xcol)], h.column(col), label=name)
+                ax.plot([scale * v for v in h.column(xcol)], shown(h.column(col)), label=name)
             if reference is not None and reference.get(col) is not None:
                 ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized ref.")
-            if log and all(v is not None and v > 0 for h in histories.values()
-                           for v in h.column(col)):
+            if log and all(v > 0 for h in histories.values()
+                           for v in shown(h.column(col)) if not math.isnan(v)):
                 ax.set_yscale("log")
             if col == "test_metric" and reference and reference.get(col) is not None:
                 # the start (chance level) would squeeze the part that differs
@@ -178,7 +202,7 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
             ax.grid(alpha=0.3)
     ax = axes[0, 3]
     for name, h in histories.items():   # rounding-level disagreement (centralized) left out
-        pts = [(i, y) for i, y in zip(h.column("iteration"), h.column("consensus_error"))
+        pts = [(i, y) for i, y in zip(h.column("iteration"), shown(h.column("consensus_error")))
                if y > 1e-24]
         if pts:
             ax.plot(*zip(*pts), label=name, color=f"C{list(histories).index(name)}")
@@ -229,19 +253,29 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             out = network.broadcast(str(Path("runs") / f"{stamp}-compare-{cfg.data.name}"))
         out_dir = Path(out)
     reference = None      # solved with the first method, then shared
+    configs = {m: _config_for(cfg, m) for m in methods}     # every spec checked up front
     histories, summaries = {}, {}
     for k, m in enumerate(methods, 1):
         t0 = time.perf_counter()
-        c = _config_for(cfg, m)
+        c = configs[m]
         c.run.progress = cfg.run.progress and verbose
         c.run.reference = cfg.run.reference
-        res = run_experiment(c, out=None if out_dir is None else out_dir / m,
-                             network=network, verbose=False, reference=reference)
+        try:
+            res = run_experiment(c, out=None if out_dir is None else out_dir / m,
+                                 network=network, verbose=False, reference=reference)
+        except DivergenceError as exc:
+            histories[m], summaries[m] = None, None
+            log(f"compare: [{k}/{len(methods)}] {m}: diverged ({exc})")
+            continue
         histories[m], summaries[m] = res.history, res.summary
         reference = res.summary["centralized"]
         log(f"compare: [{k}/{len(methods)}] {m}: objective {res.history.last['objective']:.4g}"
             f", test {res.history.last['test_metric']:.4g} ({time.perf_counter() - t0:.1f} s)")
-    task = next(iter(summaries.values()))["task"]
+    done = [s for s in summaries.values() if s is not None]
+    if not done:
+        raise DivergenceError(f"every method diverged ({', '.join(methods)}); lower "
+                              "algorithm.alpha0")
+    task = done[0]["task"]
     rows, targets = compare_rows(histories, reference=reference, task=task, gap=gap)
     metric = metric_name(task)
     if out_dir is not None and network.rank == 0:
@@ -254,7 +288,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             {"rows": rows, "targets": targets, "centralized": reference,
              "metric_name": metric, "methods": methods, "skipped": skipped,
              "config": resolve(cfg)}), indent=2) + "\n")
-        plot_compare(histories, out_dir / "compare.png", metric=metric, reference=reference,
+        plot_compare({m: h for m, h in histories.items() if h is not None},
+                     out_dir / "compare.png", metric=metric, reference=reference,
                      title=f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
                            f"{cfg.run.agents} agents")
         log(f"results in {out_dir}/ (compare.csv, compare.json, compare.png, one folder "

@@ -138,3 +138,17 @@ def test_python_api_refuses_an_unknown_method():
     cfg = load_config(overrides=["run.progress=false"])
     error_of(lambda: run_compare(cfg, methods=["nxt-pl"], out=None, verbose=False),
              "did you mean 'next-pl'", kind=ConfigError)
+
+
+def test_a_diverging_method_is_reported_and_the_others_still_run(tmp_path):
+    cfg = load_config(overrides=["run.iterations=30", "run.eval_every=10", "run.agents=4",
+                                 "run.progress=false"])
+    res = run_compare(cfg, methods=["gt:lr=1e8", "next-pl", "dgd:schedule=constant:alpha0=0.2"],
+                      out=tmp_path, verbose=False)
+    status = {r["method"]: r["status"] for r in res.rows}
+    assert status == {"gt:lr=1e8": "diverged", "next-pl": "ok",
+                      "dgd:schedule=constant:alpha0=0.2": "ok"}
+    assert res.summaries["dgd:schedule=constant:alpha0=0.2"]["schedule"] == "constant"
+    assert res.summaries["dgd:schedule=constant:alpha0=0.2"]["alpha0"] == 0.2
+    assert (tmp_path / "compare.png").is_file()
+    assert "diverged" in (tmp_path / "compare.csv").read_text()
