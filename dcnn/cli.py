@@ -101,8 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key for every method (repeatable)")
     cmp.add_argument("--out", help="output folder (default: runs/<time>-compare-<data>)")
-    cmp.add_argument("--gap", type=float, default=0.1,
-                     help="objective target: centralized objective + GAP * |it| (default 0.1)")
+    cmp.add_argument("--gap", type=float, default=0.01,
+                     help="objective target: U_ref + GAP * (U_0 - U_ref), the fraction of the "
+                     "initial gap to the centralized objective left (default 0.01)")
     cmp.add_argument("--quiet", action="store_true", help="no progress, log or table")
     cmp.set_defaults(func=_cmd_compare)
     info = sub.add_parser("info", help="versions, MPI library, ranks, threads")

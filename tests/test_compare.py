@@ -121,7 +121,7 @@ def test_default_methods_skip_what_the_graph_does_not_allow():
                                       "drop it from --methods")),
     (["--methods", "gt", "--set", "topology.graph='directed_ring'"],
      ("method 'gt' needs an undirected graph",)),
-    (["--methods", "gt", "--gap", "0"], ("--gap must be > 0",)),
+    (["--methods", "gt", "--gap", "0"], ("--gap must lie in (0, 1)",)),
 ])
 def test_bad_input_fails_with_one_line_before_running(args, fragments, tmp_path):
     out = tmp_path / "never"

@@ -74,15 +74,23 @@ def test_default_experiment_as_the_first_setup_command_runs_it(scratch):
     assert abs(s["final"]["test_metric"] - s["centralized"]["test_metric"]) <= 1.0
 
 
+# The comparisons of experiments/README.md take minutes each at their full length; the suite
+# runs each of them with this appended (same config, methods and graphs, fewer rounds).
+SHORTER = " --set run.iterations=30"
+
+
 @pytest.mark.slow
 @pytest.mark.mpi
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_documented_command_runs(cmd, scratch):
-    res = _run(cmd, scratch)
+    res = _run(cmd + SHORTER if "experiments/compare/" in cmd else cmd, scratch)
     assert res.returncode == 0, res.stderr[-3000:]
     out = re.search(r"--out (\S+)", cmd)
     if cmd.startswith(("dcnn run", "mpiexec -n 2 dcnn run", "mpiexec -n 4 dcnn run")):
         assert (scratch / out.group(1) / "summary.json").is_file()
+    elif " compare " in f" {cmd} ":
+        rows = (scratch / out.group(1) / "compare.csv").read_text().splitlines()
+        assert len(rows) == 1 + len(re.search(r"--methods (\S+)", cmd).group(1).split(","))
     elif " bench " in cmd:
         assert (scratch / out.group(1)).read_text().count("\n") >= 2   # header + rows
     else:
