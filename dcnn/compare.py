@@ -45,7 +45,8 @@ from .report import _clean
 from .runner import run_experiment
 from .topology import DIRECTED_GRAPHS
 
-__all__ = ["CompareResult", "run_compare", "compare_rows", "DEFAULT_METHODS", "ROW_KEYS"]
+__all__ = ["CompareResult", "run_compare", "compare_rows", "format_compare", "plot_compare",
+           "parse_method", "DEFAULT_METHODS", "ROW_KEYS"]
 
 DEFAULT_METHODS = ("next-pl", "next-fl", "gt", "dgd", "extra", "centralized-lbfgs")
 ROW_KEYS = ("method", "status", "final_objective", "objective_gap", "final_test_metric",
@@ -60,7 +61,13 @@ class CompareResult:
     histories: dict[str, History]
     summaries: dict[str, dict]
     reference: dict | None
+    targets: dict
+    task: str
     out: Path | None
+
+    def table(self) -> str:
+        """The comparison as the text table ``dcnn compare`` prints."""
+        return format_compare(self.rows, targets=self.targets, metric=metric_name(self.task))
 
 
 def parse_method(spec: str) -> dict:
@@ -148,7 +155,7 @@ def _fmt(x, spec=".4g") -> str:
 
 def format_compare(rows: list[dict], *, targets: dict, metric: str) -> str:
     """The comparison as an aligned text table."""
-    head = ("method", "objective", "rel. gap", f"test {metric}", "consensus",
+    head = ("method", "objective", "U/U_ref-1", f"test {metric}", "consensus",
             "rounds@test", "MB@test", "s@test", "rounds@obj", "MB@obj", "s@obj")
     body = [(r["method"], "diverged", *["-"] * (len(head) - 2)) if r["status"] == "diverged"
             else (r["method"], _fmt(r["final_objective"]), _fmt(r["objective_gap"], ".2e"),
@@ -303,4 +310,4 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
     if verbose and network.rank == 0:
         print(format_compare(rows, targets=targets, metric=metric), flush=True)
     return CompareResult(rows=rows, histories=histories, summaries=summaries,
-                         reference=reference, out=out_dir)
+                         reference=reference, targets=targets, task=task, out=out_dir)
