@@ -81,7 +81,7 @@ class AlgorithmConfig:
     surrogate: str = "pl"
     tau: float | str = "auto"
     lr: float | str = "auto"
-    optimizer: str = "lbfgs"
+    optimizer: str = "auto"
     schedule: str = "auto"
     alpha0: float = 0.5
     eps: float = 0.01
@@ -94,6 +94,8 @@ class AlgorithmConfig:
     blocks: str = "layer"
     n_blocks: int | None = None
     block_fraction: float = 1.0
+    pipeline_schedule: str = "gpipe"
+    microbatches: int = 0
 
 
 @dataclass
@@ -109,8 +111,9 @@ _CHOICES = {
     ("run", "dtype"): ("float64", "float32"),
     ("run", "backend"): ("auto", "local", "mpi"),
     ("algorithm", "name"): ("next", "sonata", "dgd", "dsgd", "gt", "extra", "push-diging",
-                            "centralized"),
-    ("algorithm", "optimizer"): ("lbfgs", "gd", "adam"),
+                            "centralized", "ddp", "pipeline", "tensor-parallel"),
+    ("algorithm", "optimizer"): ("auto", "lbfgs", "gd", "adam"),
+    ("algorithm", "pipeline_schedule"): ("gpipe", "1f1b", "interleaved"),
     ("algorithm", "surrogate"): ("fl", "pl"),
     ("algorithm", "schedule"): ("auto", "diminishing", "constant", "polynomial"),
     ("algorithm", "solver"): ("auto", "cholesky", "woodbury", "cg"),
@@ -138,6 +141,7 @@ _RANGES = {  # (section, key): (test, description)
     ("algorithm", "threads"): (lambda v: v >= 1, ">= 1"),
     ("algorithm", "n_blocks"): (lambda v: v >= 1, ">= 1"),
     ("algorithm", "block_fraction"): (lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("algorithm", "microbatches"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
 }
 
 

@@ -13,9 +13,11 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .algorithms import ALGORITHMS, Scaled, auto_lr, make_schedule, run_loop
+from .algorithms.registry import OPTIMIZER_DEFAULT
 from .algorithms.steps import ADAM_LR
 from .comm import Network, make_network
 from .config import Config, resolve
+from .errors import ConfigError
 from .data import encode_targets, load_dataset, partition
 from .metrics import History, metric_name, rounds_to_target, target_metric
 from .problems import FlatModel, LocalProblems, make_regularizer, mlp
@@ -85,7 +87,63 @@ def method_label(a) -> str:
     kind = ALGORITHMS[a.name].kind
     if kind == "surrogate":
         return f"{a.name}-{a.surrogate}"
-    return f"{a.name}-{a.optimizer}" if kind == "centralized" else a.name
+    if kind == "centralized":
+        return f"{a.name}-{_optimizer(a)}"
+    if a.name == "pipeline":
+        return f"pipeline-{a.pipeline_schedule}"
+    return a.name
+
+
+def _optimizer(a) -> str:
+    kind = ALGORITHMS[a.name].kind
+    opt = OPTIMIZER_DEFAULT.get(kind) if a.optimizer == "auto" else a.optimizer
+    if kind == "engine" and opt == "lbfgs":
+        raise ConfigError(f"algorithm.name = {a.name!r} trains with 'gd' or 'adam', not "
+                          "'lbfgs'; set algorithm.optimizer = 'gd' or 'adam'")
+    return opt
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What an engine baseline leaves: the iteration count and the trained ``w`` (1, P)."""
+
+    t: int
+    X: torch.Tensor
+
+
+def _microbatches(a, *, batch: int, ranks: int) -> int:
+    """``algorithm.microbatches`` or, if 0, the largest divisor of the batch up to 8 that the
+    pipeline schedule accepts on ``ranks`` stages."""
+    if a.microbatches:
+        return a.microbatches
+    from .baselines.pipeline import _VIRTUAL, _check_microbatches
+    stages = ranks * _VIRTUAL[a.pipeline_schedule]
+    for m in range(min(8, batch), 0, -1):
+        if batch % m == 0:
+            try:
+                _check_microbatches(a.pipeline_schedule, m, batch, stages, ranks)
+                return m
+            except ConfigError:
+                continue
+    raise ConfigError(f"no micro-batch count up to 8 divides the batch of {batch} samples for "
+                      f"schedule {a.pipeline_schedule!r} on {ranks} rank(s); set "
+                      "algorithm.microbatches")
+
+
+def _train_engine(a, info: dict, *, model: FlatModel, shards: list, test, loss: str,
+                  task: str, regularizer, r, network: Network, progress: bool):
+    """Train with :func:`dcnn.baselines.train_engine`: ``(EngineState, History)``."""
+    from .baselines import train_engine
+    batch = info["batch_size"] or sum(len(x) for x, _ in shards)
+    micro = _microbatches(a, batch=batch, ranks=network.size) if a.name == "pipeline" else 1
+    history, details = train_engine(
+        method=a.name, module=model.module, shards=shards, test=test, loss=loss, task=task,
+        regularizer=regularizer, iterations=r.iterations, optimizer=info["engine_optimizer"],
+        lr=info["engine_lr"], batch_size=info["batch_size"], schedule=a.pipeline_schedule,
+        microbatches=micro, eval_every=r.eval_every, seed=r.seed, progress=progress)
+    w = details.pop("final_params")
+    info["engine"] = {**details, **({"microbatches": micro} if a.name == "pipeline" else {})}
+    return EngineState(t=r.iterations, X=w.reshape(1, -1)), history
 
 
 def build_algorithm(a, *, problem: LocalProblems, network: Network, X0: torch.Tensor,
@@ -111,18 +169,31 @@ def build_algorithm(a, *, problem: LocalProblems, network: Network, X0: torch.Te
         info.update(tau=float(tau), batch_size=batch)
         return method.cls(surrogate=surrogate, schedule=schedule, batch_size=batch,
                           seed=seed), info
+    optimizer = _optimizer(a) if method.kind in OPTIMIZER_DEFAULT else None
     lr = a.lr
     if lr == "auto":
-        if method.kind == "centralized" and a.optimizer == "adam":
+        if optimizer == "adam":
             lr = ADAM_LR
         else:
             with torch.no_grad():
                 lr = auto_lr(problem=problem, network=network, X0=X0)
     if method.kind == "centralized":
-        info.update(optimizer=a.optimizer)
-        if a.optimizer != "lbfgs":
+        info.update(optimizer=optimizer)
+        if optimizer != "lbfgs":
             info.update(lr=float(lr))
-        return method.cls(schedule=Scaled(schedule, float(lr)), optimizer=a.optimizer), info
+        return method.cls(schedule=Scaled(schedule, float(lr)), optimizer=optimizer), info
+    if method.kind == "engine":
+        if schedule_name != "constant":
+            raise ConfigError(f"algorithm.name = {a.name!r} takes a constant step; set "
+                              "algorithm.schedule = 'constant' (or 'auto')")
+        # the step of centralized gradient descent: s / N on grad U (Adam: s on grad U)
+        step = float(lr) * schedule.init()
+        info.update(optimizer=optimizer, lr=float(lr), batch_size=batch,
+                    engine_optimizer="sgd" if optimizer == "gd" else "adam",
+                    engine_lr=step / network.n_agents if optimizer == "gd" else step)
+        if a.name == "pipeline":
+            info.update(pipeline_schedule=a.pipeline_schedule)
+        return method.cls(method=a.name), info
     info.update(lr=float(lr), batch_size=batch)
     return method.cls(schedule=Scaled(schedule, float(lr)), name=a.name, batch_size=batch,
                       seed=seed), info
@@ -166,9 +237,16 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic}); "
         f"{method_label(a)}: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else
                                            f"{k} = {v}" for k, v in info.items()))
-    state, history = run_loop(algorithm, problem=problem, network=network, topology=topology,
-                              X0=X0, iterations=r.iterations, eval_every=r.eval_every,
-                              test=test, progress=r.progress and verbose)
+    if ALGORITHMS[a.name].kind == "engine":
+        state, history = _train_engine(
+            a, info, model=model, shards=[(ds.X_train[p], T_train[p]) for p in parts],
+            test=test, loss=m.loss, task=ds.task, regularizer=reg, r=r, network=network,
+            progress=r.progress and verbose)
+    else:
+        state, history = run_loop(algorithm, problem=problem, network=network,
+                                  topology=topology, X0=X0, iterations=r.iterations,
+                                  eval_every=r.eval_every, test=test,
+                                  progress=r.progress and verbose)
     ref = reference
     if r.reference and ref is None:
         if network.rank == 0:
@@ -197,6 +275,7 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         "to_target": None if not ref or ref["test_metric"] is None else rounds_to_target(
             history, target=target_metric(ref["test_metric"], ds.task), task=ds.task),
         "bytes_sent_per_agent": last["bytes_per_agent"],
+        "engine": info.get("engine"),
         "wall_time_s": last["time_s"], "eval_time_s": last["eval_time_s"],
     }
     out_dir = _out_dir(out, cfg, network)

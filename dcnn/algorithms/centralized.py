@@ -7,7 +7,9 @@ iterate is exchanged: ``bytes_per_agent`` stays 0 (run as data parallel, each st
 one all-reduce of ``P`` numbers; see the DDP baseline). Optimizers, with ``s[n] = lr * alpha[n]``:
 
 - ``gd`` (proximal gradient descent on ``U / N``, the scale of the decentralized methods'
-  average step): ``w <- prox_{s[n] r / N}(w - (s[n] / N) sum_i grad g_i(w))``;
+  average step), with ``r = r_1 + r_2`` split into its l1 and smooth parts:
+  ``w <- prox_{s[n] r_1 / N}(w - (s[n] / N) (sum_i grad g_i(w) + grad r_2(w)))`` -- the update
+  the engine baselines (``ddp``, ``pipeline``, ``tensor-parallel``) make with plain SGD;
 - ``adam`` (Kingma & Ba 2015) on ``grad U`` with step ``s[n]``, ``beta = (0.9, 0.999)``,
   ``eps = 1e-8``, bias-corrected moments;
 - ``lbfgs`` (Nocedal 1980; Nocedal & Wright, Alg. 7.4): direction ``d = -H grad U`` from the
@@ -28,6 +30,7 @@ import torch
 from ..comm import Network
 from ..errors import ConfigError
 from ..problems import LocalProblems
+from ..problems.regularizers import soft_threshold
 from .steps import require_smooth
 
 __all__ = ["CentralizedState", "Centralized", "OPTIMIZERS"]
@@ -42,7 +45,7 @@ class CentralizedState:
     t: int
     X: torch.Tensor      # (A, P) every row the common w
     f: float             # U(w) (lbfgs), else nan
-    g: torch.Tensor      # (P,) grad of the smooth part of U at w
+    g: torch.Tensor      # (P,) grad of the smooth part of U at w (without the l1 part)
     memory: tuple        # lbfgs: (S, Y) pairs (k, P); adam: (m, v); gd: ()
     alpha: float         # step length of the last iteration (lbfgs) or s[t]
     done: bool = False   # lbfgs: no further decrease possible (converged to rounding)
@@ -50,13 +53,15 @@ class CentralizedState:
 
 def _value_and_grad(problem: LocalProblems, network: Network, w: torch.Tensor, *,
                     with_r: bool) -> tuple[float, torch.Tensor]:
-    """``sum_i g_i(w) (+ r(w))`` and its gradient, summed over every agent (collective)."""
+    """``sum_i g_i(w) (+ r(w))`` and its gradient (of the smooth part of ``r``), summed over
+    every agent (collective)."""
     vals, grads = problem.value_and_grad(w.expand(problem.n_agents, -1))
     f = float(network.allreduce(vals.sum().reshape(1))[0])
     g = network.agent_sum(grads)
     if with_r:
-        f += float(problem.regularizer.value(w))
-        g = g + problem.regularizer.grad(w)
+        reg = problem.regularizer
+        f += float(reg.value(w))
+        g = g + 2.0 * reg.l2 * w
     return f, g
 
 
@@ -92,7 +97,7 @@ class Centralized:
         if self.optimizer != "gd":
             require_smooth(problem, f"centralized ({self.optimizer})")
         w = X0[0].clone()
-        f, g = _value_and_grad(problem, network, w, with_r=self.optimizer != "gd")
+        f, g = _value_and_grad(problem, network, w, with_r=True)
         P = w.numel()
         memory = {"lbfgs": (torch.empty(0, P, dtype=w.dtype), torch.empty(0, P, dtype=w.dtype)),
                   "adam": (torch.zeros_like(w), torch.zeros_like(w)), "gd": ()}[self.optimizer]
@@ -106,9 +111,9 @@ class Centralized:
 
     def _gd(self, state, problem, network):
         s, N, w = state.alpha, network.n_agents, state.X[0]
-        # w = prox_{s r / N}(w - (s / N) sum_i grad g_i(w))
-        w_new = problem.regularizer.prox(w - (s / N) * state.g, s / N)
-        _, g = _value_and_grad(problem, network, w_new, with_r=False)
+        # w = prox_{s r_1 / N}(w - (s / N) (sum_i grad g_i(w) + grad r_2(w)))
+        w_new = soft_threshold(w - (s / N) * state.g, s / N * problem.regularizer.l1)
+        _, g = _value_and_grad(problem, network, w_new, with_r=True)
         return replace(state, X=w_new[None], g=g, alpha=self.schedule.update(s, state.t))
 
     def _adam(self, state, problem, network):

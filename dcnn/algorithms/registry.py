@@ -2,7 +2,8 @@
 
 ``ALGORITHMS`` maps ``algorithm.name`` to a :class:`Method`: the class, its kind
 (``"surrogate"``: NEXT/SONATA with a surrogate and ``tau``; ``"gradient"``: a step
-``lr * alpha[n]``; ``"centralized"``: pooled data) and the defaults that replace
+``lr * alpha[n]``; ``"centralized"``: pooled data; ``"engine"``: a trainer on PyTorch's own
+distributed engines, :mod:`dcnn.baselines`) and the defaults that replace
 ``algorithm.schedule = "auto"`` and an unset ``batch_size``. ``VARIANTS`` names the method
 variants ``dcnn compare`` accepts (``next-pl``, ``centralized-adam``, ...) as config
 overrides on top of the run's config.
@@ -20,7 +21,16 @@ from .next import Next
 from .push_diging import PushDiging
 from .sonata import Sonata
 
-__all__ = ["Method", "ALGORITHMS", "VARIANTS", "method_overrides"]
+__all__ = ["Method", "EngineMethod", "ALGORITHMS", "VARIANTS", "OPTIMIZER_DEFAULT",
+           "method_overrides"]
+
+
+@dataclass(frozen=True)
+class EngineMethod:
+    """A baseline run by :func:`dcnn.baselines.train_engine`; it ignores the topology."""
+
+    method: str
+    directed_ok = True
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,14 @@ ALGORITHMS: dict[str, Method] = {
                           summary="Push-DIGing (directed, time-varying)"),
     "centralized": Method(Centralized, "centralized", "constant",
                           summary="pooled data: L-BFGS, gradient descent or Adam"),
+    "ddp": Method(EngineMethod, "engine", "constant",
+                  summary="data parallel: torch DistributedDataParallel, one shard block per rank"),
+    "pipeline": Method(EngineMethod, "engine", "constant",
+                       summary="pipeline: torch.distributed.pipelining, MLP split over ranks"),
+    "tensor-parallel": Method(EngineMethod, "engine", "constant",
+                              summary="tensor parallel: torch.distributed.tensor.parallel"),
 }
+OPTIMIZER_DEFAULT = {"centralized": "lbfgs", "engine": "gd"}
 
 VARIANTS: dict[str, dict] = {
     **{name: {"name": name} for name in ALGORITHMS},
@@ -58,6 +75,8 @@ VARIANTS: dict[str, dict] = {
     "sonata-pl": {"name": "sonata", "surrogate": "pl"},
     "sonata-fl": {"name": "sonata", "surrogate": "fl"},
     **{f"centralized-{o}": {"name": "centralized", "optimizer": o} for o in OPTIMIZERS},
+    **{f"pipeline-{s}": {"name": "pipeline", "pipeline_schedule": s}
+       for s in ("gpipe", "1f1b", "interleaved")},
 }
 
 

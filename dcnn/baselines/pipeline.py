@@ -1,0 +1,194 @@
+"""Pipeline parallel: :mod:`torch.distributed.pipelining` stages and schedules.
+
+The MLP (an ``nn.Sequential`` of :func:`dcnn.problems.mlp`) is cut into ``S`` contiguous
+stages, each a group of consecutive Linear layers with their activations (balanced by layer
+count). GPipe and 1F1B put one stage on each of the ``R`` ranks (``S = R``); interleaved 1F1B
+puts ``v = 2`` virtual stages on each rank (``S = 2R``, stage ``s`` on rank ``s mod R``).
+
+Data: the pipeline trains on the *pooled* shards (all agents' samples, in agent order; the
+split of the data over agents plays no role). Every step takes one batch ``B`` -- all ``M``
+samples, or ``min(b, M)`` distinct samples drawn by a generator seeded by ``(seed, step)`` --
+and the schedule splits it into ``m`` equal micro-batches ``B_1..B_m``. The loss of
+micro-batch ``j`` on the last stage is
+
+    l_j(w) = (1/|B|) sum_{k in B_j} loss(t_k, f(w; x_k)),
+
+and the schedule runs with ``scale_grads=False``, so the accumulated gradient of every stage
+is ``sum_j grad l_j = grad (1/|B|) sum_{k in B} loss_k``: for the full batch exactly the data
+part of ``grad U`` (and an unbiased estimate of it for a mini-batch). The regulariser is added
+stage by stage after the schedule (:mod:`dcnn.baselines.engine`).
+
+Bytes per worker and step (computed): at every stage boundary whose two stages sit on different
+ranks, the activations of all micro-batches go forward and their gradients come back, ``2 |B|
+h_s itemsize`` (``h_s`` the width at the boundary); the total is divided by ``R`` (the average
+worker). The theoretical bubble fraction is :func:`dcnn.baselines.costs.bubble_fraction`.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.pipelining import (PipelineStage, Schedule1F1B, ScheduleGPipe,
+                                          ScheduleInterleaved1F1B)
+
+from ..errors import ConfigError
+from ..problems import FlatModel
+from .bootstrap import World
+from .costs import bubble_fraction
+from .engine import Engine
+from .objective import as_tensors, batch_rows, pool, weighted_loss
+
+__all__ = ["SCHEDULES", "StageSpec", "linear_positions", "split_stages", "PipelineEngine"]
+
+SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B,
+             "interleaved": ScheduleInterleaved1F1B}
+_VIRTUAL = {"gpipe": 1, "1f1b": 1, "interleaved": 2}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Stage ``index``: children ``[lo, hi)`` of the Sequential, parameters ``[offset,
+    offset + size)`` of the flat vector, ``width`` = its output size."""
+
+    index: int
+    lo: int
+    hi: int
+    offset: int
+    size: int
+    width: int
+
+
+def linear_positions(module: nn.Module) -> list[int]:
+    """Indices of the ``nn.Linear`` children of the MLP's ``nn.Sequential``."""
+    if not isinstance(module, nn.Sequential):
+        raise ConfigError(f"pipeline and tensor-parallel need the MLP as an nn.Sequential "
+                          f"(dcnn.problems.mlp), got {type(module).__name__}")
+    pos = [i for i, layer in enumerate(module) if isinstance(layer, nn.Linear)]
+    if not pos:
+        raise ConfigError("the model has no nn.Linear layer; build it with dcnn.problems.mlp")
+    return pos
+
+
+def split_stages(module: nn.Module, n_stages: int) -> list[StageSpec]:
+    """Cut the Sequential into ``n_stages`` contiguous groups of Linear layers (each with the
+    layers up to the next Linear), balanced by the number of Linear layers."""
+    pos = linear_positions(module)
+    if not 1 <= n_stages <= len(pos):
+        raise ConfigError(f"pipeline: {n_stages} stages but the MLP has {len(pos)} Linear "
+                          f"layers; use at most {len(pos)} stages (fewer ranks, schedule "
+                          f"gpipe/1f1b instead of interleaved) or add hidden layers")
+    groups = np.array_split(np.arange(len(pos)), n_stages)
+    cuts = [pos[g[0]] if k else 0 for k, g in enumerate(groups)] + [len(module)]
+    sizes = [sum(p.numel() for p in layer.parameters()) for layer in module]
+    specs = []
+    for s in range(n_stages):
+        lo, hi = cuts[s], cuts[s + 1]
+        last_linear = module[pos[groups[s][-1]]]
+        specs.append(StageSpec(s, lo, hi, int(sum(sizes[:lo])), int(sum(sizes[lo:hi])),
+                               int(last_linear.out_features)))
+    return specs
+
+
+def _check_microbatches(schedule: str, m: int, batch: int, n_stages: int, ranks: int) -> None:
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+        raise ConfigError(f"microbatches must be a positive integer, got {m!r}")
+    if batch % m:
+        divisors = [d for d in range(1, min(batch, 64) + 1) if batch % d == 0]
+        raise ConfigError(f"pipeline: {m} micro-batches do not divide the batch of {batch} "
+                          f"samples; choose microbatches among {divisors} or a batch_size "
+                          f"that is a multiple of {m}")
+    if schedule == "1f1b" and m < n_stages:
+        raise ConfigError(f"pipeline: schedule '1f1b' needs microbatches >= stages ({n_stages})"
+                          f", got {m}; raise microbatches or use schedule 'gpipe'")
+    rounds = max(1, m // ranks)
+    if schedule == "interleaved" and m % rounds:
+        raise ConfigError(f"pipeline: schedule 'interleaved' needs microbatches to be a "
+                          f"multiple of {rounds} (= max(1, m // ranks)), got {m}; use a "
+                          f"multiple of {ranks} ranks")
+
+
+class PipelineEngine(Engine):
+    """This rank's stages of the MLP, driven by one :mod:`torch.distributed.pipelining`
+    schedule (see the module docstring)."""
+
+    method = "pipeline"
+
+    def __init__(self, *, world: World, module: nn.Module, shards: Sequence[tuple], loss: str,
+                 schedule: str = "gpipe", microbatches: int = 1,
+                 batch_size: int | None = None, seed: int = 0):
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"pipeline schedule {schedule!r} is unknown; choose one of: "
+                              f"{', '.join(SCHEDULES)}")
+        self.world, self.loss, self.schedule_name = world, loss, schedule
+        self.batch_size, self.seed, self.microbatches = batch_size, int(seed), microbatches
+        dtype = next(module.parameters()).dtype
+        self.flat = FlatModel(module, dtype=dtype)
+        self.X, self.T = as_tensors(*pool(shards), dtype, world.device)
+        self.batch = len(self.X) if batch_size is None else min(batch_size, len(self.X))
+        self.v = _VIRTUAL[schedule]
+        self.specs = split_stages(module, self.v * world.size)
+        _check_microbatches(schedule, microbatches, self.batch, len(self.specs), world.size)
+        self.local = [s for s in self.specs if s.index % world.size == world.rank]
+        self.stages = [PipelineStage(nn.Sequential(*[copy.deepcopy(module[i])
+                                                     for i in range(s.lo, s.hi)]).to(world.device),
+                                     s.index, len(self.specs), world.device)
+                       for s in self.local]
+        self.params = [p for st in self.stages for p in st.submod.parameters()]
+        weight = 1.0 / self.batch
+
+        def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return weighted_loss(loss, out.reshape(len(out), -1), target, weight=weight)
+
+        cls = SCHEDULES[schedule]
+        stages = self.stages if self.v > 1 else self.stages[0]
+        self.schedule = cls(stages, n_microbatches=microbatches, loss_fn=loss_fn,
+                            scale_grads=False)
+        self.has_first = any(s.index == 0 for s in self.local)
+        self.has_last = any(s.index == len(self.specs) - 1 for s in self.local)
+        itemsize = self.X.element_size()
+        crossing = [s for s in self.specs[:-1]
+                    if s.index % world.size != (s.index + 1) % world.size]
+        self.bytes_per_step = 2.0 * self.batch * itemsize * sum(s.width for s in crossing) \
+            / world.size
+
+    def backward(self, step: int) -> None:
+        self._zero_grads()
+        rows = batch_rows(len(self.X), self.batch_size, seed=self.seed, step=step, stream=0)
+        x, t = (self.X, self.T) if rows is None else (self.X[rows], self.T[rows])
+        args = (x,) if self.has_first else ()
+        target = t if self.has_last else None
+        self.schedule.step(*args, target=target, return_outputs=False)
+
+    def _gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """Every stage's slice in place, then one sum over ranks (the slices are disjoint)."""
+        flat = torch.zeros(self.flat.n_params, dtype=self.flat.dtype, device=self.world.device)
+        k = 0
+        for spec, stage in zip(self.local, self.stages):
+            n = sum(1 for _ in stage.submod.parameters())
+            chunk = torch.cat([t.detach().reshape(-1) for t in tensors[k:k + n]])
+            flat[spec.offset:spec.offset + spec.size] = chunk
+            k += n
+        dist.all_reduce(flat)
+        return flat.cpu()
+
+    def flat_parameters(self) -> torch.Tensor:
+        return self._gather(self.params)
+
+    def flat_gradients(self) -> torch.Tensor:
+        return self._gather([p.grad for p in self.params])
+
+    def info(self) -> dict:
+        p = self.world.size
+        return {**super().info(), "schedule": self.schedule_name, "stages": len(self.specs),
+                "stages_per_rank": self.v, "microbatches": self.microbatches,
+                "batch": self.batch, "microbatch_size": self.batch // self.microbatches,
+                "stage_layers": [[s.lo, s.hi] for s in self.specs],
+                "stage_ranks": [s.index % p for s in self.specs],
+                "bubble_fraction": bubble_fraction(ranks=p, microbatches=self.microbatches,
+                                                   virtual_stages=self.v),
+                "data": "pooled shards (every step one batch split into micro-batches)"}

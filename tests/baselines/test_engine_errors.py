@@ -1,0 +1,92 @@
+"""Every misconfiguration gives a one-line ConfigError naming the bad value and the fix."""
+import pytest
+import torch
+from _engine_cases import module, parse, shards
+from conftest import error_of
+
+from dcnn.baselines import init_world, rank_agents, split_stages, tp_pairs, train_engine
+from dcnn.errors import ConfigError
+from dcnn.problems import make_regularizer
+
+
+def _train(**kw):
+    args = dict(method="pipeline", module=module([4, 4]), shards=shards(), iterations=1)
+    return lambda: train_engine(**{**args, **kw})
+
+
+def test_more_stages_than_linear_layers():
+    error_of(lambda: split_stages(module([4]), 3), "3 stages", "2 Linear layers",
+             "at most 2 stages", kind=ConfigError)
+    # one process, interleaved: 2 virtual stages for a linear model's one Linear layer
+    error_of(_train(module=module([]), schedule="interleaved", microbatches=2),
+             "2 stages", "1 Linear layers", kind=ConfigError)
+
+
+def test_microbatches_must_divide_the_batch():
+    error_of(_train(microbatches=4), "4 micro-batches", "batch of 26 samples",
+             "[1, 2, 13, 26]", kind=ConfigError)
+    error_of(_train(microbatches=3, batch_size=10), "3 micro-batches", "batch of 10",
+             kind=ConfigError)
+    error_of(_train(microbatches=0), "microbatches must be", "got 0", kind=ConfigError)
+
+
+def test_hidden_width_must_divide_the_tp_degree():
+    error_of(lambda: tp_pairs(module([5, 4]), 2), "hidden width 5", "degree 2",
+             "multiples of 2", kind=ConfigError)
+    assert tp_pairs(module([4, 5]), 2) == ([(0, 2)], [4])   # width 5 feeds the replicated layer
+
+
+def test_unknown_schedule_method_optimizer():
+    error_of(_train(schedule="zigzag"), "schedule 'zigzag'", "gpipe, 1f1b, interleaved",
+             kind=ConfigError)
+    error_of(_train(method="fsdp"), "method 'fsdp'", "ddp, pipeline, tensor-parallel",
+             kind=ConfigError)
+    error_of(_train(optimizer="lbfgs"), "optimizer 'lbfgs'", "sgd, adam", kind=ConfigError)
+
+
+def test_more_ranks_than_agents_for_ddp():
+    error_of(lambda: rank_agents(2, 3), "3 ranks but only 2 shards", "mpiexec -n 2",
+             kind=ConfigError)
+
+
+def test_l1_needs_sgd():
+    error_of(_train(method="ddp", optimizer="adam",
+                    regularizer=make_regularizer("elastic_net", lam=0.1)),
+             "'elastic_net'", "optimizer='sgd'", "next or dgd", kind=ConfigError)
+
+
+def test_bad_values_are_named():
+    error_of(_train(method="ddp", lr=-1.0), "lr must be a positive number, got -1.0",
+             kind=ConfigError)
+    error_of(_train(batch_size=-2), "batch_size", "got -2", kind=ConfigError)
+    error_of(_train(iterations=1.5), "iterations", "got 1.5", kind=ConfigError)
+    error_of(_train(module=torch.nn.Linear(3, 2)), "nn.Sequential", "dcnn.problems.mlp",
+             kind=ConfigError)
+    error_of(_train(method="ddp", shards=[]), "non-empty", kind=ConfigError)
+
+
+def test_process_group_options_are_checked():
+    error_of(lambda: init_world(backend="mpi"), "backend 'mpi'", "gloo, nccl", kind=ConfigError)
+    error_of(lambda: init_world(timeout=60), "timeout", "timedelta", kind=ConfigError)
+    if not torch.cuda.is_available():
+        error_of(lambda: init_world(backend="nccl"), "needs CUDA", "backend='gloo'",
+                 kind=ConfigError)
+
+
+@pytest.mark.mpi
+def test_world_dependent_errors_fail_on_every_rank(mpi):
+    res = mpi(2, ["tests/baselines/_errors_script.py"], timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = parse(res.stdout)["errors"]
+    assert len(recs) == 2 and recs[0]["messages"] == recs[1]["messages"]
+    msgs = recs[0]["messages"]
+    expected = {
+        "ddp-ranks": ["2 ranks but only 1 shards", "mpiexec -n 1"],
+        "stages": ["4 stages", "3 Linear layers"],
+        "1f1b-microbatches": ["microbatches >= stages (2)", "got 1"],
+        "tp-width": ["hidden width 5", "degree 2"],
+    }
+    for case, fragments in expected.items():
+        assert msgs[case] is not None and "\n" not in msgs[case], case
+        for fragment in fragments:
+            assert fragment in msgs[case], (case, msgs[case])

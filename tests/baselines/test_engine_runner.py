@@ -1,0 +1,76 @@
+"""The engine baselines as dcnn methods (``algorithm.name = ddp | pipeline |
+tensor-parallel``): the same update as centralized gradient descent on the pooled data (to
+1e-10) in one process and under ``mpiexec -n 2`` / ``-n 4``, the same report, a place in
+``dcnn compare``, and one-line refusals of what they cannot do."""
+import json
+
+import pytest
+
+from dcnn.config import load_config
+from dcnn.errors import ConfigError
+from dcnn.runner import run_experiment
+
+from conftest import error_of, run_mpi
+
+BASE = ["run.progress=false", "run.reference=false", "run.iterations=12", "run.eval_every=4",
+        "algorithm.optimizer='gd'"]
+
+
+def _run(*overrides):
+    return run_experiment(load_config(overrides=[*BASE, *overrides]), out=None, verbose=False)
+
+
+@pytest.mark.parametrize("name", ["ddp", "pipeline", "tensor-parallel"])
+def test_one_process_equals_centralized_gradient_descent(name):
+    gd = _run("algorithm.name='centralized'")
+    res = _run(f"algorithm.name='{name}'")
+    assert float((res.state.X[0] - gd.state.X[0]).abs().max()) < 1e-10
+    for a, b in zip(res.history.records, gd.history.records):
+        assert a["iteration"] == b["iteration"]
+        assert abs(a["objective"] - b["objective"]) < 1e-12 * b["objective"]
+    assert res.summary["bytes_sent_per_agent"] == 0          # a world of one sends nothing
+    assert res.summary["method"] == ("pipeline-gpipe" if name == "pipeline" else name)
+    assert res.summary["engine"]["bytes_note"].startswith("bytes are computed")
+
+
+def _mpi(n, methods, *extra):
+    res = run_mpi(n, ["tests/baselines/_runner_script.py", ",".join(methods), *extra],
+                  timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = next(x for x in res.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_two_ranks_equal_centralized_gradient_descent():
+    out = _mpi(2, ["ddp", "pipeline:gpipe", "pipeline:1f1b", "tensor-parallel"],
+               "model.hidden=[8, 8, 8]")
+    for m, (dw, dobj, sent) in out.items():
+        assert dw < 1e-10 and dobj < 1e-12, (m, dw, dobj)
+        assert sent > 0, m                                     # computed from the scheme
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_four_ranks_equal_centralized_gradient_descent():
+    # interleaved on 4 ranks needs 8 stages: an MLP with 8 Linear layers, whose 12 steps
+    # amplify rounding differences (summation order) to ~1e-10, hence 1e-9 here
+    out = _mpi(4, ["ddp", "pipeline:interleaved", "tensor-parallel"],
+               "model.hidden=[8, 8, 8, 8, 8, 8, 8]")
+    for m, (dw, dobj, sent) in out.items():
+        assert dw < 1e-9 and dobj < 1e-10, (m, dw, dobj)
+
+
+@pytest.mark.parametrize("overrides,fragments", [
+    (["algorithm.name='ddp'", "algorithm.schedule='diminishing'"],
+     ("takes a constant step", "algorithm.schedule = 'constant'")),
+    (["algorithm.name='pipeline'", "algorithm.optimizer='lbfgs'"],
+     ("not 'lbfgs'", "'gd' or 'adam'")),
+    (["algorithm.name='ddp'", "algorithm.optimizer='adam'", "model.regularizer='l1'"],
+     ("l1",)),
+    (["algorithm.name='pipeline'", "algorithm.microbatches=4"],
+     ("4 micro-batches", "batch of 455 samples")),
+])
+def test_misconfigurations_give_one_line(overrides, fragments):
+    error_of(lambda: _run(*overrides), *fragments, kind=ConfigError)

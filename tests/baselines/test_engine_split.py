@@ -1,0 +1,68 @@
+"""Split models equal the unsplit one: pipeline gradients (every schedule, several numbers of
+micro-batches) and tensor-parallel forward passes and gradients, under mpiexec."""
+import pytest
+import torch
+from _engine_cases import full_gradient, l2, module, parse, pooled_problem, shards
+
+from dcnn.baselines import bubble_fraction
+
+DEEP = "4,4,4,4,4,4,4"   # 8 Linear layers: interleaved 1F1B on 4 ranks has 8 stages
+CASES = {
+    2: ["pipeline/gpipe/1/4,4,4", "pipeline/gpipe/13/4,4,4", "pipeline/1f1b/2/4,4,4",
+        "pipeline/1f1b/13/4,4,4", "pipeline/interleaved/2/4,4,4",
+        "pipeline/interleaved/26/4,4,4", "tp/4,4", "tp/4,4,4"],
+    4: [f"pipeline/gpipe/2/{DEEP}", f"pipeline/1f1b/13/{DEEP}",
+        f"pipeline/interleaved/2/{DEEP}", "tp/8,8,8", "tp/4,4"],
+}
+
+# computed bytes per worker and step (26 samples, float64, 2 ranks): pipeline, boundaries
+# between ranks carry activations forward and gradients back, averaged over the 2 workers;
+# tensor parallel, ring all-reduces (2 (R-1)/R n entries per rank) of each row-wise output
+# and of the input gradient of every column-wise layer but the first
+BYTES = {
+    "pipeline/gpipe/1/4,4,4": 2 * 26 * 4 * 8 / 2,            # one boundary of width 4
+    "pipeline/interleaved/2/4,4,4": 2 * 26 * (4 + 4 + 4) * 8 / 2,   # 4 stages, 3 boundaries
+    "tp/4,4": 26 * 4 * 8,                                       # pair (0, 2) forward only
+    "tp/4,4,4": 26 * (4 + 2 + 4) * 8,          # pairs (0, 2), (4, 6): outputs 4, 2; input 4
+}
+
+
+def _unsplit(widths):
+    hidden = [int(h) for h in widths.split(",")]
+    problem = pooled_problem(module(hidden), shards(), l2())
+    return problem, problem.model.w0
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_split_models_equal_the_unsplit_model(mpi, ranks):
+    res = mpi(ranks, ["tests/baselines/_split_script.py", *CASES[ranks]], timeout=150)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = parse(res.stdout)
+    assert set(out) == set(CASES[ranks]), res.stdout[-2000:]
+    for case, recs in out.items():
+        method, *opts, widths = case.split("/")
+        problem, w0 = _unsplit(widths)
+        grad = full_gradient(problem, w0)
+        assert len(recs) == ranks
+        for rec in recs:
+            g = torch.tensor(rec["grad"], dtype=torch.float64)
+            assert float((g - grad).abs().max()) <= 1e-10, (case, rec["rank"])
+            assert float((torch.tensor(rec["params"], dtype=torch.float64) - w0)
+                         .abs().max()) == 0.0
+        if ranks == 2 and case in BYTES:
+            assert recs[0]["bytes_per_step"] == BYTES[case]
+        if method == "pipeline":
+            schedule, m = opts[0], int(opts[1])
+            v = 2 if schedule == "interleaved" else 1
+            assert recs[0]["stages"] == v * ranks
+            assert recs[0]["bubble"] == bubble_fraction(ranks=ranks, microbatches=m,
+                                                        virtual_stages=v)
+        else:
+            f = problem.model.apply(w0, problem.X[0])
+            for rec in recs:
+                out_tp = torch.tensor(rec["output"], dtype=torch.float64)
+                assert float((out_tp - f).abs().max()) <= 1e-10, (case, rec["rank"])
+            n_linear = len(widths.split(",")) + 1
+            assert len(recs[0]["pairs"]) == n_linear // 2
+            assert len(recs[0]["replicated"]) == n_linear % 2
