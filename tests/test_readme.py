@@ -83,7 +83,7 @@ SHORTER = " --set run.iterations=30"
 @pytest.mark.mpi
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_documented_command_runs(cmd, scratch):
-    res = _run(cmd + SHORTER if "experiments/compare/" in cmd else cmd, scratch)
+    res = _run(cmd + SHORTER if " compare experiments/" in cmd else cmd, scratch)
     assert res.returncode == 0, res.stderr[-3000:]
     out = re.search(r"--out (\S+)", cmd)
     if cmd.startswith(("dcnn run", "mpiexec -n 2 dcnn run", "mpiexec -n 4 dcnn run")):
