@@ -23,7 +23,9 @@ agent and the loop time to reach it. Files in ``out``: ``compare.csv`` (one row 
 ``compare.json`` (rows, targets, reference), ``compare.png`` (objective and test metric
 against rounds, bytes and time; consensus error against rounds), and one folder per method
 with its own ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``. A method
-that diverges (NaN or inf) does not stop the comparison: its row says ``diverged``.
+that diverges (NaN or inf, or a final objective above 100 times the start) does not stop the
+comparison: its row says ``diverged``. With l1 the reference is solved by FISTA, else by
+L-BFGS-B.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from .comm import Network, make_network
 from .config import Config, _apply, parse_set, resolve
 from .errors import ConfigError
 from .metrics import DivergenceError, History, metric_name
-from .report import _clean
+from .report import _clean, plottable
 from .runner import run_experiment
 from .topology import DIRECTED_GRAPHS
 
@@ -109,6 +111,12 @@ def _first(history: History, hit) -> dict | None:
     return None
 
 
+def _blew_up(history: History) -> bool:
+    """A run whose final objective is more than 100 times its start (and NaN-free so far)."""
+    start, last = history.records[0]["objective"], history.last["objective"]
+    return last > 100.0 * abs(start)
+
+
 def compare_rows(histories: dict[str, History], *, reference: dict | None, task: str,
                  gap: float) -> tuple[list[dict], dict]:
     """One row per method (see :data:`ROW_KEYS`) and the two targets."""
@@ -123,12 +131,12 @@ def compare_rows(histories: dict[str, History], *, reference: dict | None, task:
     }
     rows = []
     for name, h in histories.items():
-        if h is None:                      # diverged
+        if h is None or _blew_up(h):       # NaN/inf, or finite but far above the start
             rows.append({k: None for k in ROW_KEYS} | {"method": name, "status": "diverged"})
             continue
         last = h.last
         row = {"method": name, "status": "ok", "final_objective": last["objective"],
-               "objective_gap": None if ref_obj is None else
+               "objective_gap": None if not ref_obj else
                (last["objective"] - ref_obj) / abs(ref_obj),
                "final_test_metric": last["test_metric"],
                "final_consensus_error": last["consensus_error"],
@@ -182,9 +190,7 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    def shown(ys):   # values a log axis can take (a run blowing up leaves the plot)
-        return [y if y is not None and math.isfinite(y) and abs(y) < 1e100 else math.nan
-                for y in ys]
+    shown = plottable
 
     fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
     xs = [("iteration", "rounds", 1.0), ("bytes_per_agent", "MB sent per agent", 1e-6),
@@ -301,7 +307,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             {"rows": rows, "targets": targets, "centralized": reference,
              "metric_name": metric, "methods": methods, "skipped": skipped,
              "config": resolve(cfg)}), indent=2) + "\n")
-        plot_compare({m: h for m, h in histories.items() if h is not None},
+        ok = {r["method"] for r in rows if r["status"] == "ok"}
+        plot_compare({m: h for m, h in histories.items() if m in ok},
                      out_dir / "compare.png", metric=metric, reference=reference,
                      title=f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
                            f"{cfg.run.agents} agents")

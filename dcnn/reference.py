@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import scipy.optimize
 import torch
 from threadpoolctl import threadpool_limits

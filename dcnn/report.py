@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .metrics import History
 
-__all__ = ["write_report", "format_table", "plot_history"]
+__all__ = ["write_report", "format_table", "plot_history", "plottable"]
 
 
 def _clean(obj):
@@ -19,6 +19,13 @@ def _clean(obj):
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
     return obj
+
+
+def plottable(ys) -> list[float]:
+    """Values a (log) axis can take: NaN for None, inf and blow-ups past 1e100 (a run that
+    diverges leaves the plot instead of breaking the axis)."""
+    return [y if y is not None and math.isfinite(y) and abs(y) < 1e100 else math.nan
+            for y in ys]
 
 
 def plot_history(history: History, path: str | Path, *, metric_name: str,
@@ -34,15 +41,15 @@ def plot_history(history: History, path: str | Path, *, metric_name: str,
               ("consensus_error", "consensus error", True),
               ("test_metric", f"test {metric_name}", False)]
     for ax, (col, label, log) in zip(axes.flat, panels):
-        ys = history.column(col)
+        ys = plottable(history.column(col))
         ax.plot(it, ys, label="network (w_bar)")
         if col == "test_metric":
-            ax.fill_between(it, history.column("agent_test_min"),
-                            history.column("agent_test_max"), alpha=0.25,
+            ax.fill_between(it, plottable(history.column("agent_test_min")),
+                            plottable(history.column("agent_test_max")), alpha=0.25,
                             label="agents min-max")
         if reference is not None and reference.get(col) is not None:
             ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized")
-        if log and all(y is not None and y > 0 for y in ys):
+        if log and all(y > 0 for y in ys if not math.isnan(y)):
             ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)

@@ -134,7 +134,8 @@ def _train_engine(a, info: dict, *, model: FlatModel, shards: list, test, loss: 
                   task: str, regularizer, r, network: Network, progress: bool):
     """Train with :func:`dcnn.baselines.train_engine`: ``(EngineState, History)``."""
     from .baselines import train_engine
-    batch = info["batch_size"] or sum(len(x) for x, _ in shards)
+    total = sum(len(x) for x, _ in shards)
+    batch = min(info["batch_size"] or total, total)      # what the pipeline engine uses
     micro = _microbatches(a, batch=batch, ranks=network.size) if a.name == "pipeline" else 1
     history, details = train_engine(
         method=a.name, module=model.module, shards=shards, test=test, loss=loss, task=task,
@@ -174,6 +175,8 @@ def build_algorithm(a, *, problem: LocalProblems, network: Network, X0: torch.Te
     if lr == "auto":
         if optimizer == "adam":
             lr = ADAM_LR
+        elif optimizer == "lbfgs":
+            lr = 1.0          # unused: L-BFGS takes line-search steps
         else:
             with torch.no_grad():
                 lr = auto_lr(problem=problem, network=network, X0=X0)

@@ -143,11 +143,14 @@ def test_python_api_refuses_an_unknown_method():
 def test_a_diverging_method_is_reported_and_the_others_still_run(tmp_path):
     cfg = load_config(overrides=["run.iterations=30", "run.eval_every=10", "run.agents=4",
                                  "run.progress=false"])
-    res = run_compare(cfg, methods=["gt:lr=1e8", "next-pl", "dgd:schedule=constant:alpha0=0.2"],
+    # lr = 1e8: NaN within 30 rounds; lr = 1000: finite (~1e289) but 1e289 times the start
+    res = run_compare(cfg, methods=["gt:lr=1e8", "gt:lr=1000", "next-pl",
+                                    "dgd:schedule=constant:alpha0=0.2"],
                       out=tmp_path, verbose=False)
     status = {r["method"]: r["status"] for r in res.rows}
-    assert status == {"gt:lr=1e8": "diverged", "next-pl": "ok",
+    assert status == {"gt:lr=1e8": "diverged", "gt:lr=1000": "diverged", "next-pl": "ok",
                       "dgd:schedule=constant:alpha0=0.2": "ok"}
+    assert res.histories["gt:lr=1e8"] is None and res.histories["gt:lr=1000"] is not None
     assert res.summaries["dgd:schedule=constant:alpha0=0.2"]["schedule"] == "constant"
     assert res.summaries["dgd:schedule=constant:alpha0=0.2"]["alpha0"] == 0.2
     assert (tmp_path / "compare.png").is_file()

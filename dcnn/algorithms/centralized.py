@@ -14,7 +14,8 @@ one all-reduce of ``P`` numbers; see the DDP baseline). Optimizers, with ``s[n] 
   ``eps = 1e-8``, bias-corrected moments;
 - ``lbfgs`` (Nocedal 1980; Nocedal & Wright, Alg. 7.4): direction ``d = -H grad U`` from the
   last 10 pairs ``(w[k+1] - w[k], grad U(w[k+1]) - grad U(w[k]))`` (two-loop recursion,
-  ``H0 = s^T y / y^T y``), a pair kept only if ``s^T y > 0``; step from 1 halved until
+  ``H0 = s^T y / y^T y``), a pair kept only if ``s^T y > 1e-12 y^T y``, the first direction
+  ``-grad U / max(1, ||grad U||_1)``; step from 1 halved until
   ``U(w + t d) <= U(w) + 1e-4 t grad U^T d`` (Armijo). ``alpha`` is the accepted ``t``. When
   no step decreases ``U`` (converged to rounding) the remaining iterations leave ``w`` as is.
 
@@ -31,7 +32,6 @@ from ..comm import Network
 from ..errors import ConfigError
 from ..problems import LocalProblems
 from ..problems.regularizers import soft_threshold
-from .steps import require_smooth
 
 __all__ = ["CentralizedState", "Centralized", "OPTIMIZERS"]
 
@@ -44,7 +44,7 @@ _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 class CentralizedState:
     t: int
     X: torch.Tensor      # (A, P) every row the common w
-    f: float             # U(w) (lbfgs), else nan
+    f: float             # U(w) (lbfgs; the other optimizers leave U(w[0]) here)
     g: torch.Tensor      # (P,) grad of the smooth part of U at w (without the l1 part)
     memory: tuple        # lbfgs: (S, Y) pairs (k, P); adam: (m, v); gd: ()
     alpha: float         # step length of the last iteration (lbfgs) or s[t]
@@ -94,8 +94,11 @@ class Centralized:
 
     def init(self, problem: LocalProblems, network: Network,
              X0: torch.Tensor) -> CentralizedState:
-        if self.optimizer != "gd":
-            require_smooth(problem, f"centralized ({self.optimizer})")
+        if self.optimizer != "gd" and not problem.regularizer.smooth:
+            raise ConfigError(f"algorithm 'centralized' with optimizer {self.optimizer!r} needs "
+                              f"a smooth regularizer, got model.regularizer = "
+                              f"{problem.regularizer.name!r}; use algorithm.optimizer = 'gd' "
+                              "(proximal steps) for l1")
         w = X0[0].clone()
         f, g = _value_and_grad(problem, network, w, with_r=True)
         P = w.numel()

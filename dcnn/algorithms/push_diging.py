@@ -15,7 +15,8 @@ with ``u_i = w_i[0]``, ``v_i = 1``, ``y_i = grad f_i(w_i[0])``. Column stochasti
 ``sum_i v_i = N`` and ``sum_i y_i = sum_i grad f_i(w_i)``; the push-sum ratio ``u_i / v_i``
 undoes the bias of a weight matrix that is not row-stochastic, and a small enough constant
 step reaches the exact optimum of a convex problem. ``u - s y``, ``y`` and ``v`` travel in one
-``(A, 2P + 1)`` message. On doubly stochastic weights ``v = 1`` and it is ATC gradient tracking.
+``(A, 2P + 1)`` message. On doubly stochastic weights ``v = 1``: the ``w`` update is then
+adapt-then-combine, the tracking update DIGing's.
 """
 from __future__ import annotations
 

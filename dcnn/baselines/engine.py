@@ -10,9 +10,11 @@ order, identical on every rank). The optimiser, the regulariser and the loop liv
 One iteration ``t`` (``eta`` = ``lr``, ``g_t`` = the engine's gradient of the data cost of
 step ``t``: the full batch, or an unbiased mini-batch estimate):
 
-    SGD:   w <- w - eta (g_t + grad r(w))                 (r smooth: l2 or none)
-    SGD:   w <- prox_{eta r}(w - eta g_t)                 (r with an l1 part)
-    Adam:  torch.optim.Adam on g_t + grad r(w)            (r smooth only)
+    SGD:   w <- prox_{eta r_1}(w - eta (g_t + grad r_2(w)))    (r = r_1 (l1) + r_2 (l2);
+                                                           without l1 the prox is the identity)
+    Adam:  torch.optim.Adam on g_t + grad r(w)                (r smooth only)
+
+(the update of ``centralized-gd``, :mod:`dcnn.algorithms.centralized`, so the two agree).
 
 Evaluations (at ``t = 0``, every ``eval_every`` steps and at the end) gather the flat vector
 and compute the metrics of the decentralized methods with :func:`dcnn.metrics.evaluate` on

@@ -64,16 +64,17 @@ def add_regularizer_grad_(params: Iterable[torch.Tensor], regularizer: Regulariz
 
 @torch.no_grad()
 def prox_(params: Iterable[torch.Tensor], regularizer: Regularizer, step: float) -> None:
-    """``p <- prox_{step r}(p)`` in place when ``r`` has an l1 part (then the l2 part lives in
-    the prox too and :func:`add_regularizer_grad_` must not be applied)."""
+    """``p <- prox_{step r_1}(p)`` in place for the l1 part ``r_1`` of ``r`` (soft threshold
+    at ``step l1``); the l2 part goes into the gradient (:func:`add_regularizer_grad_`)."""
+    l1 = Regularizer("l1", l1=regularizer.l1)
     for p in params:
         w = local_tensor(p)
-        w.copy_(regularizer.prox(w, step))
+        w.copy_(l1.prox(w, step))
 
 
 def smooth_part(regularizer: Regularizer) -> Regularizer:
-    """The part of ``r`` added to gradients: all of it if smooth, else nothing (prox)."""
-    return regularizer if regularizer.smooth else Regularizer("none")
+    """The part of ``r`` added to gradients: its l2 part (the l1 part goes to the prox)."""
+    return Regularizer("l2", l2=regularizer.l2)
 
 
 def make_optimizer(params: Sequence[torch.Tensor], *, name: str, lr: float

@@ -146,11 +146,14 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
         engine = make_engine(method=method, world=world, module=module, shards=shards,
                              loss=loss, batch_size=batch_size, schedule=schedule,
                              microbatches=microbatches, seed=seed)
-        history, info = run_engine(engine, metrics=metrics, regularizer=regularizer,
-                                   iterations=iterations, optimizer=optimizer, lr=lr,
-                                   eval_every=eval_every, progress=progress)
-        # free the engine (DDP's reducer, pipeline stages, DTensors) while its process group
-        # is alive: destroyed after the group, DDP's reducer hung now and then on 4 ranks
-        del engine
-        gc.collect()
+        try:
+            history, info = run_engine(engine, metrics=metrics, regularizer=regularizer,
+                                       iterations=iterations, optimizer=optimizer, lr=lr,
+                                       eval_every=eval_every, progress=progress)
+        finally:
+            # free the engine (DDP's reducer, pipeline stages, DTensors) while its process
+            # group is alive, also after a divergence: destroyed after the group, DDP's
+            # reducer hung now and then on 4 ranks
+            del engine
+            gc.collect()
     return history, info

@@ -8,7 +8,6 @@ DGD reaches the optimum only with a diminishing step (slowly: O(s[n]) behind it;
 3000 rounds; its constant-step fixed point is checked in closed form in test_baselines.py) and
 D-PSGD stays in a noise neighbourhood of the optimum with its constant step.
 """
-import numpy as np
 
 from dcnn.config import load_config
 from dcnn.data import load_dataset
@@ -47,7 +46,14 @@ CASES = {
                         "algorithm.alpha0=1.0"], 1500, 1e-6),
     "centralized-adam": (["algorithm.name='centralized'", "algorithm.optimizer='adam'"],
                          1500, 1e-6),
+    # the engines take centralized gradient descent's steps (with a world of R processes)
+    "ddp": (["algorithm.name='ddp'", "algorithm.alpha0=1.0"], 1500, 1e-6),
+    "pipeline": (["algorithm.name='pipeline'", "algorithm.alpha0=1.0"], 1500, 1e-6),
+    "tensor-parallel": (["algorithm.name='tensor-parallel'", "algorithm.alpha0=1.0"], 1500,
+                        1e-6),
 }
+# a linear model has one Linear layer: no pipeline of two stages (refused; see the engine tests)
+NOT_ON_TWO_RANKS = ("pipeline",)
 
 
 def optimum() -> float:

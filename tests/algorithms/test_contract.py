@@ -7,7 +7,7 @@ import pytest
 
 from dcnn.algorithms import ALGORITHMS, VARIANTS
 
-from contract import CASES, run_case
+from contract import CASES, NOT_ON_TWO_RANKS, run_case
 
 _RESULTS = {}
 
@@ -28,7 +28,8 @@ def test_reaches_the_ridge_optimum_in_process(name):
     gap, res = _inprocess(name)
     tol = CASES[name][2]
     assert -1e-12 <= gap <= tol, (name, gap)
-    # exact methods agree; DGD and D-PSGD keep an O(step) disagreement
+    # exact methods agree; DGD and D-PSGD keep an O(step) disagreement; the engines (one
+    # model) and centralized have none
     bound = 1e-2 if name in ("dgd", "dsgd") else 1e-8
     assert res.history.last["consensus_error"] < bound
 
@@ -40,7 +41,7 @@ def test_same_results_under_mpiexec_2(mpi):
     assert res.returncode == 0, res.stderr[-3000:]
     line = next(x for x in res.stdout.splitlines() if x.startswith("RESULT "))
     results = json.loads(line[len("RESULT "):])
-    assert set(results) == set(CASES)
+    assert set(results) == set(CASES) - set(NOT_ON_TWO_RANKS)
     for name, (gap, objective, _) in results.items():
         assert -1e-12 <= gap <= CASES[name][2], (name, gap)
         local_gap, local = _inprocess(name)

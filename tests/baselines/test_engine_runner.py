@@ -33,6 +33,15 @@ def test_one_process_equals_centralized_gradient_descent(name):
     assert res.summary["engine"]["bytes_note"].startswith("bytes are computed")
 
 
+def test_elastic_net_steps_equal_centralized_gradient_descent():
+    """l2 part in the gradient, prox of the l1 part: the same split in both."""
+    net = ["model.regularizer='elastic_net'", "model.lam=0.05"]
+    gd = _run("algorithm.name='centralized'", *net)
+    res = _run("algorithm.name='ddp'", *net)
+    assert float((res.state.X[0] - gd.state.X[0]).abs().max()) < 1e-12
+    assert res.history.last["sparsity"] > 0
+
+
 def _mpi(n, methods, *extra):
     res = run_mpi(n, ["tests/baselines/_runner_script.py", ",".join(methods), *extra],
                   timeout=240)

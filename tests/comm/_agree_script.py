@@ -2,7 +2,6 @@
 same iterates. Prints MAXDIFF (largest entry-wise difference of the final iterates)."""
 import sys
 
-import torch
 
 from dcnn.comm import LocalNetwork, MPINetwork
 from dcnn.config import load_config
