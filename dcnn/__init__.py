@@ -5,7 +5,8 @@ The NEXT framework (Di Lorenzo & Scutari 2016) for neural networks (Scardapane &
 iterates and gradient trackers with their neighbours over a sparse, time-varying graph, in one
 process or over MPI ranks.
 """
-from .algorithms import (Constant, Diminishing, Next, NextState, Polynomial, make_schedule,
+from .algorithms import (Centralized, Constant, Dgd, Diminishing, Extra, GradientTracking, Next,
+                         NextState, Polynomial, PushDiging, Scaled, Sonata, make_schedule,
                          run_loop)
 from .comm import LocalNetwork, Network, make_network
 from .config import Config, load_config
@@ -18,7 +19,7 @@ from .surrogates import FL, PL, make_surrogate
 __version__ = "0.1.0"
 
 _LAZY = {"RunResult": "runner", "local_problems": "runner", "run_experiment": "runner",
-         "make_topology": "topology"}
+         "make_topology": "topology", "run_compare": "compare", "train_engine": "baselines"}
 
 
 def __getattr__(name):
@@ -30,6 +31,8 @@ def __getattr__(name):
 
 
 __all__ = ["Constant", "Diminishing", "Next", "NextState", "Polynomial", "make_schedule",
+           "Sonata", "Dgd", "GradientTracking", "Extra", "PushDiging", "Centralized", "Scaled",
+           "run_compare", "train_engine",
            "run_loop", "LocalNetwork", "Network", "make_network", "Config", "load_config",
            "ConfigError", "DataError", "DcnnError", "TopologyError", "History", "evaluate",
            "FlatModel", "LocalProblems", "make_regularizer", "mlp", "centralized_reference",
