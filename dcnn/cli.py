@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="several methods on the same shards, graph and seed")
     cmp.add_argument("config", nargs="?", help="a TOML config (default: the default experiment)")
     cmp.add_argument("--methods", help="comma-separated, e.g. next-pl,next-fl,gt,dgd,extra,"
-                     "centralized (default: those of these six the topology allows)")
+                     "centralized (default: those of these six the topology allows; on a "
+                     "directed graph sonata-pl,sonata-fl,push-diging,centralized-lbfgs)")
     cmp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key for every method (repeatable)")
     cmp.add_argument("--out", help="output folder (default: runs/<time>-compare-<data>)")

@@ -48,9 +48,10 @@ from .runner import run_experiment
 from .topology import DIRECTED_GRAPHS
 
 __all__ = ["CompareResult", "run_compare", "compare_rows", "format_compare", "plot_compare",
-           "parse_method", "DEFAULT_METHODS", "ROW_KEYS"]
+           "parse_method", "DEFAULT_METHODS", "DEFAULT_METHODS_DIRECTED", "ROW_KEYS"]
 
 DEFAULT_METHODS = ("next-pl", "next-fl", "gt", "dgd", "extra", "centralized-lbfgs")
+DEFAULT_METHODS_DIRECTED = ("sonata-pl", "sonata-fl", "push-diging", "centralized-lbfgs")
 ROW_KEYS = ("method", "status", "final_objective", "objective_gap", "final_test_metric",
             "final_consensus_error", "rounds", "bytes_per_agent", "time_s",
             "test_rounds", "test_bytes_per_agent", "test_time_s",
@@ -242,13 +243,17 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
 def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                 network: Network | None = None, gap: float = 0.01,
                 verbose: bool = True) -> CompareResult:
-    """Run every method of ``methods`` (default :data:`DEFAULT_METHODS`, less those the
-    topology does not allow) on ``cfg``; write the comparison into ``out`` (rank 0)."""
+    """Run every method of ``methods`` (default :data:`DEFAULT_METHODS`, or
+    :data:`DEFAULT_METHODS_DIRECTED` on a directed graph, less those the topology does not
+    allow) on ``cfg``; write the comparison into ``out`` (rank 0)."""
     if not 0 < gap < 1:
         raise ConfigError(f"--gap must lie in (0, 1) (the fraction of the initial objective "
                           f"gap left at the target, e.g. 0.01), got {gap}")
     explicit = methods is not None
-    methods = list(DEFAULT_METHODS if methods is None else methods)
+    if methods is None:
+        methods = DEFAULT_METHODS_DIRECTED if cfg.topology.graph in DIRECTED_GRAPHS \
+            else DEFAULT_METHODS
+    methods = list(methods)
     if not methods:
         raise ConfigError("no method given; e.g. --methods next-pl,gt,dgd")
     if len(set(methods)) != len(methods):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from dcnn.compare import DEFAULT_METHODS, ROW_KEYS, run_compare
+from dcnn.compare import DEFAULT_METHODS, DEFAULT_METHODS_DIRECTED, ROW_KEYS, run_compare
 from dcnn.config import load_config
 from dcnn.errors import ConfigError
 
@@ -112,6 +112,9 @@ def test_default_methods_skip_what_the_graph_does_not_allow():
                                  "run.progress=false", "run.reference=false"])
     res = run_compare(cfg, out=None, verbose=False)
     assert list(res.histories) == [m for m in DEFAULT_METHODS if m != "extra"]
+    cfg.topology.graph = "random_digraph"
+    res = run_compare(cfg, out=None, verbose=False)
+    assert list(res.histories) == list(DEFAULT_METHODS_DIRECTED)
 
 
 @pytest.mark.parametrize("args,fragments", [
