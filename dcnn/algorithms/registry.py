@@ -10,7 +10,7 @@ overrides on top of the run's config.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 from .centralized import OPTIMIZERS, Centralized
@@ -40,7 +40,6 @@ class Method:
     schedule: str                  # what schedule = "auto" means
     batch_size: int = 0            # what batch_size = 0 means (0: the whole shard)
     summary: str = ""
-    defaults: dict = field(default_factory=dict)
 
 
 ALGORITHMS: dict[str, Method] = {
