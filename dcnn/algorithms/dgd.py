@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..comm import Network
-from ..problems import LocalProblems, check_batch_size
-from .steps import local_gradients
+from ..problems import LocalProblems
+from .steps import GradientMethod, local_gradients
 
 __all__ = ["DgdState", "Dgd"]
 
@@ -36,17 +36,11 @@ class DgdState:
 
 
 @dataclass(frozen=True)
-class Dgd:
+class Dgd(GradientMethod):
     """DGD with a prox step for ``r``; ``batch_size`` > 0 makes it D-PSGD."""
 
-    schedule: object
     name: str = "dgd"
-    batch_size: int | None = None
-    seed: int = 0
     directed_ok = False
-
-    def __post_init__(self):
-        check_batch_size(self.batch_size)
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> DgdState:
         return DgdState(t=0, X=X0.clone(), alpha=self.schedule.init())

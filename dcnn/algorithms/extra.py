@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from ..comm import Network
-from ..problems import LocalProblems, check_batch_size
-from .steps import local_gradients, require_smooth
+from ..problems import LocalProblems
+from .steps import GradientMethod, require_smooth
 
 __all__ = ["ExtraState", "Extra"]
 
@@ -41,22 +41,12 @@ class ExtraState:
 
 
 @dataclass(frozen=True)
-class Extra:
+class Extra(GradientMethod):
     """EXTRA with a (constant) step; static graphs only (``static_only``)."""
 
-    schedule: object
     name: str = "extra"
-    batch_size: int | None = None
-    seed: int = 0
     directed_ok = False
     static_only = True
-
-    def __post_init__(self):
-        check_batch_size(self.batch_size)
-
-    def _grad(self, problem, X, t, network):
-        return local_gradients(problem, X, t=t, n_agents=network.n_agents,
-                               batch_size=self.batch_size, seed=self.seed)
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> ExtraState:
         require_smooth(problem, self.name)

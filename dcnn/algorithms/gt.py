@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ..comm import Network
-from ..problems import LocalProblems, check_batch_size
-from .steps import local_gradients, require_smooth
+from ..problems import LocalProblems
+from .steps import GradientMethod, require_smooth
 
 __all__ = ["GtState", "GradientTracking"]
 
@@ -37,21 +37,11 @@ class GtState:
 
 
 @dataclass(frozen=True)
-class GradientTracking:
+class GradientTracking(GradientMethod):
     """DIGing: consensus on ``w`` and ``y`` with one gradient step along the tracker."""
 
-    schedule: object
     name: str = "gt"
-    batch_size: int | None = None
-    seed: int = 0
     directed_ok = False
-
-    def __post_init__(self):
-        check_batch_size(self.batch_size)
-
-    def _grad(self, problem, X, t, network):
-        return local_gradients(problem, X, t=t, n_agents=network.n_agents,
-                               batch_size=self.batch_size, seed=self.seed)
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> GtState:
         require_smooth(problem, self.name)

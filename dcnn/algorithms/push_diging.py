@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from ..comm import Network
-from ..problems import LocalProblems, check_batch_size
+from ..problems import LocalProblems
 from .sonata import check_push_sum
-from .steps import local_gradients, require_smooth
+from .steps import GradientMethod, require_smooth
 
 __all__ = ["PushDigingState", "PushDiging"]
 
@@ -45,21 +45,11 @@ class PushDigingState:
 
 
 @dataclass(frozen=True)
-class PushDiging:
+class PushDiging(GradientMethod):
     """Push-DIGing for column-stochastic (directed) weight sequences."""
 
-    schedule: object
     name: str = "push-diging"
-    batch_size: int | None = None
-    seed: int = 0
     directed_ok = True
-
-    def __post_init__(self):
-        check_batch_size(self.batch_size)
-
-    def _grad(self, problem, X, t, network):
-        return local_gradients(problem, X, t=t, n_agents=network.n_agents,
-                               batch_size=self.batch_size, seed=self.seed)
 
     def init(self, problem: LocalProblems, network: Network,
              X0: torch.Tensor) -> PushDigingState:

@@ -20,9 +20,9 @@ import torch
 
 from ..comm import Network
 from ..errors import ConfigError
-from ..problems import LocalProblems, batch_problems
+from ..problems import LocalProblems, batch_problems, check_batch_size
 
-__all__ = ["Scaled", "local_gradients", "auto_lr", "require_smooth"]
+__all__ = ["Scaled", "GradientMethod", "local_gradients", "auto_lr", "require_smooth"]
 
 ADAM_LR = 0.02  # lr = "auto" for Adam: its steps are ~lr per weight whatever the curvature
 
@@ -68,3 +68,22 @@ def auto_lr(*, problem: LocalProblems, network: Network, X0: torch.Tensor) -> fl
     L = float(network.allreduce(local.reshape(1), op="max")[0])
     L += 2.0 * problem.regularizer.l2 / network.n_agents
     return 1.0 / max(L, 1e-12)
+
+
+@dataclass(frozen=True)
+class GradientMethod:
+    """What the gradient baselines share: the step schedule (in step units, e.g. ``Scaled``),
+    their name, optional mini-batches drawn from ``(seed, t, agent)``, and ``grad f_i``."""
+
+    schedule: object
+    name: str = ""
+    batch_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        check_batch_size(self.batch_size)
+
+    def _grad(self, problem: LocalProblems, X: torch.Tensor, t: int,
+              network: Network) -> torch.Tensor:
+        return local_gradients(problem, X, t=t, n_agents=network.n_agents,
+                               batch_size=self.batch_size, seed=self.seed)
