@@ -42,6 +42,12 @@ def test_elastic_net_steps_equal_centralized_gradient_descent():
     assert res.history.last["sparsity"] > 0
 
 
+def test_adam_steps_equal_centralized_adam():
+    gd = _run("algorithm.name='centralized'", "algorithm.optimizer='adam'")
+    res = _run("algorithm.name='ddp'", "algorithm.optimizer='adam'")
+    assert float((res.state.X[0] - gd.state.X[0]).abs().max()) < 1e-12
+
+
 def _mpi(n, methods, *extra):
     res = run_mpi(n, ["tests/baselines/_runner_script.py", ",".join(methods), *extra],
                   timeout=240)
