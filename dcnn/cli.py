@@ -128,12 +128,15 @@ def _fail(exc: BaseException, code: int) -> int:
         return code
     # Deterministic errors hit every rank at once: rank 0 reports and ends the job. A rank
     # that fails alone reports itself after a grace period, so nothing is left hanging.
+    # Before the abort, the launcher gets a moment to forward the line (an immediate abort
+    # lost it now and then on a loaded machine).
     if rank != 0:
-        time.sleep(1.0)
+        time.sleep(2.0)
         msg = msg.replace("dcnn: error:", f"dcnn: error: [rank {rank}]", 1)
     if not isinstance(exc, DcnnError):
         traceback.print_exc()
     print(msg, file=sys.stderr, flush=True)
+    time.sleep(0.5)
     comm.Abort(code)
     return code  # pragma: no cover
 
