@@ -26,17 +26,16 @@ the communication scheme of the engine, not measured.
 """
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 
 from ..comm import LocalNetwork
 from ..metrics import History, evaluate
 from ..problems import FlatModel, LocalProblems, Regularizer
 from .bootstrap import World
+from .recorder import Recorder
 from .objective import add_regularizer_grad_, make_optimizer, prox_, smooth_part
 
 __all__ = ["Engine", "compute_gradients", "make_evaluator", "run_engine"]
@@ -105,12 +104,6 @@ def make_evaluator(*, module: torch.nn.Module, pooled: tuple, loss: str, task: s
     return metrics
 
 
-def _slowest(*seconds: float, device: torch.device) -> list[float]:
-    t = torch.tensor(seconds, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.tolist()
-
-
 def run_engine(engine: Engine, *, metrics: Callable[[torch.Tensor], dict],
                regularizer: Regularizer, iterations: int, optimizer: str = "sgd",
                lr: float = 0.1, eval_every: int = 10, progress: bool = False
@@ -122,41 +115,29 @@ def run_engine(engine: Engine, *, metrics: Callable[[torch.Tensor], dict],
     ``final_params`` (the flat vector, a tensor: drop it before writing ``info`` as JSON).
     """
     opt = make_optimizer(engine.params, name=optimizer, lr=lr)
-    history = History()
-    bar = None
-    if progress and engine.world.rank == 0:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=iterations, desc=engine.method, leave=False)
-    step_time = eval_time = 0.0
+    rec = Recorder(engine.world, metrics=metrics, desc=engine.method, progress=progress,
+                   total=iterations)
+    w = None
 
-    def record(t: int) -> torch.Tensor:
-        nonlocal eval_time
-        t0 = time.perf_counter()
+    def gather() -> torch.Tensor:
+        nonlocal w
         w = engine.flat_parameters()
-        rec = metrics(w)
-        eval_time += time.perf_counter() - t0
-        train_s, eval_s = _slowest(step_time, eval_time, device=engine.world.device)
-        rec.update(iteration=t, bytes_per_agent=t * engine.bytes_per_step, step_size=lr,
-                   time_s=train_s, eval_time_s=eval_s)
-        history.append(rec)
-        if bar is not None:
-            bar.set_postfix(objective=f"{rec['objective']:.4g}")
         return w
 
-    w = record(0)
+    def record(t: int) -> None:
+        rec.record(t, gather, bytes_per_agent=t * engine.bytes_per_step, step_size=lr)
+
+    record(0)
     for t in range(iterations):
-        t0 = time.perf_counter()
-        compute_gradients(engine, regularizer=regularizer, step=t)
-        opt.step()
-        if not regularizer.smooth:
-            prox_(engine.params, regularizer, lr)
-        step_time += time.perf_counter() - t0
-        if bar is not None:
-            bar.update(1)
+        with rec.training():
+            compute_gradients(engine, regularizer=regularizer, step=t)
+            opt.step()
+            if not regularizer.smooth:
+                prox_(engine.params, regularizer, lr)
         if (t + 1) % eval_every == 0 or t + 1 == iterations:
-            w = record(t + 1)
-    if bar is not None:
-        bar.close()
+            record(t + 1)
+    rec.close()
+    history = rec.history
     last = history.last
     info = {**engine.info(), "iterations": iterations, "optimizer": optimizer, "lr": lr,
             "time_s": last["time_s"], "eval_time_s": last["eval_time_s"],
