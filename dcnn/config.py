@@ -51,12 +51,17 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    name: str = "mlp"
     hidden: list = field(default_factory=lambda: [10])
     activation: str = "tanh"
     loss: str = "squared"
     regularizer: str = "l2"
     lam: float = 1e-3
     l1_ratio: float = 0.5
+    tokens: int = 8
+    d_model: int = 16
+    heads: int = 2
+    ffn: int = 32
 
 
 @dataclass
@@ -96,6 +101,15 @@ class AlgorithmConfig:
     block_fraction: float = 1.0
     pipeline_schedule: str = "gpipe"
     microbatches: int = 0
+    stages: int = 0
+    sil_noise: float = 0.1
+    recovery: int = 0
+    models: int = 2
+    exchange_every: int = 50
+    burn_in: int = 100
+    distill_weight: float = 1.0
+    local_mode: str = "greedy"
+    chunk: int = 2
 
 
 @dataclass
@@ -111,7 +125,10 @@ _CHOICES = {
     ("run", "dtype"): ("float64", "float32"),
     ("run", "backend"): ("auto", "local", "mpi"),
     ("algorithm", "name"): ("next", "sonata", "dgd", "dsgd", "gt", "extra", "push-diging",
-                            "centralized", "ddp", "pipeline", "tensor-parallel"),
+                            "centralized", "ddp", "pipeline", "tensor-parallel", "sil",
+                            "codistillation", "local-parallel", "sequence-parallel"),
+    ("algorithm", "local_mode"): ("greedy", "overlapping", "chunked"),
+    ("model", "name"): ("mlp", "transformer"),
     ("algorithm", "optimizer"): ("auto", "lbfgs", "gd", "adam"),
     ("algorithm", "pipeline_schedule"): ("gpipe", "1f1b", "interleaved"),
     ("algorithm", "surrogate"): ("fl", "pl"),
@@ -142,6 +159,18 @@ _RANGES = {  # (section, key): (test, description)
     ("algorithm", "n_blocks"): (lambda v: v >= 1, ">= 1"),
     ("algorithm", "block_fraction"): (lambda v: 0 < v <= 1, "in (0, 1]"),
     ("algorithm", "microbatches"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
+    ("algorithm", "stages"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
+    ("algorithm", "sil_noise"): (lambda v: v >= 0, ">= 0"),
+    ("algorithm", "recovery"): (lambda v: v >= 0, ">= 0"),
+    ("algorithm", "models"): (lambda v: v >= 2, ">= 2"),
+    ("algorithm", "exchange_every"): (lambda v: v >= 1, ">= 1"),
+    ("algorithm", "burn_in"): (lambda v: v >= 0, ">= 0"),
+    ("algorithm", "distill_weight"): (lambda v: v >= 0, ">= 0"),
+    ("algorithm", "chunk"): (lambda v: v >= 1, ">= 1"),
+    ("model", "tokens"): (lambda v: v >= 1, ">= 1"),
+    ("model", "d_model"): (lambda v: v >= 1, ">= 1"),
+    ("model", "heads"): (lambda v: v >= 1, ">= 1"),
+    ("model", "ffn"): (lambda v: v >= 1, ">= 1"),
 }
 
 

@@ -28,7 +28,7 @@ from .surrogates.tau import auto_tau
 from .topology import make_topology
 
 __all__ = ["RunResult", "run_experiment", "local_problems", "configure_threads",
-           "build_algorithm", "method_label"]
+           "build_algorithm", "method_label", "make_model", "SCHEME_KEYS"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -70,6 +70,17 @@ def local_problems(*, model: FlatModel, X, T, parts, network: Network, loss: str
                          regularizer=regularizer, agent_ids=list(network.agents))
 
 
+def make_model(m, *, n_inputs: int, n_outputs: int, seed: int, dtype: torch.dtype):
+    """The module the ``model`` section ``m`` names: the MLP or the one-block transformer."""
+    if m.name == "transformer":
+        from .problems.transformer import transformer
+        return transformer(n_inputs=n_inputs, n_outputs=n_outputs, tokens=m.tokens,
+                           d_model=m.d_model, heads=m.heads, ffn=m.ffn, seed=seed,
+                           dtype=dtype)
+    return mlp(n_inputs=n_inputs, hidden=m.hidden, n_outputs=n_outputs,
+               activation=m.activation, seed=seed, dtype=dtype)
+
+
 def _out_dir(out, cfg: Config, network: Network) -> Path | None:
     if out is None:
         return None
@@ -91,6 +102,8 @@ def method_label(a) -> str:
         return f"{a.name}-{_optimizer(a)}"
     if a.name == "pipeline":
         return f"pipeline-{a.pipeline_schedule}"
+    if a.name == "local-parallel":
+        return f"local-{a.local_mode}"
     return a.name
 
 
@@ -130,20 +143,40 @@ def _microbatches(a, *, batch: int, ranks: int) -> int:
                       "algorithm.microbatches")
 
 
+# the keyword arguments of each scheme of dcnn.baselines and the algorithm keys they come from
+SCHEME_KEYS = {
+    "sil": {"stages": "stages", "noise": "sil_noise", "recovery": "recovery"},
+    "codistillation": {"models": "models", "exchange_every": "exchange_every",
+                       "burn_in": "burn_in", "distill_weight": "distill_weight"},
+    "local-parallel": {"stages": "stages", "local_mode": "local_mode", "chunk": "chunk"},
+    "sequence-parallel": {},
+}
+
+
 def _train_engine(a, info: dict, *, model: FlatModel, shards: list, test, loss: str,
                   task: str, regularizer, r, network: Network, progress: bool):
-    """Train with :func:`dcnn.baselines.train_engine`: ``(EngineState, History)``."""
-    from .baselines import train_engine
-    total = sum(len(x) for x, _ in shards)
-    batch = min(info["batch_size"] or total, total)      # what the pipeline engine uses
-    micro = _microbatches(a, batch=batch, ranks=network.size) if a.name == "pipeline" else 1
-    history, details = train_engine(
-        method=a.name, module=model.module, shards=shards, test=test, loss=loss, task=task,
-        regularizer=regularizer, iterations=r.iterations, optimizer=info["engine_optimizer"],
-        lr=info["engine_lr"], batch_size=info["batch_size"], schedule=a.pipeline_schedule,
-        microbatches=micro, eval_every=r.eval_every, seed=r.seed, progress=progress)
+    """Train with :func:`dcnn.baselines.train_engine` or one of the schemes
+    (:data:`dcnn.baselines.SCHEMES`): ``(EngineState, History)``."""
+    from .baselines import SCHEMES, train_engine
+    common = dict(module=model.module, shards=shards, test=test, loss=loss, task=task,
+                  regularizer=regularizer, iterations=r.iterations,
+                  optimizer=info["engine_optimizer"], lr=info["engine_lr"],
+                  batch_size=info["batch_size"], eval_every=r.eval_every, seed=r.seed,
+                  progress=progress)
+    extra = {}
+    if a.name in SCHEMES:
+        extra = {k: getattr(a, key) for k, key in SCHEME_KEYS[a.name].items()}
+        history, details = SCHEMES[a.name](**common, **extra)
+    else:
+        total = sum(len(x) for x, _ in shards)
+        batch = min(info["batch_size"] or total, total)      # what the pipeline engine uses
+        if a.name == "pipeline":
+            extra = {"microbatches": _microbatches(a, batch=batch, ranks=network.size)}
+        history, details = train_engine(method=a.name, **common,
+                                        schedule=a.pipeline_schedule,
+                                        microbatches=extra.get("microbatches", 1))
     w = details.pop("final_params")
-    info["engine"] = {**details, **({"microbatches": micro} if a.name == "pipeline" else {})}
+    info["engine"] = {**extra, **details}      # the trainer's resolved values win
     return EngineState(t=r.iterations, X=w.reshape(1, -1)), history
 
 
@@ -196,6 +229,8 @@ def build_algorithm(a, *, problem: LocalProblems, network: Network, X0: torch.Te
                     engine_lr=step / network.n_agents if optimizer == "gd" else step)
         if a.name == "pipeline":
             info.update(pipeline_schedule=a.pipeline_schedule)
+        if a.name == "local-parallel":
+            info.update(local_mode=a.local_mode)
         return method.cls(method=a.name), info
     info.update(lr=float(lr), batch_size=batch)
     return method.cls(schedule=Scaled(schedule, float(lr)), name=a.name, batch_size=batch,
@@ -221,8 +256,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     T_test = encode_targets(ds.y_test, task=ds.task, n_classes=ds.n_classes)
     parts = partition(ds.y_train, r.agents, kind=d.partition, seed=r.seed, beta=d.beta,
                       task=ds.task)
-    model = FlatModel(mlp(n_inputs=ds.n_features, hidden=m.hidden, n_outputs=T_train.shape[1],
-                          activation=m.activation, seed=r.seed, dtype=dtype), dtype=dtype)
+    model = FlatModel(make_model(m, n_inputs=ds.n_features, n_outputs=T_train.shape[1],
+                                 seed=r.seed, dtype=dtype), dtype=dtype)
     reg = make_regularizer(m.regularizer, lam=m.lam, l1_ratio=m.l1_ratio)
     problem = local_problems(model=model, X=ds.X_train, T=T_train, parts=parts,
                              network=network, loss=m.loss, task=ds.task, regularizer=reg)

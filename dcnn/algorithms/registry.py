@@ -2,11 +2,11 @@
 
 ``ALGORITHMS`` maps ``algorithm.name`` to a :class:`Method`: the class, its kind
 (``"surrogate"``: NEXT/SONATA with a surrogate and ``tau``; ``"gradient"``: a step
-``lr * alpha[n]``; ``"centralized"``: pooled data; ``"engine"``: a trainer on PyTorch's own
-distributed engines, :mod:`dcnn.baselines`) and the defaults that replace
-``algorithm.schedule = "auto"`` and an unset ``batch_size``. ``VARIANTS`` names the method
-variants ``dcnn compare`` accepts (``next-pl``, ``centralized-adam``, ...) as config
-overrides on top of the run's config.
+``lr * alpha[n]``; ``"centralized"``: pooled data; ``"engine"``: a parallel trainer of
+:mod:`dcnn.baselines`, on PyTorch's own engines or one of the other schemes) and the defaults
+that replace ``algorithm.schedule = "auto"`` and an unset ``batch_size``. ``VARIANTS`` names
+the method variants ``dcnn compare`` accepts (``next-pl``, ``centralized-adam``, ...) as
+config overrides on top of the run's config.
 """
 from __future__ import annotations
 
@@ -64,6 +64,17 @@ ALGORITHMS: dict[str, Method] = {
                        summary="pipeline: torch.distributed.pipelining, MLP split over ranks"),
     "tensor-parallel": Method(EngineMethod, "engine", "constant",
                               summary="tensor parallel: torch.distributed.tensor.parallel"),
+    "sil": Method(EngineMethod, "engine", "constant",
+                  summary="synthetic intermediate labels: parts trained apart, then joined"),
+    "codistillation": Method(EngineMethod, "engine", "constant",
+                             summary="codistillation: models on disjoint shards distil "
+                                     "from stale copies of each other"),
+    "local-parallel": Method(EngineMethod, "engine", "constant",
+                             summary="local parallelism: blocks with local losses, "
+                                     "pipelined forward-only"),
+    "sequence-parallel": Method(EngineMethod, "engine", "constant",
+                                summary="sequence parallel: a transformer's tokens over "
+                                        "ranks, ring attention"),
 }
 OPTIMIZER_DEFAULT = {"centralized": "lbfgs", "engine": "gd"}
 
@@ -76,6 +87,8 @@ VARIANTS: dict[str, dict] = {
     **{f"centralized-{o}": {"name": "centralized", "optimizer": o} for o in OPTIMIZERS},
     **{f"pipeline-{s}": {"name": "pipeline", "pipeline_schedule": s}
        for s in ("gpipe", "1f1b", "interleaved")},
+    **{f"local-{m}": {"name": "local-parallel", "local_mode": m}
+       for m in ("greedy", "overlapping", "chunked")},
 }
 
 

@@ -1,7 +1,7 @@
 """The History of a parallel trainer: evaluations of the full model, identical on every rank.
 
 Every trainer of :mod:`dcnn.baselines` (the engines and the schemes of
-:mod:`~dcnn.baselines.schemes`) records the same columns as the decentralized methods: at
+:data:`dcnn.baselines.SCHEMES`) records the same columns as the decentralized methods: at
 ``t = 0``, every ``eval_every`` steps and at the end it assembles the full flat parameter
 vector (in :class:`dcnn.problems.FlatModel` order, the same on every rank) and evaluates it
 with :func:`dcnn.metrics.evaluate` on the pooled problem. ``time_s`` is training time only and

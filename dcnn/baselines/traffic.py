@@ -1,6 +1,6 @@
 """``torch.distributed`` operations that count the bytes this rank sends.
 
-The schemes of :mod:`~dcnn.baselines.schemes` do all their training-time tensor traffic
+The schemes of :data:`dcnn.baselines.SCHEMES` do all their training-time tensor traffic
 through one :class:`Traffic` object, so ``bytes_sent`` is measured per rank, not computed
 from a formula. Point-to-point operations count the tensor's bytes at the sender; collectives
 count what a ring implementation sends per rank (all-reduce ``2 (R-1)/R n``, all-gather

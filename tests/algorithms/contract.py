@@ -51,9 +51,19 @@ CASES = {
     "pipeline": (["algorithm.name='pipeline'", "algorithm.alpha0=1.0"], 1500, 1e-6),
     "tensor-parallel": (["algorithm.name='tensor-parallel'", "algorithm.alpha0=1.0"], 1500,
                         1e-6),
+    # one block (one chunk): ordinary backprop, i.e. gradient descent on U
+    "local-parallel": (["algorithm.name='local-parallel'", "algorithm.stages=1",
+                        "algorithm.alpha0=1.0"], 1500, 1e-6),
 }
-# a linear model has one Linear layer: no pipeline of two stages (refused; see the engine tests)
-NOT_ON_TWO_RANKS = ("pipeline",)
+# a linear model has one Linear layer: no pipeline of two stages and no second block for local
+# parallelism on a second rank (refused; see the engine tests)
+NOT_ON_TWO_RANKS = ("pipeline", "local-parallel")
+# methods that cannot train the ridge model, and why (each has its own oracle tests)
+NO_RIDGE_CASE = {
+    "sil": "needs classes (codes per class) and a model split at a hidden layer",
+    "sequence-parallel": "splits a transformer's tokens; a linear model has no sequence",
+    "codistillation": "each model minimises its own block's loss plus distillation, not U",
+}
 
 
 def optimum() -> float:
