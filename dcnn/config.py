@@ -36,6 +36,8 @@ class RunConfig:
     threads: int = 0
     progress: bool = True
     reference: bool = True
+    comm_timeout: float = 60.0
+    checkpoint_every: int = 0
 
 
 @dataclass
@@ -78,6 +80,9 @@ class TopologyConfig:
     p_fail: float | None = None
     parts: int | None = None
     period: int | None = None
+    cutoff_agent: int | None = None
+    cutoff_start: int | None = None
+    cutoff_length: int | None = None
 
 
 @dataclass
@@ -141,6 +146,8 @@ _RANGES = {  # (section, key): (test, description)
     ("run", "iterations"): (lambda v: v >= 1, ">= 1"),
     ("run", "eval_every"): (lambda v: v >= 1, ">= 1"),
     ("run", "threads"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
+    ("run", "comm_timeout"): (lambda v: v > 0, "> 0 (seconds)"),
+    ("run", "checkpoint_every"): (lambda v: v >= 0, ">= 0 (0 = no checkpoints)"),
     ("data", "beta"): (lambda v: v > 0, "> 0"),
     ("data", "test_fraction"): (lambda v: 0 <= v < 1, "in [0, 1)"),
     ("model", "lam"): (lambda v: v >= 0, ">= 0"),
