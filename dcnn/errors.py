@@ -5,7 +5,8 @@ message that names the bad value and the fix. The ``dcnn`` command prints it as
 ``dcnn: error: <message>`` and exits with status 2.
 """
 
-__all__ = ["DcnnError", "ConfigError", "DataError", "TopologyError", "CommError"]
+__all__ = ["DcnnError", "ConfigError", "DataError", "TopologyError", "CommError",
+           "CommTimeoutError", "CheckpointError", "DivergenceError"]
 
 
 class DcnnError(ValueError):
@@ -26,3 +27,15 @@ class TopologyError(DcnnError):
 
 class CommError(DcnnError):
     """The communication backend cannot serve the requested layout."""
+
+
+class CommTimeoutError(CommError):
+    """A rank waited longer than ``run.comm_timeout`` for a peer (failed or stuck)."""
+
+
+class CheckpointError(DcnnError):
+    """A checkpoint is missing, incomplete, tampered with or does not fit the run."""
+
+
+class DivergenceError(DcnnError):
+    """An iterate, tracker or the objective stopped being finite."""
