@@ -5,18 +5,20 @@ that differ only in their random seed (initial weights, batch order) disagree on
 predictions. This script trains, for each of several training seeds, on the same data, split
 and shards (``run.seed`` of the config fixes those):
 
-- ``codistillation``: 2 models on disjoint halves of the shards, distilling (alpha = 1);
-- ``independent``: the same 2 models with alpha = 0 (no distillation);
+- ``codistillation``: ``algorithm.models`` models on disjoint blocks of the shards, distilling
+  with the config's ``burn_in``, ``exchange_every`` and ``distill_weight``;
+- ``independent``: the same models with ``distill_weight = 0`` (no distillation);
 - ``ddp``: one model on all shards (data parallel, the synchronous baseline);
 
-and writes, per method, the mean test accuracy of the delivered model (model 0), the churn
-(fraction of test samples on which two retrains predict different classes, averaged over the
-pairs of seeds) and the bytes sent per worker, to ``OUT/churn.csv`` and ``OUT/churn.json``.
-In one process the two models share the process (nothing is sent); under ``mpiexec -n 2`` each
-model has its rank and the exchanges are measured (rank 0 writes).
+all with Adam at dcnn's automatic rate (0.02), and writes, per method, the mean test accuracy
+of the delivered model (model 0), the churn (fraction of test samples on which two retrains
+predict different classes, averaged over the pairs of seeds) and the bytes sent per worker, to
+``OUT/churn.csv`` and ``OUT/churn.json``. In one process the models share the process
+(nothing is sent); under ``mpiexec -n 2`` each model has its rank and the exchanges are
+measured (rank 0 writes).
 
-    [mpiexec -n 2] python experiments/churn.py [--config experiments/schemes/digits.toml] [--seeds 3]
-                                [--iterations 400] [--out runs/churn]
+    [mpiexec -n 2] python experiments/churn.py [--config experiments/schemes/digits.toml]
+        [--seeds 3] [--iterations 400] [--out runs/churn]
 """
 from __future__ import annotations
 
@@ -36,8 +38,7 @@ from dcnn.config import load_config
 from dcnn.data import encode_targets, load_dataset, partition
 from dcnn.problems import FlatModel, make_regularizer, mlp
 
-METHODS = {"codistillation": dict(distill_weight=1.0), "independent": dict(distill_weight=0.0),
-           "ddp": None}
+METHODS = ("codistillation", "independent", "ddp")
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/churn")
     args = ap.parse_args()
     cfg = load_config(args.config)
-    r, d, m = cfg.run, cfg.data, cfg.model
+    r, d, m, a = cfg.run, cfg.data, cfg.model, cfg.algorithm
     iterations = args.iterations or r.iterations
     ds = load_dataset(d.name, test_fraction=d.test_fraction, seed=r.seed, task=d.task)
     T = encode_targets(ds.y_train, task=ds.task, n_classes=ds.n_classes)
@@ -59,8 +60,14 @@ def main() -> None:
                   regularizer=make_regularizer(m.regularizer, lam=m.lam, l1_ratio=m.l1_ratio),
                   iterations=iterations, optimizer="adam", lr=ADAM_LR,
                   eval_every=iterations)
+    codist = dict(models=a.models, burn_in=a.burn_in, exchange_every=a.exchange_every)
+    keys_of = {"codistillation": dict(codist, distill_weight=a.distill_weight),
+               "independent": dict(codist, distill_weight=0.0), "ddp": None}
+    # one output: the class is the sign of the logit (cross-entropy) or output > 0.5 (squared)
+    threshold = 0.5 if m.loss == "squared" else 0.0
     rows = []
-    for name, keys in METHODS.items():
+    for name in METHODS:
+        keys = keys_of[name]
         preds, accs, sent = [], [], []
         for seed in range(args.seeds):
             module = mlp(n_inputs=ds.n_features, hidden=m.hidden, n_outputs=T.shape[1],
@@ -76,7 +83,8 @@ def main() -> None:
                                               torch.as_tensor(ds.X_test))
             preds.append(out.numpy())
             accs.append(hist.last["test_metric"])
-        pairs = [churn(a, b, task=ds.task) for a, b in itertools.combinations(preds, 2)]
+        pairs = [churn(p, q, task=ds.task, threshold=threshold)
+                 for p, q in itertools.combinations(preds, 2)]
         rows.append({"method": name, "seeds": args.seeds, "iterations": iterations,
                      "test_accuracy_mean": sum(accs) / len(accs),
                      "test_accuracy_min": min(accs), "test_accuracy_max": max(accs),

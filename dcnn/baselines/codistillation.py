@@ -45,6 +45,7 @@ import copy
 import datetime
 import gc
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -462,6 +463,10 @@ def train_codistillation(*, module: nn.Module, shards: Sequence[tuple],
     metrics = make_evaluator(module=module, pooled=pooled, loss=loss, task=task,
                              regularizer=regularizer, test=test)
     with process_group(backend=backend, device=device, timeout=timeout) as world:
+        if burn_in >= iterations and world.rank == 0:
+            print(f"dcnn: warning: codistillation: burn_in = {burn_in} >= iterations = "
+                  f"{iterations}: no exchange happens, the models train independently",
+                  file=sys.stderr, flush=True)
         # world-dependent checks: the same on every rank, before any collective
         place = placement(models, world.size)
         split = _group_agents(blocks, place)

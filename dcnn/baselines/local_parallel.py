@@ -139,11 +139,12 @@ def _n_linear(module: nn.Module) -> int:
 
 def resolve_stages(stages: int, *, local_mode: str, chunk: int, ranks: int, n_linear: int
                    ) -> int:
-    """``S``: ``stages``, or for ``0`` (auto) one unit per rank and at least 2 blocks
-    (``max(R, 2)``; chunked: ``max(k R, 2)``); checked against the Linear count and ``k``."""
+    """``S``: ``stages``, or for ``0`` (auto) one unit per rank and at least 2 units
+    (``max(R, 2)`` blocks; chunked: ``k max(R, 2)``, so that one process does not reduce to a
+    single unit, which is plain backprop); checked against the Linear count and ``k``."""
     auto = stages == 0
     if auto:
-        stages = max(chunk * ranks, 2) if local_mode == "chunked" else max(ranks, 2)
+        stages = chunk * max(ranks, 2) if local_mode == "chunked" else max(ranks, 2)
     if stages > n_linear:
         how = f"stages=auto gives {stages}" if auto else f"stages={stages}"
         raise ConfigError(f"{METHOD}: {how} blocks but the MLP has {n_linear} Linear layers; "
@@ -425,7 +426,7 @@ def train_local_parallel(*, module: nn.Module, shards: Sequence[tuple],
     every rank.
 
     Scheme keywords: ``stages`` (``S`` blocks, ``0`` = auto: ``max(R, 2)``, chunked
-    ``max(k R, 2)``; ``1 <= S <=`` Linear layers), ``local_mode`` (``"greedy"``,
+    ``k max(R, 2)``; ``1 <= S <=`` Linear layers), ``local_mode`` (``"greedy"``,
     ``"chunked"``, ``"overlapping"``), ``chunk`` (``k`` blocks per unit in chunked mode,
     ``>= 1`` and dividing ``S``; ignored otherwise). ``iterations`` counts ticks. The other
     keywords are those of :func:`dcnn.baselines.train_engine`.

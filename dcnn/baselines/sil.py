@@ -316,6 +316,13 @@ class _Worker:
         return t.tolist()
 
 
+def code_checksum(codes: Sequence[torch.Tensor]) -> float:
+    """A position-weighted sum of the code tables (differs when any entry or order differs):
+    what each rank reports of the tables it built, so a test can compare them."""
+    flat = torch.cat([c.reshape(-1).to(torch.float64).cpu() for c in codes])
+    return float((flat * torch.arange(1, len(flat) + 1, dtype=torch.float64)).sum())
+
+
 # ------------------------------------------------------------------------------ checks
 def _int(name: str, value, *, lo: int, hi: int | None = None, fix: str = "") -> int:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -329,6 +336,10 @@ def _validate(*, module, shards, loss, task, regularizer, optimizer, lr, stages,
               recovery, iterations, seed) -> None:
     if not isinstance(module, nn.Module) or not any(True for _ in module.parameters()):
         raise ConfigError(f"sil: module must be a torch.nn.Module with parameters, got "
+                          f"{type(module).__name__}")
+    if not isinstance(module, nn.Sequential):
+        raise ConfigError(f"sil: the model must be the nn.Sequential MLP of "
+                          f"dcnn.problems.mlp (model.name = 'mlp'), got "
                           f"{type(module).__name__}")
     n_linear = len(linear_positions(module))
     if not next(module.parameters()).is_floating_point():
@@ -476,6 +487,7 @@ def _run(worker: _Worker, *, metrics, iterations: int, recovery: int, eval_every
                           "ranks; gathering the joined model for evaluation is not counted",
             "stages": len(worker.specs), "cuts": [s.hi - 1 for s in worker.specs[:-1]],
             "code_dims": worker.cut_dims, "n_classes": worker.n_classes,
+            "code_checksums": worker.per_rank(code_checksum(worker.codes)),
             "noise": worker.noise, "recovery": recovery, "batch": batch,
             "part_layers": [[s.lo, s.hi] for s in worker.specs],
             "parts_per_rank": worker.placement,

@@ -52,7 +52,9 @@ def make_engine(*, method: str, world: World, module: nn.Module, shards: Sequenc
     """This rank's :class:`~dcnn.baselines.engine.Engine` for ``method`` in ``world``."""
     if method not in METHODS:
         raise ConfigError(f"engine method {method!r} is unknown; choose one of: "
-                          f"{', '.join(METHODS)}")
+                          f"{', '.join(METHODS)} (sil, codistillation, local-parallel and "
+                          f"sequence-parallel have their own trainers: "
+                          f"dcnn.baselines.SCHEMES)")
     batch_size = _check_batch_size(batch_size)
     common = dict(world=world, module=module, shards=shards, loss=loss,
                   batch_size=batch_size, seed=seed)
@@ -67,7 +69,9 @@ def _validate(*, method, module, shards, loss, task, regularizer, optimizer, sch
               microbatches) -> None:
     if method not in METHODS:
         raise ConfigError(f"engine method {method!r} is unknown; choose one of: "
-                          f"{', '.join(METHODS)}")
+                          f"{', '.join(METHODS)} (sil, codistillation, local-parallel and "
+                          f"sequence-parallel have their own trainers: "
+                          f"dcnn.baselines.SCHEMES)")
     if not isinstance(module, nn.Module) or not any(True for _ in module.parameters()):
         raise ConfigError(f"module must be a torch.nn.Module with parameters, got "
                           f"{type(module).__name__}")

@@ -116,6 +116,13 @@ class TokenTransformer(nn.Module):
         self.lnf = nn.LayerNorm(d_model, **kw)
         self.head = nn.Linear(d_model, n_outputs, **kw)
 
+    def reset_parameters(self) -> None:
+        """Redraw the positional embedding (its children reset their own parameters), so
+        ``reset_parameters`` on every submodule re-initialises the whole model (what
+        codistillation does for its models 1..n-1), from the global RNG like PyTorch's."""
+        with torch.no_grad():
+            self.pos.copy_(0.1 * torch.randn(self.pos.shape, dtype=self.pos.dtype))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # named_parameters sees the tensors functional_call swaps in
         p = dict(self.named_parameters())

@@ -15,7 +15,7 @@ from _sil_script import CASES, COLUMNS, TABLE, case_kwargs
 from conftest import error_of
 
 from dcnn.baselines.objective import batch_rows, pool
-from dcnn.baselines.sil import (class_labels, code_table, join_parts, noisy_codes,
+from dcnn.baselines.sil import (class_labels, code_checksum, code_table, join_parts, noisy_codes,
                                 part_specs, place_parts, split_parts, train_sil)
 from dcnn.data import load_dataset
 from dcnn.data.partitions import encode_targets
@@ -184,6 +184,12 @@ def test_two_ranks_give_the_one_process_history(mpi):
         for rec in recs:
             assert rec["params"] == recs[0]["params"], case
             assert rec["info"]["world_size"] == 2 and rec["info"]["training_bytes"] == 0
+            # the tables the trainer built on each rank (not a recomputation) equal the
+            # table of the case's seed
+            ours = code_checksum(code_table(n_classes=info["n_classes"],
+                                            dims=info["code_dims"],
+                                            seed=case_kwargs(case)["seed"]))
+            assert rec["info"]["code_checksums"] == [ours, ours], case
             w = torch.tensor(rec["params"], dtype=torch.float64)
             assert float((w - _params(info)).abs().max()) < 1e-12, case
             for col in COLUMNS:
