@@ -10,7 +10,8 @@ from .algorithms import (Centralized, Constant, Dgd, Diminishing, Extra, Gradien
                          run_loop)
 from .comm import LocalNetwork, Network, make_network
 from .config import Config, load_config
-from .errors import ConfigError, DataError, DcnnError, TopologyError
+from .errors import (CheckpointError, CommError, CommTimeoutError, ConfigError, DataError,
+                     DcnnError, DivergenceError, TopologyError)
 from .metrics import History, evaluate
 from .problems import FlatModel, LocalProblems, make_regularizer, mlp
 from .reference import centralized_reference
@@ -19,6 +20,7 @@ from .surrogates import FL, PL, make_surrogate
 __version__ = "0.1.0"
 
 _LAZY = {"RunResult": "runner", "local_problems": "runner", "run_experiment": "runner",
+         "resume_experiment": "runner",
          "make_topology": "topology", "run_compare": "compare", "train_engine": "baselines"}
 
 
@@ -34,7 +36,8 @@ __all__ = ["Constant", "Diminishing", "Next", "NextState", "Polynomial", "make_s
            "Sonata", "Dgd", "GradientTracking", "Extra", "PushDiging", "Centralized", "Scaled",
            "run_compare", "train_engine",
            "run_loop", "LocalNetwork", "Network", "make_network", "Config", "load_config",
-           "ConfigError", "DataError", "DcnnError", "TopologyError", "History", "evaluate",
+           "ConfigError", "DataError", "DcnnError", "TopologyError", "CheckpointError",
+           "CommError", "CommTimeoutError", "DivergenceError", "resume_experiment", "History", "evaluate",
            "FlatModel", "LocalProblems", "make_regularizer", "mlp", "centralized_reference",
            "RunResult", "local_problems", "run_experiment", "FL", "PL", "make_surrogate",
            "make_topology", "__version__"]

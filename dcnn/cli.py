@@ -1,6 +1,8 @@
 """The ``dcnn`` command: ``run``, ``compare``, ``info`` and ``bench``.
 
 ``dcnn run [CONFIG.toml] [--set section.key=value]... [--out DIR]`` runs one experiment;
+``dcnn run --resume DIR [--set run.iterations=N]`` continues one from ``DIR/checkpoint``
+(written with ``--set run.checkpoint_every=K``) with the config in ``DIR/config.json``;
 ``dcnn compare [CONFIG.toml] --methods next-pl,gt,... [--set ...] [--out DIR]`` runs several
 methods on identical shards, graphs and seeds and writes one comparison; under
 ``mpiexec -n R dcnn run ...`` the agents are spread over the R ranks. Bad input ends with one
@@ -32,7 +34,17 @@ def _world():
 
 def _cmd_run(args) -> int:
     from .config import load_config
-    from .runner import run_experiment
+    from .errors import ConfigError
+    from .runner import resume_experiment, run_experiment
+    if args.resume is not None:
+        if args.config is not None or args.out is not None:
+            raise ConfigError(f"--resume {args.resume} takes its config from "
+                              f"{args.resume}/config.json and writes into {args.resume}; "
+                              "drop the CONFIG argument and --out")
+        progress = ["run.progress=false"] if args.quiet else []
+        resume_experiment(args.resume, overrides=[*args.set, *progress],
+                          verbose=not args.quiet)
+        return 0
     cfg = load_config(args.config, overrides=args.set)
     if args.quiet:
         cfg.run.progress = False
@@ -92,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set run.agents=16 (repeatable)")
     run.add_argument("--out", help="output folder (default: runs/<time>-<data>-<algorithm>)")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its "
+                     "checkpoint (run.checkpoint_every) to run.iterations; --set may change "
+                     "only run.iterations and how it runs (progress, threads, checkpoints)")
     run.add_argument("--quiet", action="store_true", help="no progress bar, log or table")
     run.set_defaults(func=_cmd_run)
     cmp = sub.add_parser("compare", help="several methods on the same shards, graph and seed")

@@ -24,7 +24,10 @@ agent and the loop time to reach it. Files in ``out``: ``compare.csv`` (one row 
 against rounds, bytes and time; consensus error against rounds), and one folder per method
 with its own ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``. A method
 that diverges (NaN or inf, or a final objective above 100 times the start) does not stop the
-comparison: its row says ``diverged``. With l1 the reference is solved by FISTA, else by
+comparison: its row says ``diverged`` (with an output folder, the last finite state of a
+method stopped by the divergence guard is in its folder's ``checkpoint``). With
+``run.checkpoint_every = k`` every method writes checkpoints into its own folder (engine
+methods cannot; they are refused up front). With l1 the reference is solved by FISTA, else by
 L-BFGS-B.
 """
 from __future__ import annotations
@@ -41,8 +44,8 @@ from pathlib import Path
 from .algorithms import ALGORITHMS, method_overrides
 from .comm import Network, make_network
 from .config import Config, _apply, parse_set, resolve
-from .errors import ConfigError
-from .metrics import DivergenceError, History, metric_name
+from .errors import ConfigError, DivergenceError
+from .metrics import History, metric_name
 from .report import _clean, plottable
 from .runner import run_experiment
 from .topology import DIRECTED_GRAPHS
@@ -92,7 +95,8 @@ def _fits(spec: str, cfg: Config) -> str | None:
     directed = cfg.topology.graph in DIRECTED_GRAPHS
     if directed and not method.cls.directed_ok:
         return "needs an undirected graph"
-    if getattr(method.cls, "static_only", False) and cfg.topology.dynamic != "static":
+    time_varying = cfg.topology.dynamic != "static" or cfg.topology.cutoff_agent is not None
+    if getattr(method.cls, "static_only", False) and time_varying:
         return "needs a static graph"
     return None
 
@@ -265,7 +269,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                           f"({cfg.topology.dynamic}); drop it from --methods or change "
                           "the topology")
     methods = [m for m in methods if m not in skipped]
-    network = network or make_network(cfg.run.agents, backend=cfg.run.backend)
+    network = network or make_network(cfg.run.agents, backend=cfg.run.backend,
+                                      timeout=cfg.run.comm_timeout)
     log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
         if verbose and network.rank == 0 else (lambda msg: None)
     for m, why in skipped.items():
@@ -278,6 +283,13 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
         out_dir = Path(out)
     reference = None      # solved with the first method, then shared
     configs = {m: _config_for(cfg, m) for m in methods}     # every spec checked up front
+    if cfg.run.checkpoint_every:
+        engines = [m for m, c in configs.items() if ALGORITHMS[c.algorithm.name].kind == "engine"]
+        if engines or out_dir is None:
+            raise ConfigError(f"run.checkpoint_every = {cfg.run.checkpoint_every} needs an "
+                              "output folder and methods of the one loop"
+                              + (f" ({engines[0]!r} is an engine baseline)" if engines else
+                                 " (give --out DIR)") + "; set run.checkpoint_every = 0")
     histories, summaries = {}, {}
     for k, m in enumerate(methods, 1):
         t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .comm import Network
-from .errors import DcnnError
+from .errors import DivergenceError
 from .problems import LocalProblems
 
 __all__ = ["COLUMNS", "History", "evaluate", "DivergenceError", "metric_name"]
@@ -31,10 +31,6 @@ __all__ = ["COLUMNS", "History", "evaluate", "DivergenceError", "metric_name"]
 COLUMNS = ("iteration", "objective", "grad_norm", "consensus_error", "train_metric",
            "test_metric", "agent_test_min", "agent_test_mean", "agent_test_max", "sparsity",
            "bytes_per_agent", "step_size", "time_s", "eval_time_s")
-
-
-class DivergenceError(DcnnError):
-    """NaN or inf appeared in the iterates or the objective."""
 
 
 def metric_name(task: str) -> str:
@@ -46,15 +42,22 @@ def _score_scale(task: str) -> float:
 
 
 def evaluate(X: torch.Tensor, *, problem: LocalProblems, network: Network,
-             test: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
-    """The metrics of the group's iterates ``X (A, P)`` (collective: call on every process)."""
+             test: tuple[torch.Tensor, torch.Tensor] | None = None,
+             check: bool = True) -> dict:
+    """The metrics of the group's iterates ``X (A, P)`` (collective: call on every process).
+
+    ``check``: raise :class:`~dcnn.errors.DivergenceError` on NaN/inf iterates or objective;
+    ``False`` leaves that to the caller (the loop's divergence guard, which also saves the
+    last finite state) and returns a non-finite objective as it is."""
     N = network.n_agents
     A = X.shape[0]
-    finite = torch.tensor([float(torch.isfinite(X).all())], dtype=torch.float64)
-    if float(network.allreduce(finite, op="min")[0]) < 1.0:
-        bad = [problem.agent_ids[a] for a in range(A) if not torch.isfinite(X[a]).all()]
-        raise DivergenceError(f"NaN or inf in the iterates (agents {bad or 'on another rank'})"
-                              "; lower algorithm.alpha0 (or algorithm.lr), or raise algorithm.tau")
+    if check:
+        finite = torch.tensor([float(torch.isfinite(X).all())], dtype=torch.float64)
+        if float(network.allreduce(finite, op="min")[0]) < 1.0:
+            bad = [problem.agent_ids[a] for a in range(A) if not torch.isfinite(X[a]).all()]
+            raise DivergenceError(f"NaN or inf in the iterates (agents "
+                                  f"{bad or 'on another rank'}); lower algorithm.alpha0 (or "
+                                  "algorithm.lr), or raise algorithm.tau")
     w_bar = network.agent_sum(X) / N
     Wb = w_bar.expand(A, -1)
     vals, grads = problem.value_and_grad(Wb)
@@ -81,7 +84,7 @@ def evaluate(X: torch.Tensor, *, problem: LocalProblems, network: Network,
         rec["agent_test_min"] = float(network.allreduce(per.min()[None], op="min")[0])
         rec["agent_test_max"] = float(network.allreduce(per.max()[None], op="max")[0])
         rec["agent_test_mean"] = float(network.allreduce(per.sum()[None])[0]) / N
-    if not math.isfinite(rec["objective"]):
+    if check and not math.isfinite(rec["objective"]):
         raise DivergenceError("the objective is NaN or inf; lower algorithm.alpha0 (or "
                               "algorithm.lr), or raise algorithm.tau")
     return rec

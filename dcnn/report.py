@@ -1,14 +1,37 @@
 """What a run leaves behind: ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``
-and a short table on stdout. Written by rank 0 only."""
+and a short table on stdout. Written by rank 0 only, each file by a temporary file and a
+rename, so a crash mid-write leaves the earlier file whole. Plain text and PNG only: nothing
+a reader has to unpickle."""
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 from .metrics import History
 
-__all__ = ["write_report", "format_table", "plot_history", "plottable"]
+__all__ = ["write_report", "write_config", "format_table", "plot_history", "plottable"]
+
+
+def _temporary(path: Path) -> Path:
+    """A sibling of ``path`` with the same suffix (matplotlib reads the format from it)."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = _temporary(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_config(out: str | Path, config: dict) -> Path:
+    """``out/config.json`` (the resolved config), written before the loop starts so that a
+    run killed midway can be resumed (``dcnn run --resume out``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_text(out / "config.json", json.dumps(_clean(config), indent=2) + "\n")
 
 
 def _clean(obj):
@@ -99,10 +122,12 @@ def write_report(out: str | Path, *, history: History, summary: dict, config: di
     out.mkdir(parents=True, exist_ok=True)
     paths = {"history": out / "history.csv", "summary": out / "summary.json",
              "config": out / "config.json", "plot": out / "curves.png"}
-    history.to_csv(paths["history"])
-    paths["summary"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
-    paths["config"].write_text(json.dumps(_clean(config), indent=2) + "\n")
-    plot_history(history, paths["plot"], metric_name=summary["metric_name"],
-                 reference=summary.get("centralized"),
-                 title=f"{summary['method']} on {summary['dataset']}")
+    tmp = history.to_csv(_temporary(paths["history"]))
+    os.replace(tmp, paths["history"])
+    _write_text(paths["summary"], json.dumps(_clean(summary), indent=2) + "\n")
+    write_config(out, config)
+    tmp = plot_history(history, _temporary(paths["plot"]), metric_name=summary["metric_name"],
+                       reference=summary.get("centralized"),
+                       title=f"{summary['method']} on {summary['dataset']}")
+    os.replace(tmp, paths["plot"])
     return paths

@@ -1,7 +1,19 @@
 """One run from a config: dataset -> partition -> local problems -> topology -> network ->
-algorithm loop -> History -> report. Used by the ``dcnn`` command and by Python code alike."""
+algorithm loop -> History -> report. Used by the ``dcnn`` command and by Python code alike.
+
+With an output folder ``DIR``, ``config.json`` is written before the loop starts and the
+report when it ends; ``run.checkpoint_every = k`` writes ``DIR/checkpoint`` every ``k``
+iterations (:mod:`dcnn.checkpoint`), and a diverging run leaves its last finite state there.
+:func:`resume_experiment` (``dcnn run --resume DIR``) continues such a run to
+``run.iterations``. Checkpoints cover every method of the one loop; the engine baselines
+(``ALGORITHMS[name].kind == "engine"``) keep their state inside torch.distributed and refuse
+``run.checkpoint_every > 0``.
+"""
 from __future__ import annotations
 
+import copy
+import json
+import math
 import os
 import sys
 import time
@@ -15,19 +27,22 @@ from threadpoolctl import threadpool_limits
 from .algorithms import ALGORITHMS, Scaled, auto_lr, make_schedule, run_loop
 from .algorithms.registry import OPTIMIZER_DEFAULT
 from .algorithms.steps import ADAM_LR
+from .checkpoint import (FOLDER, RESUME_FREE, Checkpoint, Checkpointer, config_difference,
+                         load_checkpoint, trajectory_config)
 from .comm import Network, make_network
-from .config import Config, resolve
-from .errors import ConfigError
+from .config import Config, _apply, load_config, parse_set, resolve
+from .errors import CheckpointError, ConfigError
 from .data import encode_targets, load_dataset, partition
 from .metrics import History, metric_name, rounds_to_target, target_metric
 from .problems import FlatModel, LocalProblems, make_regularizer, mlp
 from .reference import centralized_reference
-from .report import format_table, write_report
+from .report import format_table, write_config, write_report
 from .surrogates import make_blocked, make_surrogate
 from .surrogates.tau import auto_tau
 from .topology import make_topology
 
-__all__ = ["RunResult", "run_experiment", "local_problems", "configure_threads",
+__all__ = ["RunResult", "run_experiment", "resume_experiment", "local_problems",
+           "configure_threads",
            "build_algorithm", "method_label", "make_model", "SCHEME_KEYS"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -237,14 +252,35 @@ def build_algorithm(a, *, problem: LocalProblems, network: Network, X0: torch.Te
                       seed=seed), info
 
 
+def _check_checkpointing(cfg: Config, out, resume: Checkpoint | None) -> None:
+    r, a = cfg.run, cfg.algorithm
+    if ALGORITHMS[a.name].kind == "engine" and (r.checkpoint_every or resume is not None):
+        raise ConfigError(f"run.checkpoint_every = {r.checkpoint_every} (and --resume) is not "
+                          f"supported for algorithm.name = {a.name!r}: the engine baselines "
+                          "keep their state inside torch.distributed; set "
+                          "run.checkpoint_every = 0")
+    if r.checkpoint_every and out is None:
+        raise ConfigError(f"run.checkpoint_every = {r.checkpoint_every} needs an output folder "
+                          "for the checkpoints; give --out DIR (out=DIR in Python)")
+
+
 def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                    network: Network | None = None, verbose: bool = True,
-                   reference: dict | None = None) -> RunResult:
+                   reference: dict | None = None,
+                   resume: Checkpoint | None = None) -> RunResult:
     """Run the experiment ``cfg`` describes; write the report into ``out`` (rank 0).
-    ``reference`` (a summary's ``centralized`` entry) skips solving the reference again."""
+    ``reference`` (a summary's ``centralized`` entry) skips solving the reference again.
+    ``resume`` (a checkpoint of this config, see :func:`resume_experiment`) continues it."""
     r, d, m, tp, a = cfg.run, cfg.data, cfg.model, cfg.topology, cfg.algorithm
+    _check_checkpointing(cfg, out, resume)
+    if resume is not None:
+        # the step sizes the interrupted run resolved ("auto"), not re-estimated
+        a = copy.copy(a)
+        for key, value in resume.info.items():
+            if getattr(a, key) == "auto" and value is not None:
+                setattr(a, key, value)
     dtype = _DTYPES[r.dtype]
-    network = network or make_network(r.agents, backend=r.backend)
+    network = network or make_network(r.agents, backend=r.backend, timeout=r.comm_timeout)
     log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
         if verbose and network.rank == 0 else (lambda msg: None)
     threads = configure_threads(r.threads, ranks=network.size)
@@ -275,6 +311,15 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic}); "
         f"{method_label(a)}: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else
                                            f"{k} = {v}" for k, v in info.items()))
+    out_dir = _out_dir(out, cfg, network)
+    checkpoints = None
+    if out_dir is not None:
+        if network.rank == 0:
+            write_config(out_dir, resolve(cfg))
+        checkpoints = Checkpointer(out_dir / FOLDER, every=r.checkpoint_every,
+                                   config=resolve(cfg), info=info)
+    if resume is not None:
+        log(f"resuming from iteration {resume.iteration} ({resume.directory})")
     if ALGORITHMS[a.name].kind == "engine":
         state, history = _train_engine(
             a, info, model=model, shards=[(ds.X_train[p], T_train[p]) for p in parts],
@@ -284,7 +329,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         state, history = run_loop(algorithm, problem=problem, network=network,
                                   topology=topology, X0=X0, iterations=r.iterations,
                                   eval_every=r.eval_every, test=test,
-                                  progress=r.progress and verbose)
+                                  progress=r.progress and verbose,
+                                  checkpoints=checkpoints, resume=resume)
     ref = reference
     if r.reference and ref is None:
         if network.rank == 0:
@@ -294,7 +340,9 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
             ref = {"objective": res.objective, "grad_norm": res.grad_norm,
                    "train_metric": res.train_metric, "test_metric": res.test_metric,
                    "iterations": res.iterations, "solver": "L-BFGS-B" if reg.smooth else "FISTA"}
-        ref = network.broadcast(ref)
+        # the other ranks wait while rank 0 solves: as long as it takes (a crash on rank 0
+        # still ends the job through the abort hook)
+        ref = network.broadcast(ref, timeout=math.inf)
     last = history.last
     summary = {
         "algorithm": a.name, "method": method_label(a),
@@ -316,10 +364,61 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         "engine": info.get("engine"),
         "wall_time_s": last["time_s"], "eval_time_s": last["eval_time_s"],
     }
-    out_dir = _out_dir(out, cfg, network)
     if out_dir is not None and network.rank == 0:
         write_report(out_dir, history=history, summary=summary, config=resolve(cfg))
         log(f"results in {out_dir}/ (history.csv, summary.json, curves.png, config.json)")
     if verbose and network.rank == 0:
         print(format_table(summary), flush=True)
     return RunResult(history=history, summary=summary, state=state, out=out_dir)
+
+
+def _saved_config(directory: Path) -> Config:
+    """The config ``directory/config.json`` holds (written by every run with an output
+    folder), validated like any config."""
+    path = directory / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {directory} is not the output folder of a "
+                              "dcnn run; give the --out folder of the run to resume")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} cannot be read as JSON ({exc}); restore it from the "
+                              "run's checkpoint manifest or start the run again") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path} is not a config (a JSON object of sections)")
+    # keys that may change on resume fall back to their defaults when saved as null
+    free = {tuple(k.split(".")) for k in RESUME_FREE}
+    saved = {sec: {k: v for k, v in keys.items() if v is not None or (sec, k) not in free}
+             if isinstance(keys, dict) else keys for sec, keys in saved.items()}
+    return load_config(None, **saved)
+
+
+def resume_experiment(out: str | Path, *, overrides: list[str] | tuple = (),
+                      network: Network | None = None, verbose: bool = True) -> RunResult:
+    """Continue the run whose output folder is ``out`` from its checkpoint
+    (``out/checkpoint``) to ``run.iterations``, and write the complete report into ``out``.
+
+    The config is ``out/config.json``; ``overrides`` (``--set`` items) may change only the
+    keys of :data:`dcnn.checkpoint.RESUME_FREE` (e.g. ``run.iterations`` to extend the run),
+    since every other key changes the trajectory. On the rank count that wrote the
+    checkpoint the result is bitwise that of the uninterrupted run; on another rank count
+    (same ``run.agents``) it agrees to rounding.
+    """
+    out = Path(out)
+    cfg = _saved_config(out)
+    before = trajectory_config(resolve(cfg))
+    for item in overrides:
+        _apply(cfg, *parse_set(item))
+    diff = config_difference(before, trajectory_config(resolve(cfg)))
+    if diff is not None:
+        raise ConfigError(f"--set cannot change {diff.split(' = ')[0]} on --resume ({diff}): "
+                          f"it changes the trajectory; only {', '.join(RESUME_FREE)} may "
+                          "change; start a new run with --out for a different config")
+    network = network or make_network(cfg.run.agents, backend=cfg.run.backend,
+                                      timeout=cfg.run.comm_timeout)
+    ckpt = load_checkpoint(out / FOLDER, network=network, config=resolve(cfg))
+    if ckpt.iteration > cfg.run.iterations:
+        raise ConfigError(f"run.iterations = {cfg.run.iterations} is below the checkpoint's "
+                          f"iteration {ckpt.iteration}; resume with --set "
+                          f"run.iterations={ckpt.iteration} or more")
+    return run_experiment(cfg, out=out, network=network, verbose=verbose, resume=ckpt)

@@ -24,6 +24,7 @@ one all-reduce of ``P`` numbers; see the DDP baseline). Optimizers, with ``s[n] 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
 @dataclass(frozen=True)
 class CentralizedState:
+    # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
+    ROWS: ClassVar[tuple[str, ...]] = ("X",)
+
     t: int
     X: torch.Tensor      # (A, P) every row the common w
     f: float             # U(w) (lbfgs; the other optimizers leave U(w[0]) here)

@@ -17,6 +17,7 @@ converges to the optimum of a convex problem, slowly. D-PSGD (``batch_size = b``
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ __all__ = ["DgdState", "Dgd"]
 
 @dataclass(frozen=True)
 class DgdState:
+    # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
+    ROWS: ClassVar[tuple[str, ...]] = ("X",)
+
     t: int
     X: torch.Tensor      # (A, P) iterates w_i
     alpha: float         # the step s[t]

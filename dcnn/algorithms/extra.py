@@ -18,6 +18,7 @@ static (the correction assumes one ``W``): a time-varying topology is refused by
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ __all__ = ["ExtraState", "Extra"]
 
 @dataclass(frozen=True)
 class ExtraState:
+    # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
+    ROWS: ClassVar[tuple[str, ...]] = ("X", "X_prev", "WX_prev", "G", "G_prev")
+
     t: int
     X: torch.Tensor             # (A, P) X[k + 1]
     X_prev: torch.Tensor        # (A, P) X[k]

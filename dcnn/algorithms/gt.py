@@ -16,6 +16,7 @@ stochastic NEXT (an extension; it then stops in a noise neighbourhood).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ __all__ = ["GtState", "GradientTracking"]
 
 @dataclass(frozen=True)
 class GtState:
+    # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
+    ROWS: ClassVar[tuple[str, ...]] = ("X", "Y", "G")
+
     t: int
     X: torch.Tensor      # (A, P) iterates w_i
     Y: torch.Tensor      # (A, P) trackers y_i

@@ -4,33 +4,125 @@ Evaluations (every ``eval_every`` iterations, and at the start and the end) are 
 from the steps. Callbacks get ``(state, record)`` after each evaluation and may return
 ``True`` to stop early. A progress bar is shown on rank 0 only. The network's byte counters
 start from zero, so one network can serve several runs (`dcnn compare`).
+
+Divergence guard (``guard=True``): after every step each rank checks that its agents' rows
+of every per-agent state field (the state class's ``ROWS``: iterates, trackers, ...) and the
+replicated tensors are finite, and one ``min`` all-reduce of two numbers tells every rank
+the first offending (agent, quantity); the objective is checked at every evaluation. The
+run then stops on every rank at the same iteration with a :class:`~dcnn.errors.DivergenceError`
+naming the agent, the quantity and the iteration, after saving the last finite state (the
+one before that step) as a checkpoint when ``checkpoints`` is given.
+
+Checkpoints (``checkpoints``, a :class:`~dcnn.checkpoint.Checkpointer`): every
+``checkpoints.every`` iterations and at the end, after that iteration's evaluation, so the
+saved History ends where the state does. ``resume`` (a loaded
+:class:`~dcnn.checkpoint.Checkpoint`) continues from its iteration with its History and
+counters, on the trajectory the uninterrupted run takes; no evaluation is repeated at the
+resume point. Writing a checkpoint counts in neither ``time_s`` nor ``eval_time_s``; the guard
+counts in ``time_s``.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 
+from ..checkpoint import Checkpoint, Checkpointer, Snapshot, row_fields, snapshot
 from ..comm import Network
-from ..errors import ConfigError
+from ..errors import ConfigError, DivergenceError
 from ..metrics import History, evaluate
 from ..problems import LocalProblems
+from ..topology import as_topology
 
-__all__ = ["run_loop"]
+__all__ = ["run_loop", "nonfinite"]
+
+# what the state fields are, for the divergence message
+QUANTITIES = {"X": "iterate w", "Y": "tracker y", "G": "stored local gradient",
+              "phi": "push-sum weight phi", "U": "push-sum numerator u",
+              "v": "push-sum weight v", "X_prev": "previous iterate",
+              "WX_prev": "mixed previous iterate", "G_prev": "previous local gradient",
+              "g": "pooled gradient", "memory": "optimizer memory"}
+_FIX = "lower algorithm.alpha0 (or algorithm.lr), or raise algorithm.tau"
+
+
+def _kind(x: torch.Tensor) -> str:
+    return "nan" if bool(torch.isnan(x).any()) else "inf"
+
+
+def _all_finite(tensors, zeros: dict) -> bool:
+    """Whether every entry is finite, in one sync: ``x . 0`` is 0 for finite ``x`` and NaN
+    otherwise, and BLAS's dot is several times faster than ``isfinite(x).all()``."""
+    total = 0.0
+    for x in tensors:
+        key = (x.numel(), x.dtype)
+        if key not in zeros:
+            zeros[key] = torch.zeros(x.numel(), dtype=x.dtype)
+        total = total + torch.dot(x.reshape(-1), zeros[key])
+    return bool(torch.isfinite(torch.as_tensor(total)))
+
+
+def nonfinite(state, *, problem: LocalProblems, network: Network,
+              zeros: dict | None = None) -> str | None:
+    """``None`` if every per-agent row and replicated tensor of ``state`` is finite, else
+    what is not, e.g. ``"agent 3: tracker y is not finite (nan)"`` (the lowest agent id, then
+    the first field of ``ROWS``). Collective: one all-reduce of two numbers. ``zeros``: a
+    cache of zero vectors kept between calls."""
+    rows = row_fields(state)
+    A, F = network.n_local, len(rows)
+    shared = [(f, getattr(state, f)) for f in state.__dataclass_fields__ if f not in rows]
+    tensors = [getattr(state, name) for name in rows] + [
+        x for _, v in shared for x in (v if isinstance(v, (tuple, list)) else (v,))
+        if isinstance(x, torch.Tensor)]
+    codes = [math.inf, math.inf]
+    if not _all_finite(tensors, {} if zeros is None else zeros):
+        for k, name in enumerate(rows):
+            T = getattr(state, name).reshape(A, -1)
+            ok = torch.isfinite(T).all(1)
+            if not bool(ok.all()):
+                a = int((~ok).nonzero()[0, 0])
+                # (agent, field, nan/inf) in one exactly representable number
+                code = 2 * (problem.agent_ids[a] * F + k) + (_kind(T[a]) == "inf")
+                codes[0] = min(codes[0], code)
+        for k, (name, value) in enumerate(shared):
+            items = value if isinstance(value, (tuple, list)) else (value,)
+            for item in items:
+                if isinstance(item, torch.Tensor) and not bool(torch.isfinite(item).all()):
+                    codes[1] = min(codes[1], 2 * k + (_kind(item) == "inf"))
+    codes = network.allreduce(torch.tensor(codes, dtype=torch.float64), op="min")
+    row_code, shared_code = float(codes[0]), float(codes[1])
+    if math.isfinite(row_code):
+        c = int(row_code)
+        agent, k = divmod(c // 2, F)
+        return (f"agent {agent}: {QUANTITIES.get(rows[k], rows[k])} is not finite "
+                f"({'inf' if c % 2 else 'nan'})")
+    if math.isfinite(shared_code):
+        c = int(shared_code)
+        name = shared[c // 2][0]
+        return f"the {QUANTITIES.get(name, name)} is not finite ({'inf' if c % 2 else 'nan'})"
+    return None
 
 
 def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
              X0: torch.Tensor, iterations: int, eval_every: int = 10,
              test: tuple[torch.Tensor, torch.Tensor] | None = None,
-             callbacks: Sequence[Callable] = (), progress: bool = False):
+             callbacks: Sequence[Callable] = (), progress: bool = False,
+             checkpoints: Checkpointer | None = None, resume: Checkpoint | None = None,
+             guard: bool = True):
     """Run ``algorithm`` for ``iterations`` steps; returns ``(final_state, History)``.
 
     ``topology`` is anything with ``weights(t) -> (N, N) array`` (row i = what agent i
     receives); a directed one (``topology.directed``) is refused unless
     ``algorithm.directed_ok``, a time-varying one (not ``topology.static``) if
     ``algorithm.static_only``. ``X0`` holds the group's initial iterates ``(A, P)``.
+    ``checkpoints`` (a :class:`~dcnn.checkpoint.Checkpointer`) writes checkpoints and the last
+    finite state of a diverging run; ``resume`` (a :class:`~dcnn.checkpoint.Checkpoint`)
+    continues a saved run; ``guard`` turns the divergence guard on (see the module docstring).
     """
+    # a dcnn topology passes through (agent count checked); a matrix or any object with
+    # weights(t) is wrapped and every W(t) validated
+    topology = as_topology(topology, n_agents=network.n_agents)
     if getattr(topology, "directed", False) and not getattr(algorithm, "directed_ok", False):
         raise ConfigError(f"algorithm {algorithm.name!r} needs an undirected graph (doubly "
                           f"stochastic weights) and the topology is directed; use "
@@ -39,24 +131,52 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
         raise ConfigError(f"algorithm {algorithm.name!r} needs a static graph and the topology "
                           f"is time-varying; set topology.dynamic = 'static' or use "
                           f"algorithm.name = 'gt'")
-    history = History()
     network.reset_counters()
+    with torch.no_grad():
+        state = algorithm.init(problem, network, X0)
+        if resume is not None:
+            state = resume.restore(state, algorithm=algorithm, problem=problem,
+                                   network=network)
+    start = int(state.t)
+    if start > iterations:
+        raise ConfigError(f"run.iterations = {iterations} is below the checkpoint's iteration "
+                          f"{start}; set run.iterations >= {start} to resume it")
+    history = resume.history() if resume is not None else History()
+    saved = resume.counters if resume is not None else {}
+    bytes_offset = saved.get("bytes_sent", 0.0)
+    step_time, eval_time = saved.get("step_time", 0.0), saved.get("eval_time", 0.0)
     bar = None
     if progress and network.rank == 0:
         from tqdm.auto import tqdm
-        bar = tqdm(total=iterations, desc=f"{algorithm.name}", leave=False)
-    with torch.no_grad():
-        state = algorithm.init(problem, network, X0)
-    step_time = eval_time = 0.0
+        bar = tqdm(total=iterations, initial=start, desc=f"{algorithm.name}", leave=False)
 
-    def record(state) -> bool:
+    def bytes_sent() -> float:
+        return bytes_offset + float(network.allreduce(
+            torch.tensor([float(network.bytes_sent)], dtype=torch.float64))[0])
+
+    def save(snap: Snapshot, reason: str):
+        return checkpoints.save(snap, problem=problem, network=network, history=history,
+                                counters={"bytes_sent": bytes_sent(), "step_time": step_time,
+                                          "eval_time": eval_time}, reason=reason)
+
+    def diverged(what: str, t: int, good: Snapshot | None):
+        if good is None:
+            where = "there is no earlier state to save"
+        else:
+            k = int(good.state.t)
+            where = (f"the last finite state (iteration {k}) is in {save(good, 'divergence')}"
+                     if checkpoints is not None else
+                     f"the last finite state (iteration {k}) was not saved (no output folder)")
+        raise DivergenceError(f"{what} at iteration {t}; {where}; {_FIX}")
+
+    def record(state, good: Snapshot | None) -> bool:
         nonlocal eval_time
         t0 = time.perf_counter()
-        rec = evaluate(state.X, problem=problem, network=network, test=test)
+        rec = evaluate(state.X, problem=problem, network=network, test=test, check=not guard)
         eval_time += time.perf_counter() - t0
-        bytes_per_agent = float(network.allreduce(
-            torch.tensor([float(network.bytes_sent)], dtype=torch.float64))[0]) / network.n_agents
-        rec.update(iteration=state.t, bytes_per_agent=bytes_per_agent,
+        if guard and not math.isfinite(rec["objective"]):
+            diverged(f"the objective is not finite ({rec['objective']})", state.t, good)
+        rec.update(iteration=state.t, bytes_per_agent=bytes_sent() / network.n_agents,
                    step_size=state.alpha, time_s=step_time, eval_time_s=eval_time)
         history.append(rec)
         if bar is not None:
@@ -64,18 +184,35 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
                             test=f"{rec.get('test_metric', float('nan')):.4g}")
         return any(bool(cb(state, rec)) for cb in callbacks)
 
-    stop = record(state)
-    for t in range(iterations):
-        if stop:
-            break
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            state = algorithm.step(state, problem, network, topology.weights(t))
-        step_time += time.perf_counter() - t0
+    try:
+        stop = False
+        if resume is None:
+            if guard:
+                bad = nonfinite(state, problem=problem, network=network)
+                if bad:
+                    diverged(bad, start, None)
+            stop = record(state, None)
+        good = snapshot(algorithm, state)          # the last state known to be finite
+        zeros: dict = {}
+        for t in range(start, iterations):
+            if stop:
+                break
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                state = algorithm.step(state, problem, network, topology.weights(t))
+                bad = nonfinite(state, problem=problem, network=network,
+                                zeros=zeros) if guard else None
+            step_time += time.perf_counter() - t0
+            if bad:
+                diverged(bad, t + 1, good)
+            if bar is not None:
+                bar.update(1)
+            if (t + 1) % eval_every == 0 or t + 1 == iterations:
+                stop = record(state, good)
+            good = snapshot(algorithm, state)
+            if checkpoints is not None and checkpoints.due(t + 1, iterations):
+                save(good, "periodic")
+    finally:
         if bar is not None:
-            bar.update(1)
-        if (t + 1) % eval_every == 0 or t + 1 == iterations:
-            stop = record(state)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return state, history

@@ -43,6 +43,7 @@ bounded gradient variance it behaves like stochastic gradient tracking (e.g. Pu 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -56,6 +57,9 @@ __all__ = ["NextState", "Next"]
 @dataclass(frozen=True)
 class NextState:
     """Everything NEXT carries between iterations, for the group's agents."""
+
+    # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
+    ROWS: ClassVar[tuple[str, ...]] = ("X", "Y", "G")
 
     t: int
     X: torch.Tensor      # (A, P) iterates w_i

@@ -21,6 +21,7 @@ adapt-then-combine, the tracking update DIGing's.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ __all__ = ["PushDigingState", "PushDiging"]
 
 @dataclass(frozen=True)
 class PushDigingState:
+    # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
+    ROWS: ClassVar[tuple[str, ...]] = ("X", "U", "v", "Y", "G")
+
     t: int
     X: torch.Tensor      # (A, P) de-biased iterates w_i = u_i / v_i
     U: torch.Tensor      # (A, P) push-sum numerators u_i

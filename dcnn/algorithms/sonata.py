@@ -33,6 +33,7 @@ like stochastic (push-sum) gradient tracking.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -48,6 +49,9 @@ __all__ = ["SonataState", "Sonata", "check_push_sum"]
 @dataclass(frozen=True)
 class SonataState:
     """Everything SONATA carries between iterations, for the group's agents."""
+
+    # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
+    ROWS: ClassVar[tuple[str, ...]] = ("X", "Y", "G", "phi")
 
     t: int
     X: torch.Tensor      # (A, P) de-biased iterates w_i

@@ -4,12 +4,11 @@ from __future__ import annotations
 import os
 
 from .base import Network, agent_blocks
+from .faults import check_timeout
 from .local import LocalNetwork
 
 __all__ = ["Network", "LocalNetwork", "MPINetwork", "agent_blocks", "make_network",
            "launched_by_mpi"]
-
-
 
 def launched_by_mpi() -> bool:
     """True when this process was started by an MPI launcher with more than one rank."""
@@ -19,13 +18,21 @@ def launched_by_mpi() -> bool:
     return False
 
 
-def make_network(n_agents: int, *, backend: str = "auto", comm=None) -> Network:
-    """``"local"``, ``"mpi"``, or ``"auto"`` (MPI when launched by mpiexec with > 1 rank)."""
+def make_network(n_agents: int, *, backend: str = "auto", comm=None,
+                 timeout: float = 60.0) -> Network:
+    """``"local"``, ``"mpi"``, or ``"auto"`` (MPI when launched by mpiexec with > 1 rank).
+
+    ``timeout`` (seconds, ``run.comm_timeout``; ``math.inf`` for none) bounds every wait of
+    the MPI backend, whose creation also installs the abort-on-error hook and checks that
+    every rank has ``n_agents`` (:class:`~dcnn.comm.mpi.MPINetwork`); one process never
+    waits, so the in-process backend only validates it.
+    """
     if backend not in ("auto", "local", "mpi"):
         raise ValueError(f"backend {backend!r} is unknown; choose auto, local or mpi")
+    timeout = check_timeout(timeout)
     if backend == "mpi" or comm is not None or (backend == "auto" and launched_by_mpi()):
         from .mpi import MPINetwork
-        return MPINetwork(n_agents, comm=comm)
+        return MPINetwork(n_agents, comm=comm, timeout=timeout)
     return LocalNetwork(n_agents)
 
 

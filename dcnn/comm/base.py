@@ -12,6 +12,12 @@ Counters: ``bytes_sent`` / ``messages_sent`` are *logical*, per agent: agent ``j
 row to every ``i != j`` with ``W[i, j] != 0``, whichever process hosts ``i``; they are the same
 on every backend and are what reports show. ``wire_bytes`` counts what this process really put
 on the wire (0 in one process).
+
+Timeouts: on several processes every wait is bounded (``run.comm_timeout``, see
+:mod:`dcnn.comm.faults`) and ends in :class:`~dcnn.errors.CommTimeoutError`. The collectives
+take ``timeout=`` for one call whose peers may legitimately be busy for longer than the
+network's bound (e.g. rank 0 solving the centralized reference while the others wait in
+``broadcast``); ``None`` means the network's own. One process never waits and ignores it.
 """
 from __future__ import annotations
 
@@ -81,18 +87,19 @@ class Network(ABC):
         """``W[group, :] @ X_all`` for the group's rows ``X`` of shape ``(A, ...)``."""
 
     @abstractmethod
-    def allreduce(self, x: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    def allreduce(self, x: torch.Tensor, op: str = "sum", *,
+                  timeout: float | None = None) -> torch.Tensor:
         """Elementwise ``sum``/``min``/``max`` of ``x`` over processes."""
 
     @abstractmethod
-    def allgather_rows(self, X: torch.Tensor) -> torch.Tensor:
+    def allgather_rows(self, X: torch.Tensor, *, timeout: float | None = None) -> torch.Tensor:
         """All agents' rows ``(N, ...)`` on every process (monitoring and checkpoints only)."""
 
     @abstractmethod
-    def broadcast(self, obj, root: int = 0):
+    def broadcast(self, obj, root: int = 0, *, timeout: float | None = None):
         """A small Python object from ``root`` to every process (never on the hot path)."""
 
-    def barrier(self) -> None:
+    def barrier(self, *, timeout: float | None = None) -> None:
         """Wait for every process (no-op in one process)."""
 
     def agent_sum(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,11 +21,12 @@ class LocalNetwork(Network):
         Wt = torch.from_numpy(W).to(X.dtype)
         return (Wt @ X.reshape(X.shape[0], -1)).reshape(X.shape)
 
-    def allreduce(self, x: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    def allreduce(self, x: torch.Tensor, op: str = "sum", *,
+                  timeout: float | None = None) -> torch.Tensor:
         return x
 
-    def allgather_rows(self, X: torch.Tensor) -> torch.Tensor:
+    def allgather_rows(self, X: torch.Tensor, *, timeout: float | None = None) -> torch.Tensor:
         return X
 
-    def broadcast(self, obj, root: int = 0):
+    def broadcast(self, obj, root: int = 0, *, timeout: float | None = None):
         return obj

@@ -7,15 +7,30 @@ pickling). Every rank computes the same ``W`` (topologies are pure functions of 
 so both ends derive the same send/receive lists without any coordination message. Several
 quantities of one iteration travel in one message when the caller stacks them, e.g. ``X`` of
 shape ``(A, 2, P)`` for NEXT's ``z`` and ``y``.
+
+No hangs (see :mod:`dcnn.comm.faults`): every wait of this backend (``mix``, ``allreduce``,
+``allgather_rows``, ``broadcast``, ``barrier``) is non-blocking MPI polled until ``timeout``
+seconds (``run.comm_timeout``) and then ends in :class:`~dcnn.errors.CommTimeoutError`
+naming this rank, the operation and the rank(s) it waited for. Creating the network with
+more than one rank checks that every rank was given the same number of agents and installs a
+``sys.excepthook`` that turns an uncaught exception on any rank into ``MPI_Abort`` of the
+whole job, so a library user's script ends within seconds too (``abort_on_error=False``
+leaves ``sys.excepthook`` alone). After a timeout the network withdraws its pending
+receives and refuses further calls: the job is expected to end.
 """
 from __future__ import annotations
 
+import pickle
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..errors import CommError, CommTimeoutError
 from .base import Network, agent_blocks
+from .faults import (agent_count_mismatch, agents_label, check_timeout, install_abort_hook,
+                     ranks_label, wait_until)
 
 __all__ = ["MPINetwork"]
 
@@ -28,22 +43,94 @@ class _Plan:
     recvs: list                          # (source rank, first, end) slices of the receive buffer
     sends: list                          # (destination rank, own rows: slice or index array)
     messages: int                        # logical per-agent messages sent by this group
+
+
 _OPS = ("sum", "min", "max")
 
 
-class MPINetwork(Network):
-    """The MPI backend over ``comm`` (default ``MPI.COMM_WORLD``)."""
+def _seconds(t: float) -> str:
+    return f"{t:.1f}" if t >= 1 else f"{t:.2g}"
 
-    def __init__(self, n_agents: int, comm=None):
+
+class MPINetwork(Network):
+    """The MPI backend over ``comm`` (default ``MPI.COMM_WORLD``); collective to create.
+
+    ``timeout`` (seconds, default 60, ``math.inf`` for none) bounds every wait; a wait that
+    runs out raises :class:`~dcnn.errors.CommTimeoutError`. ``abort_on_error`` (with more
+    than one rank) installs the hook that ends the whole job when any rank raises an
+    uncaught exception (:func:`dcnn.comm.faults.install_abort_hook`). Every rank must pass
+    the same ``n_agents``; a mismatch is a :class:`~dcnn.errors.CommError` on every rank.
+    """
+
+    def __init__(self, n_agents: int, comm=None, *, timeout: float = 60.0,
+                 abort_on_error: bool = True):
         from mpi4py import MPI
 
         self._MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm
-        super().__init__(n_agents, agent_blocks(n_agents, self.comm.Get_size()),
-                         self.comm.Get_rank())
+        self.timeout = check_timeout(timeout)
+        self._calls: Counter = Counter()
+        self._failed: str | None = None
+        self._abandoned: list = []
+        size, rank = self.comm.Get_size(), self.comm.Get_rank()
+        self.rank, self.size = rank, size
+        if size > 1 and abort_on_error:
+            install_abort_hook(rank=rank, size=size, grace=min(2.0, self.timeout / 2))
+        counts = np.empty(size, dtype=np.int64)
+        mine = np.array([int(n_agents)], dtype=np.int64)
+        self._wait([self.comm.Iallgather(mine, counts)], "the agent-count check at start",
+                   keep=(mine, counts))
+        mismatch = agent_count_mismatch(counts.tolist())
+        if mismatch:
+            raise CommError(mismatch)
+        super().__init__(n_agents, agent_blocks(n_agents, size), rank)
         self._owner = np.repeat(np.arange(self.size), [hi - lo for lo, hi in self.blocks])
         self._recv_cache: dict = {}
         self._plans: dict = {}
+
+    def _enter(self, op: str) -> int:
+        """Count a call of ``op``; refuse it after an earlier timeout."""
+        if self._failed is not None:
+            raise CommError(f"this MPINetwork stopped after a communication timeout "
+                            f"({self._failed}); end the job and start it again")
+        self._calls[op] += 1
+        return self._calls[op]
+
+    def _wait(self, reqs: list, op: str, *, peers: list | None = None, n_recvs: int = 0,
+              keep=(), timeout: float | None = None) -> None:
+        """Wait for every request, at most ``timeout`` (default: the network's) seconds.
+
+        ``peers[i]`` is the rank request ``i`` depends on (point-to-point; the first
+        ``n_recvs`` requests are receives); for collectives (``peers=None``) the message names
+        the operation and the other ranks. On expiry the pending receives are cancelled, the
+        requests and ``keep`` (their buffers) stay referenced by the network, so MPI never
+        writes into freed memory, and the network refuses further calls.
+        """
+        Request = self._MPI.Request
+        t = self.timeout if timeout is None else check_timeout(timeout)
+        if wait_until(lambda: Request.Testall(reqs), timeout=t):
+            return
+        if peers is None:
+            others = ranks_label([r for r in range(self.size) if r != self.rank])
+            msg = (f"rank {self.rank} waited {_seconds(t)} s in {op} for {others} (at least one "
+                   f"failed or is stuck); raise run.comm_timeout if they are only slow")
+        else:
+            late = sorted({p for r, p in zip(reqs, peers) if not r.Test()})
+            if not late:      # completed between the last poll and now
+                return
+            who = ", ".join(f"rank {s} ({agents_label(*self.blocks[s])})" for s in late)
+            that = "that rank" if len(late) == 1 else "those ranks"
+            msg = (f"rank {self.rank} waited {_seconds(t)} s for {who} in {op}; {that} failed or "
+                   f"{'is' if len(late) == 1 else 'are'} stuck; raise run.comm_timeout if "
+                   f"{'it is' if len(late) == 1 else 'they are'} only slow")
+        self._failed = msg
+        self._abandoned.append((reqs, keep))
+        if peers is not None:      # withdraw the receives still posted (sends cannot be)
+            for r in reqs[:n_recvs]:
+                if not r.Test():
+                    r.Cancel()
+                    wait_until(r.Test, timeout=0.1)
+        raise CommTimeoutError(msg)
 
     def _recv_buffer(self, n: int, k: int, dtype: torch.dtype) -> torch.Tensor:
         key = (n, k, dtype)
@@ -89,6 +176,7 @@ class MPINetwork(Network):
         return plan
 
     def mix(self, X: torch.Tensor, W: np.ndarray) -> torch.Tensor:
+        call = self._enter("mix")
         W = self.check_weights(W)
         plan = self._plan(W)
         row_bytes = X[0].numel() * X.element_size() if X.shape[0] else 0
@@ -99,41 +187,64 @@ class MPINetwork(Network):
         recv = self._recv_buffer(len(plan.remote), flat.shape[1], flat.dtype)
         recv_np, flat_np = recv.numpy(), flat.numpy()
         reqs = [self.comm.Irecv(recv_np[a:b], source=s, tag=_TAG) for s, a, b in plan.recvs]
-        keep = []
+        peers = [s for s, _, _ in plan.recvs]
+        keep = [recv_np, flat_np]
         for s, rows in plan.sends:
             buf = flat_np[rows] if isinstance(rows, slice) else np.ascontiguousarray(
                 flat_np[rows])
             keep.append(buf)
             reqs.append(self.comm.Isend(buf, dest=s, tag=_TAG))
+            peers.append(s)
             self.wire_bytes += buf.nbytes
         Wr = torch.from_numpy(W[lo:hi]).to(flat.dtype)
         # own rows combine while the messages travel; remote rows accumulate in place
         out = Wr[:, lo:hi] @ flat
-        self._MPI.Request.Waitall(reqs)
+        self._wait(reqs, f"mix at call {call}", peers=peers, n_recvs=len(plan.recvs),
+                   keep=keep)
         if len(plan.remote):
             out.addmm_(Wr[:, plan.remote], recv)
         return out.reshape(X.shape)
 
-    def allreduce(self, x: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    def allreduce(self, x: torch.Tensor, op: str = "sum", *,
+                  timeout: float | None = None) -> torch.Tensor:
         if op not in _OPS:
             raise ValueError(f"allreduce op {op!r} is unknown; choose one of {_OPS}")
+        call = self._enter("allreduce")
         mpi_op = {"sum": self._MPI.SUM, "min": self._MPI.MIN, "max": self._MPI.MAX}[op]
         src = np.ascontiguousarray(torch.as_tensor(x).detach().numpy())
         dst = np.empty_like(src)
-        self.comm.Allreduce(src, dst, op=mpi_op)
+        self._wait([self.comm.Iallreduce(src, dst, op=mpi_op)], f"allreduce at call {call}",
+                   keep=(src, dst), timeout=timeout)
         return torch.from_numpy(dst)
 
-    def allgather_rows(self, X: torch.Tensor) -> torch.Tensor:
+    def allgather_rows(self, X: torch.Tensor, *, timeout: float | None = None) -> torch.Tensor:
+        call = self._enter("allgather_rows")
         flat = np.ascontiguousarray(X.detach().reshape(X.shape[0], -1).numpy())
         k = flat.shape[1]
         out = np.empty((self.n_agents, k), dtype=flat.dtype)
         counts = [(hi - lo) * k for lo, hi in self.blocks]
         displs = [lo * k for lo, _ in self.blocks]
-        self.comm.Allgatherv(flat, [out, counts, displs, self._MPI._typedict[flat.dtype.char]])
+        req = self.comm.Iallgatherv(
+            flat, [out, counts, displs, self._MPI._typedict[flat.dtype.char]])
+        self._wait([req], f"allgather_rows at call {call}", keep=(flat, out), timeout=timeout)
         return torch.from_numpy(out).reshape(self.n_agents, *X.shape[1:])
 
-    def broadcast(self, obj, root: int = 0):
-        return self.comm.bcast(obj, root=root)
+    def broadcast(self, obj, root: int = 0, *, timeout: float | None = None):
+        """Pickled ``obj`` from ``root``: its length, then its bytes, each a polled Ibcast."""
+        call = self._enter("broadcast")
+        what = f"broadcast from rank {root} at call {call}"
+        if self.rank == root:
+            data = np.frombuffer(bytearray(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)),
+                                 dtype=np.uint8)
+            n = np.array([data.size], dtype=np.int64)
+        else:
+            n = np.empty(1, dtype=np.int64)
+        self._wait([self.comm.Ibcast(n, root=root)], what, keep=(n,), timeout=timeout)
+        if self.rank != root:
+            data = np.empty(int(n[0]), dtype=np.uint8)
+        self._wait([self.comm.Ibcast(data, root=root)], what, keep=(data,), timeout=timeout)
+        return obj if self.rank == root else pickle.loads(data.tobytes())
 
-    def barrier(self) -> None:
-        self.comm.Barrier()
+    def barrier(self, *, timeout: float | None = None) -> None:
+        call = self._enter("barrier")
+        self._wait([self.comm.Ibarrier()], f"barrier at call {call}", timeout=timeout)

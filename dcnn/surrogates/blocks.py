@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -61,8 +61,8 @@ from ..errors import ConfigError
 from ..problems import FlatModel, LocalProblems
 from .fl import FL
 from .inner import InnerResult
-from .pl import (PL, Ops, formed, inner_tolerance, is_direct, is_least_squares,
-                 linearised, local_step, products)
+from .pl import (PL, Ops, _remember, formed, inner_tolerance, is_direct,
+                 is_least_squares, linearised, local_step, products)
 
 __all__ = ["BLOCK_KINDS", "Blocked", "make_blocks", "make_blocked"]
 
@@ -202,6 +202,27 @@ class Blocked:
         """The last iterative solve over all its blocks: ``x = d``, the most iterations of
         any block and the norm of the concatenated block residuals, per row."""
         return self._state.get("last")
+
+    @property
+    def calls(self) -> int:
+        """How many times ``solve`` ran since ``check`` (seeds the random block choice)."""
+        return self._state.get("t", 0)
+
+    def warm_starts(self) -> dict[int, torch.Tensor]:
+        """The remembered warm start ``w~_i`` of each agent, by global agent id."""
+        return {i: W[a] for key, W in self._state.items()
+                if isinstance(key, tuple) and key[0] == "warm" for a, i in enumerate(key[1])}
+
+    def restore(self, problems: Sequence[LocalProblems], warm: Mapping[int, torch.Tensor],
+                calls: int = 0) -> None:
+        """Forget the warm starts and the count (the thread pool stays), then remember
+        ``warm`` for each of ``problems`` (as :meth:`PL.restore`) and ``calls`` calls."""
+        pool = self._state.get("pool")
+        self._state.clear()
+        if pool is not None:
+            self._state["pool"] = pool
+        self._state["t"] = int(calls)
+        _remember(self._state, problems, warm)
 
     def check(self, problem: LocalProblems) -> None:
         """The blocks must partition ``0..P-1``; forget warm starts and restart the count."""

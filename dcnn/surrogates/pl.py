@@ -48,7 +48,8 @@ Warm starts: ``d_0 = w~_prev - v``, the previous call's answer. ``solve``'s sign
 by NEXT and SONATA, so that memory lives in a private mutable field of the otherwise frozen
 surrogate (excluded from ``==``, ``hash`` and ``repr``), keyed by the group's agent ids and
 shape; ``check(problem)`` (called by ``Next.init``) empties it, so every run starts cold and
-is reproducible. ``last_inner`` exposes the last solve's iterations and residuals.
+is reproducible. ``last_inner`` exposes the last solve's iterations and residuals;
+``warm_starts()`` / ``restore(...)`` hand the memory to a checkpoint and back, per agent.
 
 ``J`` is formed (``problem.jacobians``) unless ``solver = "cg"``, or ``solver = "auto"`` and the
 stacked Jacobian would take more than :data:`JACOBIAN_BUDGET_BYTES`; then every product with
@@ -61,7 +62,7 @@ surrogate of :mod:`dcnn.surrogates.blocks` calls it once per block.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -198,6 +199,21 @@ class PL:
         """The last iterative inner solve (``None`` after a direct solve or before any)."""
         return self._memory.get("last")
 
+    def warm_starts(self) -> dict[int, torch.Tensor]:
+        """The remembered warm start ``w~_i`` of each agent, by global agent id (what a
+        checkpoint saves, :mod:`dcnn.checkpoint`); empty after a direct solve."""
+        return {i: W[a] for key, W in self._memory.items() if key != "last"
+                for a, i in enumerate(key[1])}
+
+    def restore(self, problems: Sequence[LocalProblems], warm: Mapping[int, torch.Tensor],
+                calls: int = 0) -> None:
+        """Forget everything, then remember ``warm[i]`` for the agents of each of ``problems``
+        (the views ``solve`` will be called with) that all have one: resuming a checkpoint
+        continues with the warm starts an uninterrupted run would have. ``calls`` is unused
+        (the block-Jacobi surrogate counts its calls)."""
+        self._memory.clear()
+        _remember(self._memory, problems, warm)
+
     def matrix_free(self, problem: LocalProblems) -> bool:
         """Whether products with ``J`` go through ``jvp``/``vjp`` instead of a formed ``J``."""
         if self.solver == "auto":
@@ -226,6 +242,16 @@ class PL:
     def options(self, *, tol) -> dict:
         """The keyword options of :func:`local_step` for this surrogate."""
         return {"tau": self.tau, "solver": self.solver, "tol": tol, "iters": self.inner_iters}
+
+
+def _remember(memory: dict, problems: Sequence[LocalProblems],
+              warm: Mapping[int, torch.Tensor]) -> None:
+    """Store ``warm`` under the keys ``solve`` looks up for each of ``problems``."""
+    for problem in problems:
+        ids = tuple(problem.agent_ids)
+        if ids and all(i in warm for i in ids):
+            W = torch.stack([warm[i] for i in ids])
+            memory[("warm", ids, tuple(W.shape))] = W
 
 
 # ---- the local step as pure functions (shared with the block-Jacobi surrogate) -------------

@@ -9,7 +9,8 @@ Generators (:data:`DIRECTED_GRAPHS`) and sequences (:data:`DIRECTED_DYNAMICS`) a
 functions of ``(seed, t)``: randomness at ``t`` comes from
 ``np.random.default_rng([seed, stream, t])``, so every process sees the same digraphs. A
 sequence has ``n``, ``static``, ``directed = True``, ``arcs(t)`` and ``graph(t)`` (a
-:class:`networkx.DiGraph` with all nodes ``0..n-1``).
+:class:`networkx.DiGraph` with all nodes ``0..n-1``); deterministic ones also ``graph_key(t)``.
+B-strong connectivity is checked by :mod:`~dcnn.topology.connectivity` (re-exported here).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..errors import TopologyError
+from .connectivity import b_strong_connectivity_violation, check_b_strongly_connected
 from .graphs import check_int, check_name, check_params, check_prob
 
 __all__ = ["DIRECTED_GRAPHS", "DIRECTED_GRAPH_PARAMS", "DIRECTED_DYNAMICS",
@@ -167,6 +169,9 @@ class DirectedStatic(DiGraphSequence):
         check_int("t", t, minimum=0)
         return self._arcs
 
+    def graph_key(self, t: int) -> int:
+        return 0
+
 
 @dataclass(frozen=True)
 class ArcFailures(DiGraphSequence):
@@ -197,13 +202,18 @@ class DirectedOnePeerExponential(DiGraphSequence):
     one peer and receives from one, so every snapshot is a union of directed cycles."""
 
     n: int
+    _graphs: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         check_int("n", self.n, minimum=2)
+        object.__setattr__(self, "_graphs", tuple(
+            _shift_arcs(self.n, [2**k]) for k in range(math.ceil(math.log2(self.n)))))
 
     def arcs(self, t: int) -> np.ndarray:
-        k = check_int("t", t, minimum=0) % math.ceil(math.log2(self.n))
-        return _shift_arcs(self.n, [2**k])
+        return self._graphs[self.graph_key(t)]
+
+    def graph_key(self, t: int) -> int:
+        return check_int("t", t, minimum=0) % len(self._graphs)
 
 
 def make_directed_sequence(dynamic: str, base: nx.DiGraph, *, seed: int = 0,
@@ -222,41 +232,3 @@ def make_directed_sequence(dynamic: str, base: nx.DiGraph, *, seed: int = 0,
     if dynamic == "link_failure":
         return ArcFailures(base, p_fail=given.get("p_fail", 0.3), seed=seed)
     return DirectedOnePeerExponential(base.number_of_nodes())
-
-
-# ---------------------------------------------------------------- B-strong connectivity
-def _arcs_at(seq, t: int) -> np.ndarray:
-    arcs = getattr(seq, "arcs", None)
-    return arcs(t) if arcs is not None else arc_array(seq.graph(t))
-
-
-def b_strong_connectivity_violation(seq, *, B: int, iterations: int) -> int | None:
-    """Start of the first window whose arc union is not strongly connected, or None.
-
-    Windows are ``[kB, (k+1)B)`` for ``k = 0..ceil(iterations / B) - 1``, the last one checked
-    in full; a static sequence is checked once (as in
-    :func:`~dcnn.topology.dynamic.b_connectivity_violation`).
-    """
-    B = check_int("B", B, minimum=1)
-    iterations = check_int("iterations", iterations, minimum=1)
-    if getattr(seq, "static", False):
-        return None if is_strongly_connected(seq.n, _arcs_at(seq, 0)) else 0
-    for start in range(0, iterations, B):
-        union = np.concatenate([_arcs_at(seq, t) for t in range(start, start + B)])
-        if not is_strongly_connected(seq.n, union):
-            return start
-    return None
-
-
-def check_b_strongly_connected(seq, *, B: int, iterations: int) -> None:
-    """Raise :class:`TopologyError` naming the first window that is not strongly connected."""
-    start = b_strong_connectivity_violation(seq, B=B, iterations=iterations)
-    if start is not None and getattr(seq, "static", False):
-        raise TopologyError("directed graph sequence is not strongly connected: its static "
-                            "digraph is not; choose a strongly connected topology.graph")
-    if start is not None:
-        raise TopologyError(f"directed graph sequence is not B-strongly connected: the union "
-                            f"of the arcs over iterations [{start}, {start + B}) is not "
-                            f"strongly connected (B = {B}); increase topology.B, lower "
-                            f"topology.p_fail, or choose another topology.graph or "
-                            f"topology.dynamic")

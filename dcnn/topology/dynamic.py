@@ -1,10 +1,12 @@
-"""Time-varying graph sequences: pure functions of ``(seed, t)``, and B-connectivity.
+"""Time-varying graph sequences: pure functions of ``(seed, t)``.
 
 A sequence has ``n``, ``static`` (the same graph at every ``t``), ``regular`` (every graph of
 the sequence is regular), ``edges(t)`` (the sorted ``(m, 2)`` edge array of the graph active at
 iteration ``t >= 0``) and ``graph(t)`` (the same as a :class:`networkx.Graph` with all nodes
 ``0..n-1``, isolated ones included). Randomness at ``t`` comes from
 ``np.random.default_rng([seed, stream, t])``, so every process sees the same graphs.
+Deterministic sequences also have ``graph_key(t)`` (equal keys: equal graphs), which lets the
+B-connectivity check (:mod:`~dcnn.topology.connectivity`, re-exported here) skip repeats.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import networkx as nx
 import numpy as np
 
 from ..errors import TopologyError
+from .connectivity import b_connectivity_violation, check_b_connected
 from .graphs import (check_int, check_name, check_params, check_prob, edge_array, from_edges,
-                     gnp_edges, is_connected)
+                     gnp_edges)
 
 __all__ = ["DYNAMICS", "DYNAMIC_PARAMS", "GraphSequence", "Static", "LinkFailures",
            "Switching", "RandomGraphs", "OnePeerExponential", "make_sequence",
@@ -72,6 +75,9 @@ class Static(GraphSequence):
         check_int("t", t, minimum=0)
         return self._edges
 
+    def graph_key(self, t: int) -> int:
+        return 0
+
 
 @dataclass(frozen=True)
 class LinkFailures(GraphSequence):
@@ -122,8 +128,10 @@ class Switching(GraphSequence):
         object.__setattr__(self, "_groups", groups)
 
     def edges(self, t: int) -> np.ndarray:
-        t = check_int("t", t, minimum=0)
-        return self._groups[(t // self.period) % self.parts]
+        return self._groups[self.graph_key(t)]
+
+    def graph_key(self, t: int) -> int:
+        return (check_int("t", t, minimum=0) // self.period) % self.parts
 
 
 @dataclass(frozen=True)
@@ -152,16 +160,21 @@ class OnePeerExponential(GraphSequence):
     """
 
     n: int
+    _graphs: tuple = field(init=False, repr=False, compare=False)
     regular = True
 
     def __post_init__(self):
         check_int("n", self.n, minimum=2)
+        i = np.arange(self.n, dtype=np.int64)
+        graphs = tuple(np.unique(np.sort(np.stack([i, (i + 2**k) % self.n], axis=1), axis=1),
+                                 axis=0) for k in range(math.ceil(math.log2(self.n))))
+        object.__setattr__(self, "_graphs", graphs)
 
     def edges(self, t: int) -> np.ndarray:
-        k = check_int("t", t, minimum=0) % math.ceil(math.log2(self.n))
-        i = np.arange(self.n, dtype=np.int64)
-        e = np.sort(np.stack([i, (i + 2**k) % self.n], axis=1), axis=1)
-        return np.unique(e, axis=0)
+        return self._graphs[self.graph_key(t)]
+
+    def graph_key(self, t: int) -> int:
+        return check_int("t", t, minimum=0) % len(self._graphs)
 
 
 def make_sequence(dynamic: str, base: nx.Graph, *, seed: int = 0,
@@ -188,40 +201,3 @@ def make_sequence(dynamic: str, base: nx.Graph, *, seed: int = 0,
         p = given.get("p", min(1.0, 2 * math.log(max(n, 2)) / max(n, 2)))
         return RandomGraphs(n, p, seed=seed)
     return OnePeerExponential(n)
-
-
-def _edges_at(seq, t: int) -> np.ndarray:
-    edges = getattr(seq, "edges", None)
-    return edges(t) if edges is not None else edge_array(seq.graph(t))
-
-
-def b_connectivity_violation(seq, *, B: int, iterations: int) -> int | None:
-    """Start of the first window whose edge union is disconnected, or None.
-
-    The windows are ``[kB, (k+1)B)`` for ``k = 0..ceil(iterations / B) - 1``; the last one is
-    checked in full even where it reaches past ``iterations - 1`` (a sequence is defined for
-    every ``t``, and a partial window would flag graphs that are B-connected). A static
-    sequence is checked once.
-    """
-    B = check_int("B", B, minimum=1)
-    iterations = check_int("iterations", iterations, minimum=1)
-    if getattr(seq, "static", False):
-        return None if is_connected(seq.n, _edges_at(seq, 0)) else 0
-    for start in range(0, iterations, B):
-        union = np.concatenate([_edges_at(seq, t) for t in range(start, start + B)])
-        if not is_connected(seq.n, union):
-            return start
-    return None
-
-
-def check_b_connected(seq, *, B: int, iterations: int) -> None:
-    """Raise :class:`TopologyError` naming the first window whose union is disconnected."""
-    start = b_connectivity_violation(seq, B=B, iterations=iterations)
-    if start is not None and getattr(seq, "static", False):
-        raise TopologyError("graph sequence is not B-connected: its static graph is "
-                            "disconnected; choose a connected topology.graph or dynamic")
-    if start is not None:
-        raise TopologyError(f"graph sequence is not B-connected: the union of the graphs over "
-                            f"iterations [{start}, {start + B}) is disconnected (B = {B}); "
-                            f"increase topology.B, lower topology.p_fail, or choose another "
-                            f"topology.graph or topology.dynamic")

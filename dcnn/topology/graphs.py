@@ -11,6 +11,7 @@ Graphs are also handled as *edge arrays*: ``int64`` arrays of shape ``(m, 2)`` w
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import operator
 from typing import Any
@@ -127,11 +128,20 @@ def is_connected(n: int, edges: np.ndarray) -> bool:
     return connected_components(A, directed=False, return_labels=False) == 1
 
 
+@functools.lru_cache(maxsize=8)
+def _pairs(n: int) -> np.ndarray:
+    """All ``(i, j)``, ``i < j < n``, row-major: row ``L`` is the pair numbered ``L``."""
+    return np.stack(np.triu_indices(n, 1), axis=1).astype(np.int64)
+
+
 def gnp_edges(n: int, p: float, rng: np.random.Generator) -> np.ndarray:
-    """Edges of an Erdos-Renyi G(n, p) draw, in O(n + m) memory and time."""
+    """Edges of an Erdos-Renyi G(n, p) draw, in O(n + m) memory and time (a table of the
+    pairs for ``n <= 1024``, where it is at most 8 MB)."""
     N = n * (n - 1) // 2
     k = rng.binomial(N, p)
     L = np.sort(rng.choice(N, size=k, replace=False)).astype(np.int64)
+    if n <= 1024:
+        return _pairs(n)[L]
     # invert L = i*n - i*(i+1)/2 + (j - i - 1) (row-major upper triangle), then fix rounding
     i = (n - 2 - np.floor(np.sqrt(4.0 * n * (n - 1) - 8.0 * L - 7) / 2 - 0.5)).astype(np.int64)
 

@@ -23,7 +23,7 @@ __all__ = ["WEIGHT_RULES", "DIRECTED_WEIGHT_RULES", "check_rule", "mixing_matrix
            "weights_from_edges", "weights_from_arcs", "metropolis_hastings", "max_degree",
            "uniform", "column_stochastic", "row_stochastic", "is_row_stochastic",
            "is_column_stochastic", "is_doubly_stochastic", "check_doubly_stochastic",
-           "check_column_stochastic", "spectral_gap"]
+           "check_column_stochastic", "WEIGHT_KINDS", "check_weights", "spectral_gap"]
 
 WEIGHT_RULES: tuple[str, ...] = ("metropolis_hastings", "max_degree", "uniform")
 DIRECTED_WEIGHT_RULES: tuple[str, ...] = ("column_stochastic", "row_stochastic")
@@ -171,36 +171,88 @@ def is_doubly_stochastic(W, tol: float = 1e-12) -> bool:
     return is_row_stochastic(W, tol) and is_column_stochastic(W, tol)
 
 
-def _check_stochastic(W, tol: float, axes: tuple, kind: str, fix: str) -> np.ndarray:
-    """``W`` as float64 if nonnegative with unit sums along ``axes`` (1: rows, 0: columns);
-    else a one-line error naming the first offending entry, ``kind`` and the ``fix``."""
-    W = _square(W)
-    bad = np.argwhere(W < -tol)
-    if len(bad):
-        i, j = bad[0]
-        raise TopologyError(f"weight matrix has a negative entry W[{i}, {j}] = {W[i, j]:.3g}; "
-                            f"use {fix}")
+def _check_sums(W: np.ndarray, tol: float, axes: tuple, kind: str, fix: str,
+                name: str) -> np.ndarray:
+    """``W`` if its sums along ``axes`` (1: rows, 0: columns) are 1 within ``tol``; else a
+    one-line error naming the first offending row or column, ``kind`` and the ``fix``."""
     for axis in axes:
         sums = W.sum(axis=axis)
         off = np.flatnonzero(np.abs(sums - 1.0) > tol)
         if len(off):
             k = off[0]
-            raise TopologyError(f"weight matrix is not {kind}: {'row' if axis else 'column'} "
-                                f"{k} sums to {sums[k]:.12g}, not 1; use {fix}")
+            raise TopologyError(f"{name} is not {kind}: {'row' if axis else 'column'} {k} "
+                                f"sums to {sums[k]:.12g}, not 1; use {fix}")
     return W
 
 
 def check_doubly_stochastic(W, tol: float = 1e-10) -> np.ndarray:
-    """Return ``W`` as float64 if doubly stochastic; else name the first offending entry."""
-    return _check_stochastic(W, tol, (1, 0), "doubly stochastic",
-                             "a rule such as 'metropolis_hastings'")
+    """Return ``W`` as float64 if doubly stochastic with positive self weights (see
+    :func:`check_weights`); else name the first offending entry."""
+    return check_weights(W, kind="doubly", tol=tol)
 
 
 def check_column_stochastic(W, tol: float = 1e-10) -> np.ndarray:
-    """Return ``W`` as float64 if column stochastic; else name the first offending entry."""
-    return _check_stochastic(W, tol, (0,), "column stochastic",
-                             "weights 'column_stochastic' (or a doubly stochastic rule on an "
-                             "undirected graph)")
+    """Return ``W`` as float64 if column stochastic (see :func:`check_weights`; self weights
+    are left to the caller: push-sum names them in its own words); else name the first
+    offending entry."""
+    return check_weights(W, kind="column", tol=tol, self_loops=False)
+
+
+#: What :func:`check_weights` can demand: the sums that must be 1.
+WEIGHT_KINDS: tuple[str, ...] = ("doubly", "column", "row")
+_KIND_AXES = {"doubly": ((1, 0), "doubly stochastic"), "column": ((0,), "column stochastic"),
+              "row": ((1,), "row stochastic")}
+
+
+def check_weights(W, *, n: int | None = None, kind: str = "doubly", tol: float = 1e-10,
+                  self_loops: bool = True, name: str = "weight matrix") -> np.ndarray:
+    """``W`` as a float64 array if it is a usable weight matrix; else a one-line
+    :class:`TopologyError` naming the first fault and the fix.
+
+    Checked in order: numbers in a square 2-D array, of shape ``(n, n)`` if ``n`` is given
+    (the number of agents), all finite, none negative, a positive self weight ``W[i, i]`` for
+    every agent if ``self_loops`` (NEXT and push-sum need it: an agent never drops its own
+    value; ``name`` names the matrix in the message), and unit row
+    and/or column sums as ``kind`` (:data:`WEIGHT_KINDS`) demands: ``"doubly"`` for the
+    undirected methods, ``"column"`` for push-sum, ``"row"`` for averaging receivers.
+
+    >>> check_weights([[0.5, 0.5], [0.5, 0.5]], n=2).shape
+    (2, 2)
+    """
+    kind = check_name("weight kind", kind, WEIGHT_KINDS)
+    try:
+        W = np.asarray(W, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TopologyError(f"{name} must be a square array of numbers, got "
+                            f"{type(W).__name__}; give an (n, n) float array") from None
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise TopologyError(f"{name} must be square, got shape {W.shape}; give an (n, n) array "
+                            f"(row i = what agent i receives)")
+    if n is not None and W.shape[0] != n:
+        raise TopologyError(f"{name} has shape {W.shape} for {n} agents; give a {n} x {n} "
+                            f"array, one row and column per agent")
+    bad = np.argwhere(~np.isfinite(W))
+    if len(bad):
+        i, j = bad[0]
+        raise TopologyError(f"{name} has a non-finite entry W[{i}, {j}] = {W[i, j]}; give "
+                            f"finite weights")
+    fix = {"doubly": "a rule such as 'metropolis_hastings'",
+           "column": "weights 'column_stochastic' (or a doubly stochastic rule on an "
+                     "undirected graph)",
+           "row": "weights 'row_stochastic'"}[kind]
+    bad = np.argwhere(W < -tol)
+    if len(bad):
+        i, j = bad[0]
+        raise TopologyError(f"{name} has a negative entry W[{i}, {j}] = {W[i, j]:.3g}; "
+                            f"weights must be >= 0: use {fix}")
+    zero = np.flatnonzero(np.diagonal(W) <= tol) if self_loops else ()
+    if len(zero):
+        i = zero[0]
+        raise TopologyError(f"{name} has no self loop at agent {i} (W[{i}, {i}] = "
+                            f"{W[i, i]:.3g}); every agent needs a positive weight on its own "
+                            f"value: use {fix}")
+    axes, what = _KIND_AXES[kind]
+    return _check_sums(W, tol, axes, what, fix, name)
 
 
 def spectral_gap(W) -> float:

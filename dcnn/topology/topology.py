@@ -2,23 +2,28 @@
 
 Undirected sequences take a doubly stochastic rule (default ``metropolis_hastings``); directed
 ones (``sequence.directed``) a column- or row-stochastic one (default ``column_stochastic``).
+Weights given by the user instead (a matrix, a function of ``t``, or any object with
+``weights(t)``) go through :func:`as_topology`, which checks every ``W(t)`` it hands out.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
 import numpy as np
 
 from ..errors import TopologyError
+from .churn import CUTOFF_KEYS, check_cutoff, cut_off
+from .connectivity import check_b_connectivity, links_at
 from .directed import (DIRECTED_DYNAMIC_PARAMS, DIRECTED_DYNAMICS, DIRECTED_GRAPH_PARAMS,
-                       DIRECTED_GRAPHS, check_b_strongly_connected, make_digraph,
-                       make_directed_sequence)
-from .dynamic import DYNAMIC_PARAMS, DYNAMICS, check_b_connected, make_sequence
+                       DIRECTED_GRAPHS, from_arcs, make_digraph, make_directed_sequence)
+from .dynamic import DYNAMIC_PARAMS, DYNAMICS, make_sequence
 from .graphs import GRAPH_PARAMS, GRAPHS, check_int, check_name, make_graph
-from .mixing import check_rule, spectral_gap, weights_from_arcs, weights_from_edges
+from .mixing import (check_rule, check_weights, spectral_gap, weights_from_arcs,
+                     weights_from_edges)
 
-__all__ = ["Topology", "make_topology"]
+__all__ = ["Topology", "make_topology", "WeightTopology", "as_topology"]
 
 _NO_BASE = ("random", "one_peer_exponential")  # dynamics that ignore the base graph
 
@@ -69,9 +74,10 @@ class Topology:
         return self.sequence.graph(t)
 
     def _compute(self, t: int) -> np.ndarray:
+        links = links_at(self.sequence, t)
         if self.directed:
-            return weights_from_arcs(self.n, self.sequence.arcs(t), self.rule)
-        return weights_from_edges(self.n, self.sequence.edges(t), self.rule)
+            return weights_from_arcs(self.n, links, self.rule)
+        return weights_from_edges(self.n, links, self.rule)
 
     def weights(self, t: int) -> np.ndarray:
         """``W(t)``, float64 of shape ``(n, n)``: doubly stochastic and symmetric for an
@@ -84,12 +90,11 @@ class Topology:
         return self._last[1].copy()
 
     def check(self, iterations: int, B: int) -> None:
-        """Raise :class:`TopologyError` unless every window of ``B`` iterations is connected
-        (strongly connected, for a directed topology)."""
-        if self.directed:
-            check_b_strongly_connected(self.sequence, B=B, iterations=iterations)
-        else:
-            check_b_connected(self.sequence, B=B, iterations=iterations)
+        """Raise :class:`TopologyError` unless the union over every window ``[kB, (k+1)B)``
+        that meets the run is connected (strongly connected, for a directed topology); the
+        message names the first broken window and the agents it cuts off (see
+        :mod:`~dcnn.topology.connectivity`)."""
+        check_b_connectivity(self.sequence, B=B, iterations=iterations)
 
     def spectral_gap(self) -> float:
         """``1 - |lambda_2(W)|`` of a static topology."""
@@ -112,6 +117,9 @@ def make_topology(*, graph: str, n: int, dynamic: str = "static", weights: str |
     ``k``, ``p_rewire``, ``rows``) and the sequence (``p_fail``, ``parts``, ``period``; ``p``
     for ``random``). The ``random`` and ``one_peer_exponential`` dynamics ignore the base
     graph (its name is still validated), so graph parameters are refused there.
+    ``cutoff_agent``, ``cutoff_start`` and ``cutoff_length`` (all three or none) cut that
+    agent off over ``[cutoff_start, cutoff_start + cutoff_length)`` on top of any dynamic
+    (:func:`~dcnn.topology.churn.cut_off`).
 
     >>> topo = make_topology(graph="ring", n=4)
     >>> topo.weights(0)[0]
@@ -131,6 +139,7 @@ def make_topology(*, graph: str, n: int, dynamic: str = "static", weights: str |
     weights = check_rule(_default_rule(directed) if weights is None else weights,
                          directed=directed)
     params = {k: v for k, v in params.items() if v is not None}
+    window = {k: params.pop(k) for k in CUTOFF_KEYS if k in params}
     seq_keys = dyn_params[dynamic]
     graph_keys = () if dynamic in _NO_BASE else graph_params[graph]
     for key in params:
@@ -146,6 +155,101 @@ def make_topology(*, graph: str, n: int, dynamic: str = "static", weights: str |
         base = nx.empty_graph(n, create_using=nx.DiGraph if directed else nx.Graph)
     else:
         base = (make_digraph if directed else make_graph)(graph, n, seed=seed, **graph_kw)
+    window = check_cutoff(n=base.number_of_nodes(), **window)
     seq = (make_directed_sequence if directed else make_sequence)(dynamic, base, seed=seed,
                                                                   **seq_kw)
+    if window is not None:
+        agent, start, length = window
+        seq = cut_off(seq, agent=agent, start=start, length=length)
     return Topology(seq, rule=weights)
+
+
+class WeightTopology:
+    """A topology given by its weights: one matrix (static) or a function ``t -> W(t)``.
+
+    Every ``W(t)`` is checked by :func:`~dcnn.topology.mixing.check_weights` before it is
+    handed out: ``(n, n)``, finite, nonnegative, positive self weights, doubly stochastic
+    (``directed``: column stochastic, what push-sum needs). The graph at ``t`` is the nonzero
+    pattern of ``W(t)`` (an arc ``j -> i`` where ``W[i, j] != 0``), so :meth:`check` tests
+    B-connectivity like :class:`Topology` does. A function is called once at construction
+    (``t = 0``) to learn ``n`` (or check it against ``n``) and fail early.
+    """
+
+    def __init__(self, weights: np.ndarray | Callable[[int], np.ndarray], *,
+                 n: int | None = None, directed: bool = False, static: bool | None = None):
+        self.directed = bool(directed)
+        self._kind = "column" if self.directed else "doubly"
+        self._fn = weights if callable(weights) else None
+        W0 = self._checked(weights(0) if self._fn is not None else weights, 0, n)
+        self.n = W0.shape[0]
+        self.static = self._fn is None if static is None else bool(static)
+        self._last: tuple[int, np.ndarray] = (0, W0)
+
+    def __repr__(self) -> str:
+        kind = "function" if self._fn is not None else "matrix"
+        return f"WeightTopology({kind}, n={self.n}, directed={self.directed})"
+
+    def _checked(self, W, t: int, n: int | None) -> np.ndarray:
+        where = "weight matrix" if self._fn is None else f"weight matrix W({t})"
+        return check_weights(W, n=n, kind=self._kind, name=where)
+
+    def weights(self, t: int) -> np.ndarray:
+        """``W(t)``, checked, as a fresh float64 ``(n, n)`` array."""
+        t = check_int("t", t, minimum=0)
+        if self._fn is not None and self._last[0] != t:
+            self._last = (t, self._checked(self._fn(t), t, self.n))
+        return self._last[1].copy()
+
+    def links(self, t: int) -> np.ndarray:
+        """The arcs ``(j, i)`` with ``W[i, j] != 0``, ``i != j`` (edges ``i < j`` where either
+        direction is nonzero, if undirected)."""
+        A = self.weights(0 if self.static else t) != 0
+        np.fill_diagonal(A, False)
+        if not self.directed:
+            A = np.triu(A | A.T)
+            return np.argwhere(A)
+        i, j = np.nonzero(A)
+        return np.stack([j, i], axis=1)
+
+    arcs = edges = links
+
+    def graph_key(self, t: int):
+        return 0 if self.static else None
+
+    def graph(self, t: int) -> nx.Graph:
+        """The graph (a :class:`networkx.DiGraph` if directed) of the nonzeros of ``W(t)``."""
+        if self.directed:
+            return from_arcs(self.n, self.links(t))
+        G = nx.empty_graph(self.n)
+        G.add_edges_from(map(tuple, self.links(t).tolist()))
+        return G
+
+    def check(self, iterations: int, B: int) -> None:
+        """As :meth:`Topology.check`, on the nonzero patterns of the ``W(t)``."""
+        check_b_connectivity(self, B=B, iterations=iterations)
+
+
+def as_topology(topology, *, n_agents: int):
+    """``topology`` as something whose ``weights(t)`` can be trusted, for ``n_agents`` agents.
+
+    A :class:`Topology` or :class:`WeightTopology` is returned as is (after checking its
+    number of agents); a weight matrix becomes a static :class:`WeightTopology`; any other
+    object with ``weights(t)`` (and optionally ``directed``, ``static``) is wrapped in one, so
+    each ``W(t)`` it gives is checked. Anything else, or a wrong number of agents, is a
+    one-line :class:`TopologyError`.
+    """
+    if not isinstance(topology, (Topology, WeightTopology)):
+        if isinstance(topology, (np.ndarray, list, tuple)):
+            topology = WeightTopology(topology, n=n_agents)
+        elif callable(getattr(topology, "weights", None)):
+            topology = WeightTopology(topology.weights, n=n_agents,
+                                      directed=bool(getattr(topology, "directed", False)),
+                                      static=bool(getattr(topology, "static", False)))
+        else:
+            raise TopologyError(f"topology must be a dcnn Topology (make_topology), a weight "
+                                f"matrix or an object with weights(t), got "
+                                f"{type(topology).__name__}")
+    if topology.n != n_agents:
+        raise TopologyError(f"the topology has {topology.n} agents and the network "
+                            f"{n_agents}; build it for n = {n_agents} (run.agents)")
+    return topology

@@ -128,9 +128,11 @@ def test_b_strong_connectivity_violation_names_the_window():
     assert b_strong_connectivity_violation(seq, B=10, iterations=100) == 40
     assert b_strong_connectivity_violation(seq, B=11, iterations=100) is None
     assert b_strong_connectivity_violation(seq, B=10, iterations=40) is None
+    # the ring 0 -> 1 -> ... -> 5 -> 0 without 5 -> 0 over [40, 50): nobody gets back to 0
     with pytest.raises(TopologyError, match=r"not B-strongly connected: the union of the arcs "
-                                            r"over iterations \[40, 50\) is not strongly "
-                                            r"connected \(B = 10\)") as info:
+                                            r"over iterations 40..49 \(B = 10\) leaves agents "
+                                            r"1, 2, 3, 4, 5 with no directed path to agent 0; "
+                                            r"raise topology.B") as info:
         check_b_strongly_connected(seq, B=10, iterations=100)
     assert "\n" not in str(info.value)
     path = nx.DiGraph([(0, 1), (1, 2)])

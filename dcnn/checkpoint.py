@@ -1,0 +1,510 @@
+"""Checkpoints of the one loop: the complete state of a run, written atomically, read safely.
+
+A checkpoint is the folder ``DIR/checkpoint/`` (``DIR`` the run's output folder), written by
+rank 0:
+
+- ``state-<iteration>-<tag>.npz`` (``numpy.savez``: plain arrays): every field of the
+  algorithm's state. The fields the state class names in ``ROWS`` (iterates, trackers, stored
+  gradients, push-sum weights, ...) are per agent: they are gathered over the ranks into
+  ``(N, ...)`` arrays indexed by global agent id. The other fields (iteration, step size,
+  optimizer memory, ...) are the same on every rank and saved once. Beside them, what the
+  surrogate remembers between iterations: PL's warm starts per agent and the block-Jacobi
+  surrogate's call count.
+- ``manifest.json``: format and version, the iteration, the layout of every field (kind,
+  dtype, shape), the part of the resolved config that defines the trajectory and its
+  sha256, the resolved step sizes (``tau``, ``lr``), the History so far, the loop's counters
+  (bytes sent, time) and the sha256 of the npz file.
+
+**Atomic.** The npz is written under a temporary name, flushed to disk and renamed to a name
+of its own; then the manifest likewise. The rename of the manifest is the commit: until it
+happens, the previous manifest and the npz it names are untouched, so a crash mid-write
+(``SIGKILL``, a full disk) leaves the last good checkpoint readable. Older npz files are
+removed after the commit.
+
+**Random state.** There is none beyond what is saved: every random draw of the loop is a pure
+function of ``(seed, t, agent)`` (mini-batches, link failures, random graphs) or of the
+block-Jacobi surrogate's call count (its random block choice), and the loop never uses
+torch's or numpy's global generators.
+
+**Safe.** Nothing is unpickled: the manifest is JSON and the arrays are read with
+``allow_pickle=False`` (an object array is refused). The npz must match the manifest's
+sha256 and holds the sha256 of the manifest's body, so an edited or truncated file of
+either kind, a missing field, a shape or dtype that does not fit the run, or a config that
+differs from ``DIR/config.json`` is refused with one :class:`~dcnn.errors.CheckpointError`
+line naming the file and the fix. (The checksums catch corruption and edits, not a forger
+who recomputes them.)
+
+**Rank-count independent.** Per-agent rows are stored by global agent id, so ``R`` ranks
+resume what ``R'`` ranks wrote (same ``N``). On the same rank count the resumed run is
+bitwise the uninterrupted one; on another it agrees to rounding (its mixing sums in another
+order), as any two rank counts do (within 1e-10 on the tests' problems).
+
+**Resume** (:func:`dcnn.runner.resume_experiment`, ``dcnn run --resume DIR``) may change only
+the keys of :data:`RESUME_FREE`, which do not change the trajectory: ``run.iterations`` to
+extend a run, and how it runs (progress, threads, timeout, backend, checkpoint interval,
+reference solve).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError
+
+__all__ = ["Checkpoint", "Checkpointer", "Snapshot", "snapshot", "load_checkpoint",
+           "read_checkpoint", "trajectory_config", "config_difference", "row_fields",
+           "RESUME_FREE", "FOLDER", "MANIFEST"]
+
+FORMAT, VERSION = "dcnn-checkpoint", 1
+FOLDER, MANIFEST = "checkpoint", "manifest.json"
+RESUME_FREE = ("run.iterations", "run.checkpoint_every", "run.progress", "run.threads",
+               "run.comm_timeout", "run.reference", "run.backend")
+_STATE_FILE = re.compile(r"state-\d{8}-[0-9a-f]{8}\.npz")
+_BODY_KEY = "__manifest_sha256__"
+_REQUIRED = ("format", "version", "iteration", "state_class", "agents", "fields", "config",
+             "config_sha256", "info", "history", "counters", "state_file", "state_sha256")
+_FIX = "delete DIR/checkpoint (or restore it from a backup) and start the run again"
+
+
+# ---- the config a checkpoint belongs to -----------------------------------------------------
+
+def trajectory_config(resolved: dict) -> dict:
+    """The resolved config without the :data:`RESUME_FREE` keys: what fixes the trajectory."""
+    out = copy.deepcopy(resolved)
+    for item in RESUME_FREE:
+        section, key = item.split(".")
+        out.get(section, {}).pop(key, None)
+    return out
+
+
+def config_difference(a: dict, b: dict) -> str | None:
+    """The first ``section.key`` whose value differs between two resolved configs, as
+    ``"section.key = A vs B"``; ``None`` when equal."""
+    for section in sorted(set(a) | set(b)):
+        sa, sb = a.get(section, {}), b.get(section, {})
+        for key in sorted(set(sa) | set(sb)):
+            if sa.get(key, "<unset>") != sb.get(key, "<unset>"):
+                return f"{section}.{key} = {sa.get(key, '<unset>')!r} vs " \
+                       f"{sb.get(key, '<unset>')!r}"
+    return None
+
+
+def _digest(obj) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---- what is saved --------------------------------------------------------------------------
+
+def row_fields(state) -> tuple[str, ...]:
+    """The per-agent fields of ``state`` (its class's ``ROWS``; ``("X",)`` if it names none)."""
+    rows = tuple(getattr(type(state), "ROWS", ("X",)))
+    names = {f.name for f in dataclasses.fields(state)}
+    unknown = [r for r in rows if r not in names]
+    if unknown:
+        raise TypeError(f"{type(state).__name__}.ROWS names {unknown}, which are not fields")
+    return rows
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A state of the loop and what the surrogate remembers beside it (``warm``: warm starts
+    by global agent id, ``None`` for a surrogate without memory; ``calls``: the block-Jacobi
+    surrogate's call count)."""
+
+    state: object
+    warm: dict | None = None
+    calls: int = 0
+
+
+def _surrogate(algorithm):
+    sur = getattr(algorithm, "surrogate", None)
+    return sur if hasattr(sur, "warm_starts") and hasattr(sur, "restore") else None
+
+
+def snapshot(algorithm, state) -> Snapshot:
+    """``state`` with the surrogate's memory as it is now (references, no copies: the
+    surrogates replace their memory tensors rather than change them in place)."""
+    sur = _surrogate(algorithm)
+    if sur is None:
+        return Snapshot(state)
+    return Snapshot(state, dict(sur.warm_starts()), int(getattr(sur, "calls", 0)))
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().cpu().numpy())
+
+
+def _spec(kind: str, arr: np.ndarray) -> dict:
+    return {"kind": kind, "dtype": arr.dtype.name, "shape": list(arr.shape)}
+
+
+def _encode(snap: Snapshot, *, problem, network) -> tuple[dict, dict, dict | None]:
+    """``(arrays, fields layout, surrogate layout)``; collective (gathers the rows)."""
+    state = snap.state
+    rows = set(row_fields(state))
+    arrays, layout = {}, {}
+    for f in dataclasses.fields(state):
+        name, value = f.name, getattr(state, f.name)
+        if name in rows:
+            arrays[name] = _numpy(network.allgather_rows(value))
+            layout[name] = _spec("rows", arrays[name])
+        elif isinstance(value, torch.Tensor):
+            arrays[name] = _numpy(value)
+            layout[name] = _spec("tensor", arrays[name])
+        elif isinstance(value, (tuple, list)) and all(isinstance(v, torch.Tensor)
+                                                       for v in value):
+            layout[name] = {"kind": "tuple", "items": len(value)}
+            for k, item in enumerate(value):
+                arrays[f"{name}.{k}"] = _numpy(item)
+                layout[f"{name}.{k}"] = _spec("tensor", arrays[f"{name}.{k}"])
+        elif isinstance(value, (bool, int, float)):
+            kind = type(value).__name__
+            arrays[name] = np.array(value, dtype={"bool": np.bool_, "int": np.int64,
+                                                  "float": np.float64}[kind])
+            layout[name] = _spec(kind, arrays[name])
+        else:
+            raise CheckpointError(f"state field {type(state).__name__}.{name} holds a "
+                                  f"{type(value).__name__}, which a checkpoint cannot save; "
+                                  "keep tensors, tuples of tensors and numbers in the state")
+    if snap.warm is None:
+        return arrays, layout, None
+    X = state.X
+    ids = list(problem.agent_ids)
+    W = torch.zeros(len(ids), X.shape[1], dtype=X.dtype)
+    has = torch.zeros(len(ids), dtype=torch.int64)
+    for a, i in enumerate(ids):
+        if i in snap.warm:
+            W[a], has[a] = snap.warm[i], 1
+    calls = torch.full((len(ids),), int(snap.calls), dtype=torch.int64)
+    sur = {}
+    for key, value in (("warm", W), ("has_warm", has), ("calls", calls)):
+        arrays[f"surrogate.{key}"] = _numpy(network.allgather_rows(value))
+        sur[f"surrogate.{key}"] = _spec("rows", arrays[f"surrogate.{key}"])
+    return arrays, layout, sur
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:   # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:   # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` by a flushed temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _commit(directory: Path, body: dict, arrays: dict) -> None:
+    """Write the npz, then commit it by renaming the manifest over the old one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays, **{_BODY_KEY: np.array(_digest(body))})
+    data = buf.getvalue()
+    _write_atomic(directory / body["state_file"], data)
+    _fsync_dir(directory)
+    manifest = {**body, "state_sha256": hashlib.sha256(data).hexdigest()}
+    _write_atomic(directory / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    _fsync_dir(directory)
+    for p in directory.iterdir():   # older states and leftovers of a crashed write
+        if p.name != body["state_file"] and (p.name.startswith("state-")
+                                             or ".tmp-" in p.name):
+            p.unlink(missing_ok=True)
+
+
+class Checkpointer:
+    """Writes checkpoints of one run into ``directory`` every ``every`` iterations (0: only
+    the last finite state when the run diverges) and at the end of the run.
+
+    ``config`` is the run's resolved config (its :func:`trajectory_config` is recorded),
+    ``info`` the resolved values a resume reuses (``tau``, ``lr``).
+    """
+
+    def __init__(self, directory: str | Path, *, every: int, config: dict, info: dict):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise CheckpointError(f"run.checkpoint_every must be an integer >= 0, got {every!r}")
+        self.directory = Path(directory)
+        self.every = every
+        self.config = trajectory_config(config)
+        self.info = {k: v for k, v in info.items() if k in ("tau", "lr")}
+
+    def due(self, t: int, iterations: int) -> bool:
+        """Whether iteration ``t`` is written: every ``every``-th and the last one."""
+        return self.every > 0 and (t % self.every == 0 or t == iterations)
+
+    def save(self, snap: Snapshot, *, problem, network, history, counters: dict,
+             reason: str = "periodic") -> Path:
+        """Write ``snap`` (collective: every rank calls it; rank 0 writes); returns the folder.
+        Every rank raises the same :class:`CheckpointError` if the write fails."""
+        arrays, layout, sur = _encode(snap, problem=problem, network=network)
+        error = None
+        if network.rank == 0:
+            t = int(snap.state.t)
+            body = {"format": FORMAT, "version": VERSION, "iteration": t,
+                    "reason": reason, "state_class": type(snap.state).__name__,
+                    "agents": network.n_agents, "ranks": network.size, "fields": layout,
+                    "surrogate": sur, "config": self.config,
+                    "config_sha256": _digest(self.config), "info": self.info,
+                    "history": [dict(r) for r in history.records],
+                    "counters": {k: float(v) for k, v in counters.items()},
+                    "state_file": f"state-{t:08d}-{uuid.uuid4().hex[:8]}.npz"}
+            try:
+                _commit(self.directory, body, arrays)
+            except OSError as exc:
+                error = (f"cannot write the checkpoint into {self.directory}: "
+                         f"{exc.strerror or exc}; free disk space or give another --out folder")
+        error = network.broadcast(error)
+        if error:
+            raise CheckpointError(error)
+        return self.directory
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+def _bad(path, what: str) -> CheckpointError:
+    return CheckpointError(f"{path} {what}; the checkpoint cannot be used: {_FIX}")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A verified checkpoint: its manifest and every array (all ``N`` agents' rows)."""
+
+    directory: Path
+    manifest: dict
+    arrays: dict
+
+    @property
+    def iteration(self) -> int:
+        return int(self.manifest["iteration"])
+
+    @property
+    def counters(self) -> dict:
+        return dict(self.manifest["counters"])
+
+    @property
+    def info(self) -> dict:
+        return dict(self.manifest["info"])
+
+    def history(self):
+        """The History recorded up to the checkpoint (a fresh copy)."""
+        from .metrics import History
+        return History(records=[dict(r) for r in self.manifest["history"]])
+
+    @property
+    def _file(self) -> Path:
+        return self.directory / self.manifest["state_file"]
+
+    def restore(self, state0, *, algorithm, problem, network):
+        """The saved state for this process's agents, shaped like ``state0`` (what
+        ``algorithm.init`` returned for the same run), and the surrogate's memory."""
+        m, name = self.manifest, type(state0).__name__
+        if m["state_class"] != name:
+            raise CheckpointError(f"{self._file} holds a {m['state_class']}, but this run's "
+                                  f"algorithm {getattr(algorithm, 'name', '?')!r} keeps a "
+                                  f"{name}; resume with the config of the run that wrote it")
+        if m["agents"] != network.n_agents:
+            raise CheckpointError(f"{self._file} holds {m['agents']} agents, this run has "
+                                  f"{network.n_agents}; resume with run.agents = {m['agents']}")
+        ids = list(problem.agent_ids)
+        values = {f.name: self._value(f.name, getattr(state0, f.name), ids)
+                  for f in dataclasses.fields(state0)}
+        state = dataclasses.replace(state0, **values)
+        self._restore_surrogate(algorithm, problem, ids, int(state.t))
+        return state
+
+    def _value(self, name: str, current, ids: list[int]):
+        spec = self.manifest["fields"].get(name)
+        if spec is None:
+            raise CheckpointError(f"{self._file} has no field {name!r}; it was written by "
+                                  "another version or algorithm: resume with the config and "
+                                  "dcnn version that wrote it")
+        kind = spec["kind"]
+        if isinstance(current, torch.Tensor):
+            arr = self.arrays[name]
+            want = np.dtype(torch.empty(0, dtype=current.dtype).numpy().dtype)
+            if kind == "rows":
+                fits = arr.shape == (self.manifest["agents"], *current.shape[1:])
+                arr = arr[ids] if fits else arr
+            else:
+                fits = kind == "tensor" and arr.ndim == current.ndim and (
+                    arr.shape[1:] == tuple(current.shape[1:]) if arr.ndim >= 2
+                    else arr.shape == tuple(current.shape))
+            if not fits or arr.dtype != want:
+                raise CheckpointError(
+                    f"{self._file}: field {name!r} is {kind} {arr.dtype.name} "
+                    f"{tuple(self.arrays[name].shape)}, this run needs {want.name} rows "
+                    f"like {tuple(current.shape)}; the checkpoint was written for another "
+                    "model, dtype or agent count: resume with the run's own config")
+            return torch.from_numpy(np.array(arr, copy=True))
+        if isinstance(current, (tuple, list)):
+            if kind != "tuple" or spec.get("items") != len(current):
+                raise CheckpointError(f"{self._file}: field {name!r} should hold "
+                                      f"{len(current)} tensors; resume with the run's own "
+                                      "config")
+            return type(current)(self._value(f"{name}.{k}", item, ids)
+                                 for k, item in enumerate(current))
+        cast = {"bool": bool, "int": int, "float": float}
+        if kind != type(current).__name__ or kind not in cast:
+            raise CheckpointError(f"{self._file}: field {name!r} is a {kind}, this run "
+                                  f"needs a {type(current).__name__}; resume with the run's "
+                                  "own config")
+        return cast[kind](self.arrays[name][()])
+
+    def _restore_surrogate(self, algorithm, problem, ids: list[int], t: int) -> None:
+        sur, saved = _surrogate(algorithm), self.manifest.get("surrogate")
+        if sur is None or saved is None:
+            if (sur is None) != (saved is None):
+                raise CheckpointError(f"{self._file} was written with another surrogate "
+                                      "(memory saved for one and not the other); resume with "
+                                      "the run's own config")
+            return
+        from .problems import batch_problems
+        W, has = self.arrays["surrogate.warm"], self.arrays["surrogate.has_warm"]
+        warm = {i: torch.from_numpy(W[i].copy()) for i in ids if has[i]}
+        calls = {int(self.arrays["surrogate.calls"][i]) for i in ids}
+        if len(calls) > 1:
+            raise CheckpointError(
+                f"{self._file}: the block-Jacobi surrogate's call count differs among this "
+                f"rank's agents {ids[0]}..{ids[-1]} (mini-batches of unequal weight were "
+                f"solved in groups that depend on the layout); resume on "
+                f"{self.manifest['ranks']} rank(s), as the run that wrote it")
+        costs = batch_problems(problem, t, batch_size=getattr(algorithm, "batch_size", None),
+                               seed=getattr(algorithm, "seed", 0))
+        sur.restore([view for _, view in costs.parts], warm, calls=calls.pop() if calls else 0)
+
+
+def _parse(directory: Path, manifest_text: str, data: bytes) -> Checkpoint:
+    """Verify and decode a checkpoint's two files (pure: every rank gets the same verdict)."""
+    mpath = directory / MANIFEST
+    try:
+        manifest = json.loads(manifest_text)
+    except ValueError:
+        raise _bad(mpath, "is not valid JSON (truncated or edited)") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise _bad(mpath, f"is not a dcnn checkpoint manifest (no \"format\": \"{FORMAT}\")")
+    if manifest.get("version") != VERSION:
+        raise CheckpointError(f"{mpath} has format version {manifest.get('version')!r}; this "
+                              f"dcnn reads version {VERSION}: resume with the dcnn version "
+                              "that wrote it")
+    missing = [k for k in _REQUIRED if k not in manifest]
+    if missing:
+        raise _bad(mpath, f"lacks {', '.join(missing)}")
+    name = manifest["state_file"]
+    if not isinstance(name, str) or not _STATE_FILE.fullmatch(name):
+        raise _bad(mpath, f"names the state file {name!r}, not state-<iteration>-<tag>.npz")
+    spath = directory / name
+    if hashlib.sha256(data).hexdigest() != manifest["state_sha256"]:
+        raise _bad(spath, f"does not match the sha256 recorded in {MANIFEST} (truncated, "
+                          "corrupted or edited)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise _bad(spath, "holds a pickled object array, which is never loaded") from None
+        raise _bad(spath, f"is not a readable npz archive ({exc})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise _bad(spath, f"is not a readable npz archive ({exc})") from None
+    body = {k: v for k, v in manifest.items() if k != "state_sha256"}
+    stamp = arrays.pop(_BODY_KEY, None)
+    if stamp is None or stamp.shape != () or str(stamp) != _digest(body):
+        raise _bad(mpath, f"was edited after the checkpoint was written (its content does "
+                          f"not match the sha256 stored in {name})")
+    layout = dict(manifest["fields"])
+    layout.update(manifest.get("surrogate") or {})
+    for field, spec in layout.items():
+        if spec.get("kind") == "tuple":
+            continue
+        arr = arrays.get(field)
+        if arr is None:
+            raise _bad(spath, f"lacks the field {field!r} that {MANIFEST} lists")
+        if arr.dtype.name != spec.get("dtype") or list(arr.shape) != spec.get("shape"):
+            raise _bad(spath, f"field {field!r} is {arr.dtype.name} {list(arr.shape)}, "
+                              f"{MANIFEST} says {spec.get('dtype')} {spec.get('shape')}")
+        if spec["kind"] == "rows" and arr.shape[:1] != (manifest["agents"],):
+            raise _bad(spath, f"field {field!r} has {arr.shape[0]} rows for "
+                              f"{manifest['agents']} agents")
+    if _digest(manifest["config"]) != manifest["config_sha256"]:
+        raise _bad(mpath, "holds a config that does not match its config_sha256")
+    for rec in manifest["history"]:
+        if not isinstance(rec, dict) or "iteration" not in rec:
+            raise _bad(mpath, "holds a malformed history record")
+    return Checkpoint(directory=directory, manifest=manifest, arrays=arrays)
+
+
+def read_checkpoint(directory: str | Path) -> Checkpoint:
+    """Read and verify the checkpoint in ``directory`` (``DIR/checkpoint``) in this process."""
+    directory = Path(directory)
+    manifest_text, data = _read_files(directory)
+    return _parse(directory, manifest_text, data)
+
+
+def _read_files(directory: Path) -> tuple[str, bytes]:
+    mpath = directory / MANIFEST
+    if not mpath.is_file():
+        raise CheckpointError(f"no checkpoint in {directory} ({MANIFEST} is missing); a run "
+                              "writes one with --set run.checkpoint_every=K (K iterations)")
+    try:
+        text = mpath.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad(mpath, f"cannot be read ({exc})") from None
+    try:
+        name = json.loads(text).get("state_file", "")
+    except (ValueError, AttributeError):
+        return text, b""     # _parse names the problem
+    if not isinstance(name, str) or not _STATE_FILE.fullmatch(name):
+        return text, b""
+    spath = directory / name
+    try:
+        return text, spath.read_bytes()
+    except OSError as exc:
+        raise _bad(spath, f"cannot be read ({exc.strerror or exc}) though {MANIFEST} names "
+                          "it") from None
+
+
+def load_checkpoint(directory: str | Path, *, network, config: dict) -> Checkpoint:
+    """The checkpoint in ``directory`` on every rank (collective): rank 0 reads the files,
+    every rank verifies the same bytes, so all accept or all raise the same
+    :class:`CheckpointError`. It must belong to ``config`` (the resolved config to resume)."""
+    directory = Path(directory)
+    payload = None
+    if network.rank == 0:
+        try:
+            payload = _read_files(directory)
+        except CheckpointError as exc:
+            payload = str(exc)
+    payload = network.broadcast(payload)
+    if isinstance(payload, str):
+        raise CheckpointError(payload)
+    ckpt = _parse(directory, *payload)
+    diff = config_difference(ckpt.manifest["config"], trajectory_config(config))
+    if diff is not None:
+        raise CheckpointError(f"{directory / MANIFEST} was written by another config than "
+                              f"{directory.parent / 'config.json'} ({diff}); resume with the "
+                              "config of the run that wrote the checkpoint")
+    return ckpt
+
