@@ -1,14 +1,16 @@
 """Run configuration: five sections of typed keys, read from TOML and ``--set`` overrides.
 
 Every key has a default, so an empty config is the default experiment. Unknown sections or
-keys are refused with the closest valid name, wrong types and out-of-range values with the
-key, the bad value and what is expected. :func:`resolve` returns the complete, validated
+keys are refused with the closest valid name, wrong types (and NaN/inf numbers) with the key,
+the bad value and an example, out-of-range values and unknown choices with what is expected. :func:`resolve` returns the complete, validated
 config as plain nested dicts (what ``config.json`` of a run holds).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,9 +142,17 @@ _CHOICES = {
     ("algorithm", "schedule"): ("auto", "diminishing", "constant", "polynomial"),
     ("algorithm", "solver"): ("auto", "cholesky", "woodbury", "cg"),
     ("algorithm", "blocks"): ("layer", "neuron", "random"),
+    # mirrors of registries that live in heavier modules (tests/test_bad_input.py checks that
+    # they agree with dcnn.data and dcnn.problems): a typo fails before any data is loaded
+    ("data", "partition"): ("iid", "dirichlet"),
+    ("data", "task"): ("auto", "regression", "binary", "multiclass"),
+    ("model", "activation"): ("tanh", "sigmoid", "relu"),
+    ("model", "loss"): ("squared", "cross_entropy"),
+    ("model", "regularizer"): ("l2", "l1", "elastic_net", "none"),
 }
 _RANGES = {  # (section, key): (test, description)
     ("run", "agents"): (lambda v: v >= 1, ">= 1"),
+    ("run", "seed"): (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     ("run", "iterations"): (lambda v: v >= 1, ">= 1"),
     ("run", "eval_every"): (lambda v: v >= 1, ">= 1"),
     ("run", "threads"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
@@ -151,6 +161,9 @@ _RANGES = {  # (section, key): (test, description)
     ("data", "beta"): (lambda v: v > 0, "> 0"),
     ("data", "test_fraction"): (lambda v: 0 <= v < 1, "in [0, 1)"),
     ("model", "lam"): (lambda v: v >= 0, ">= 0"),
+    ("model", "l1_ratio"): (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("model", "hidden"): (lambda v: all(h >= 1 for h in v),
+                          "a list of layer widths >= 1 (e.g. [10, 10]; [] for a linear model)"),
     ("topology", "B"): (lambda v: v >= 1, ">= 1"),
     ("algorithm", "tau"): (lambda v: v == "auto" or (not isinstance(v, str) and v > 0),
                            "> 0 or \"auto\""),
@@ -188,32 +201,49 @@ def _suggest(name: str, valid, prefix: str = "") -> str:
     return f"; valid: {', '.join(prefix + v for v in valid)}"
 
 
-def _check_type(where: str, value: Any, hint) -> Any:
+def _closest(value: str, valid) -> str:
+    close = difflib.get_close_matches(value, list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _check_type(where: str, value: Any, hint, default: Any = None) -> Any:
+    """``value`` converted to the key's type, or a ConfigError naming it and an example."""
     text = str(hint)
+    example = "" if default is None else f"; e.g. {where} = {_toml(default)}"
     if "list" in text:
         if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
                                                      for v in value):
             return list(value)
-        raise ConfigError(f"{where} must be a list of integers, got {value!r}")
+        raise ConfigError(f"{where} must be a list of integers, got {value!r}{example}")
     if value is None and "None" in text:
         return None
     if "bool" in text:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
+        raise ConfigError(f"{where} must be true or false, got {value!r}{example}")
     if "int" in text and "float" not in text:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where} must be an integer, got {value!r}")
+        raise ConfigError(f"{where} must be an integer, got {value!r}{example}")
     if "float" in text:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} must be a finite number, got {value!r}{example}")
             return float(value)
         if "str" in text and isinstance(value, str):
             return value
-        raise ConfigError(f"{where} must be a number, got {value!r}")
+        raise ConfigError(f"{where} must be a number, got {value!r}{example}")
     if isinstance(value, str):
         return value
-    raise ConfigError(f"{where} must be a string, got {value!r}")
+    raise ConfigError(f"{where} must be a string, got {value!r}{example}")
 
 
 def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
@@ -225,11 +255,12 @@ def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
     if key not in hints:
         raise ConfigError(f"unknown config key '{section}.{key}'"
                           f"{_suggest(key, hints, section + '.')}")
-    value = _check_type(f"{section}.{key}", value, hints[key])
+    value = _check_type(f"{section}.{key}", value, hints[key],
+                        getattr(type(obj)(), key))
     choices = _CHOICES.get((section, key))
     if choices is not None and value not in choices:
-        raise ConfigError(f"{section}.{key} = {value!r} is not allowed; choose one of: "
-                          f"{', '.join(choices)}")
+        raise ConfigError(f"{section}.{key} = {value!r} is not allowed; "
+                          f"{_closest(str(value), choices)}choose one of: {', '.join(choices)}")
     rng = _RANGES.get((section, key))
     if rng is not None and value is not None and not rng[0](value):
         raise ConfigError(f"{section}.{key} must be {rng[1]}, got {value!r}")
@@ -253,29 +284,61 @@ def parse_set(item: str) -> tuple[str, str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
                 **sections: dict) -> Config:
     """Defaults, then the TOML file, then ``sections`` (dicts), then ``--set`` overrides."""
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, (list, tuple)) \
+            or not all(isinstance(item, str) for item in overrides):
+        raise ConfigError(f"overrides must be a list of 'section.key=value' strings, got "
+                          f"{overrides!r}; e.g. overrides=['run.agents=16']")
     cfg = Config()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file '{p}' does not exist; give the path of a .toml file")
-        try:
-            data = tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file '{p}' is not valid TOML: {exc}") from None
-        _merge(cfg, data, str(p))
+        _merge(cfg, _read_toml(path), str(path))
     _merge(cfg, sections, "arguments")
     for item in overrides:
         _apply(cfg, *parse_set(item))
     return cfg
 
 
+def _read_toml(path) -> dict:
+    """The tables of the TOML file ``path``; any problem with it is one ConfigError line."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"config path must be a string or a path, got {path!r}; give the "
+                          "path of a .toml file")
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file '{p}' is a directory; give the path of a .toml file")
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist; give the path of a .toml file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{p}' is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.reason}); save it as a UTF-8 .toml file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file '{p}' cannot be read ({exc.strerror}); check that "
+                          "it is readable") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"config file '{p}' is not valid TOML: {detail}; fix that line "
+                          "(keys are written key = value under [section] headers)") from None
+
+
 def _merge(cfg: Config, data: dict, origin: str) -> None:
     for section, keys in data.items():
         if not isinstance(keys, dict):
+            home = [f.name for f in dataclasses.fields(Config)
+                    if section in get_type_hints(type(getattr(cfg, f.name)))]
+            fix = f"; write it under [{home[0]}]" if home else \
+                f"; sections are {', '.join(f.name for f in dataclasses.fields(Config))}"
             raise ConfigError(f"{origin}: '{section}' must be a section (a table of keys), "
-                              f"got {keys!r}")
+                              f"got {keys!r}{fix}")
         for key, value in keys.items():
-            _apply(cfg, section, key, value)
+            try:
+                _apply(cfg, section, key, value)
+            except ConfigError as exc:
+                if origin == "arguments":
+                    raise
+                raise ConfigError(f"{origin}: {exc}") from None
 
 
 def resolve(cfg: Config) -> dict:

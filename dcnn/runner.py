@@ -31,7 +31,7 @@ from .checkpoint import (FOLDER, RESUME_FREE, Checkpoint, Checkpointer, config_d
                          load_checkpoint, trajectory_config)
 from .comm import Network, make_network
 from .config import Config, _apply, load_config, parse_set, resolve
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DataError
 from .data import encode_targets, load_dataset, partition
 from .metrics import History, metric_name, rounds_to_target, target_metric
 from .problems import FlatModel, LocalProblems, make_regularizer, mlp
@@ -76,9 +76,16 @@ def local_problems(*, model: FlatModel, X, T, parts, network: Network, loss: str
                    regularizer) -> LocalProblems:
     """The group's :class:`LocalProblems` from pooled arrays and one index array per agent."""
     if len(parts) != network.n_agents:
-        raise ValueError(f"{len(parts)} shards for {network.n_agents} agents; give one index "
-                         "array per agent")
+        raise DataError(f"{len(parts)} shards for {network.n_agents} agents; give one index "
+                        "array per agent")
     X, T = np.asarray(X), np.asarray(T)
+    for i, p in enumerate(parts):
+        idx = np.asarray(p)
+        if idx.size and (idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= len(X)):
+            bad = idx.ravel()[0] if idx.dtype.kind not in "iu" else \
+                (idx.min() if idx.min() < 0 else idx.max())
+            raise DataError(f"part {i} has index {bad!r} but there are {len(X)} samples; give "
+                            f"integer indices in 0..{len(X) - 1}")
     T = T.reshape(len(T), -1)
     shards = [(X[parts[i]], T[parts[i]]) for i in network.agents]
     return LocalProblems(model=model, shards=shards, loss=loss, task=task, n_total=len(X),
@@ -271,6 +278,11 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     """Run the experiment ``cfg`` describes; write the report into ``out`` (rank 0).
     ``reference`` (a summary's ``centralized`` entry) skips solving the reference again.
     ``resume`` (a checkpoint of this config, see :func:`resume_experiment`) continues it."""
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be a dcnn.Config, got {type(cfg).__name__}; build it "
+                          "with dcnn.load_config(...)")
+    if out not in (None, "auto") and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
     r, d, m, tp, a = cfg.run, cfg.data, cfg.model, cfg.topology, cfg.algorithm
     _check_checkpointing(cfg, out, resume)
     if resume is not None:

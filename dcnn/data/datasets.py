@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn import datasets as _skd
-from sklearn.model_selection import train_test_split
 
 from ..errors import DataError
 from .files import SUFFIXES, RawData, read_data_file
@@ -127,6 +125,7 @@ def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0, task: 
                         f"y_test in a .npz), which '{label}' lacks; use a value such as 0.2")
     y_all = raw.y if not has_test else np.concatenate([raw.y, raw.y_test])
     task, y_all, classes = _resolve_task(y_all, fixed_task if task == "auto" else task, label)
+    _check_varies(raw.y, label, target_column)
     if has_test:
         X_tr, X_te = raw.X, raw.X_test
         y_tr, y_te = y_all[:len(raw.X)], y_all[len(raw.X):]
@@ -134,6 +133,8 @@ def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0, task: 
         tr, te = _split(len(raw.X), test_fraction, seed,
                         None if task == "regression" else y_all, label)
         X_tr, X_te, y_tr, y_te = raw.X[tr], raw.X[te], y_all[tr], y_all[te]
+    if task != "regression":
+        _check_classes_trained(y_tr, y_te, classes, label, has_test)
     if standardize:
         X_tr, X_te = _standardize(X_tr, X_te)
         if task == "regression":
@@ -146,7 +147,10 @@ def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0, task: 
 def _read_raw(name: str, target_column: int) -> tuple[RawData, str]:
     """Raw arrays of ``name`` and its task (``"auto"`` for files)."""
     if name in _BUNDLED_TASKS:
-        bunch = getattr(_skd, f"load_{name}")()
+        # scikit-learn is imported on use: a command that fails on its input before touching
+        # a bundled set or a split does not pay for it
+        from sklearn import datasets as skd
+        bunch = getattr(skd, f"load_{name}")()
         y = bunch.target
         y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float64)
         return RawData(bunch.data.astype(np.float64), y, None, None), _BUNDLED_TASKS[name]
@@ -174,10 +178,39 @@ def _resolve_task(y: np.ndarray, task: str, name: str) -> tuple[str, np.ndarray,
     if len(classes) < 2 or (task == "binary" and len(classes) != 2):
         shown = ", ".join(f"{c:g}" for c in classes[:5]) + (", ..." if len(classes) > 5 else "")
         fix = "use task 'multiclass' or 'auto'" if len(classes) > 2 else \
-            "give data with at least 2 classes or use task 'regression'"
+            "give data with at least 2 classes (check target_column)"
         raise DataError(f"task '{task}' needs {'exactly' if task == 'binary' else 'at least'} 2 "
                         f"distinct labels but '{name}' has {len(classes)} ({shown}); {fix}")
     return task, np.searchsorted(classes, flat).astype(np.int64), classes
+
+
+def _check_varies(y: np.ndarray, name: str, target_column: int) -> None:
+    """Refuse a training target that takes one value only: every task would learn a constant
+    (and "auto" would silently call it regression)."""
+    flat = y.reshape(len(y), -1)
+    if len(flat) and bool(np.all(flat == flat[0])):
+        shown = ", ".join(f"{v:g}" for v in flat[0][:3])
+        where = f"column {target_column} of " if Path(name).suffix.lower() == ".csv" else ""
+        raise DataError(f"the target ({where}'{name}') is {shown} for every sample; "
+                        "there is nothing to learn: check data.target_column or give targets "
+                        "that vary")
+
+
+def _check_classes_trained(y_tr: np.ndarray, y_te: np.ndarray, classes: np.ndarray,
+                           name: str, has_test: bool) -> None:
+    """A file's own test part may only hold labels its training part has (a label only the
+    test part has is usually a mismatch between the two, e.g. labels 1..10 against 0..9);
+    a split of our own must leave at least 2 classes to learn from."""
+    seen = np.unique(y_tr)
+    missing = np.setdiff1d(np.unique(y_te), seen)
+    if has_test and len(missing):
+        raise DataError(f"y_test of '{name}' has label {classes[missing[0]]:g}, which y (the "
+                        "training part) never has; give both parts the same label values")
+    if len(seen) < 2:
+        raise DataError(f"the training part of '{name}' holds only label {classes[seen[0]]:g} "
+                        f"after the split (label {classes[missing[0]]:g} went to the test "
+                        "part); give at least 2 samples of every class, or try another seed or "
+                        "a smaller test_fraction")
 
 
 def _infer_task(y: np.ndarray) -> str:
@@ -195,6 +228,7 @@ def _integer_valued(y: np.ndarray) -> bool:
 
 def _split(n: int, test_fraction: float, seed: int, labels: np.ndarray | None, name: str):
     """Seeded train/test indices; stratified by ``labels`` where every class allows it."""
+    from sklearn.model_selection import train_test_split
     n_test = math.ceil(test_fraction * n)
     if n_test >= n:
         raise DataError(f"test_fraction {test_fraction} leaves no training sample of the "

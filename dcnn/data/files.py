@@ -67,6 +67,11 @@ def _read_csv(p: Path, target_column: int) -> RawData:
     if not rows:
         raise DataError(f"data file '{p}' is empty; give one sample per row with the target "
                         "in one column")
+    for line, row in rows:
+        for j, cell in enumerate(row):
+            if "\n" in cell or "\r" in cell:
+                raise DataError(f"data file '{p}' has a quoted value spanning several lines "
+                                f"from row {line}, column {j + 1}; close the '\"' or remove it")
     first_line, first = rows[0]
     width = len(first)
     for line, row in rows:
@@ -96,11 +101,16 @@ def _read_csv(p: Path, target_column: int) -> RawData:
 
 
 def _csv_rows(p: Path) -> list[tuple[int, list[str]]]:
-    """Non-blank rows of ``p`` with their 1-based line numbers."""
+    """Non-blank rows of ``p`` with the 1-based line numbers they start on."""
     try:
         with p.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
-            return [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+            rows, start = [], 1
+            for row in reader:            # a quoted value may span lines: keep the first
+                if any(c.strip() for c in row):
+                    rows.append((start, row))
+                start = reader.line_num + 1
+            return rows
     except UnicodeDecodeError as exc:
         raise DataError(f"data file '{p}' is not UTF-8 text (byte {exc.start}: {exc.reason}); "
                         "save it as a UTF-8 .csv") from None
@@ -156,8 +166,12 @@ def _target_index(p: Path, target_column: int, width: int) -> int:
 # ----------------------------------------------------------------------------------- .npz
 def _read_npz(p: Path) -> RawData:
     if not zipfile.is_zipfile(p):
-        with p.open("rb") as fh:
-            single = fh.read(6) == b"\x93NUMPY"
+        try:
+            with p.open("rb") as fh:
+                single = fh.read(6) == b"\x93NUMPY"
+        except OSError as exc:
+            raise DataError(f"data file '{p}' cannot be read ({exc.strerror}); check that it "
+                            "is readable") from None
         what = "holds a single .npy array" if single else "is not an .npz (zip) archive"
         raise DataError(f"data file '{p}' {what}; {_SAVE_HINT}")
     try:

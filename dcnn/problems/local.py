@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.func import grad_and_value, jacrev, jvp, vjp, vmap
 
-from ..errors import DataError
-from .losses import check_loss, per_sample_loss, per_sample_score
+from ..errors import ConfigError, DataError
+from .losses import TASKS, check_loss, per_sample_loss, per_sample_score
 from .models import FlatModel
 from .regularizers import Regularizer
 
@@ -33,6 +33,110 @@ __all__ = ["LocalProblems"]
 
 def _as_tensor(a, dtype: torch.dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+def _check_arguments(model, loss: str, task: str, regularizer) -> None:
+    if not isinstance(model, FlatModel):
+        hint = "FlatModel(module)" if isinstance(model, torch.nn.Module) else \
+            "FlatModel(module) of a torch.nn.Module"
+        raise ConfigError(f"model must be a dcnn.FlatModel, got {type(model).__name__}; "
+                          f"pass {hint}")
+    if task not in TASKS:
+        raise ConfigError(f"task {task!r} is unknown; choose one of: {', '.join(TASKS)}")
+    check_loss(loss, task)
+    if not isinstance(regularizer, Regularizer):
+        raise ConfigError(f"regularizer must be a dcnn Regularizer, got "
+                          f"{type(regularizer).__name__}; build one with "
+                          "make_regularizer('l2', lam=1e-3) (or 'none')")
+
+
+def _shard_tensors(shards, dtype: torch.dtype) -> tuple[list, list]:
+    """Inputs ``(M_i, d)`` and targets ``(M_i, O)`` of every shard, checked alike."""
+    if isinstance(shards, (str, bytes)) or not isinstance(shards, Sequence) or len(shards) == 0:
+        raise DataError(f"shards must be a non-empty list of (X_i, T_i) pairs, one per agent "
+                        f"of the group, got {type(shards).__name__}")
+    xs, ts = [], []
+    for i, shard in enumerate(shards):
+        if not isinstance(shard, (tuple, list)) or len(shard) != 2:
+            raise DataError(f"shard {i} is a {type(shard).__name__}, not an (X_i, T_i) pair; "
+                            "give one (inputs, targets) pair per agent")
+        try:
+            x, t = _as_tensor(shard[0], dtype), _as_tensor(shard[1], dtype)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"shard {i} is not numeric ({' '.join(str(exc).split())}); give "
+                            "float arrays") from None
+        if x.ndim != 2:
+            raise DataError(f"shard {i} has inputs of shape {tuple(x.shape)}; reshape them "
+                            "to (samples, features)")
+        if len(x) == 0:
+            raise DataError(f"shard {i} is empty; use fewer agents or another partition")
+        if t.ndim == 0 or len(t) != len(x):
+            raise DataError(f"shard {i} has {len(x)} inputs but targets of shape "
+                            f"{tuple(t.shape)}; give one target row per input row")
+        xs.append(x)
+        ts.append(t.reshape(len(t), -1))
+    d, o = xs[0].shape[1], ts[0].shape[1]
+    for i, (x, t) in enumerate(zip(xs, ts)):
+        if x.shape[1] != d or t.shape[1] != o:
+            raise DataError(f"shard {i} has inputs {tuple(x.shape)} and targets "
+                            f"{tuple(t.shape)}; every shard needs (M_i, {d}) and (M_i, {o})")
+        if not (torch.isfinite(x).all() and torch.isfinite(t).all()):
+            raise DataError(f"shard {i} contains NaN or inf; clean the data")
+    return xs, ts
+
+
+_ENCODE = {"binary": "dcnn.data.encode_targets(y, task='binary', n_classes=2)",
+           "multiclass": "dcnn.data.encode_targets(y, task='multiclass', n_classes=C)"}
+
+
+def _check_targets(ts: list, task: str, o: int) -> None:
+    """Classification targets as :func:`dcnn.data.encode_targets` gives them: 0/1 in one
+    column (binary), rows of C >= 2 probabilities (multiclass; one-hot for hard labels)."""
+    if task == "regression":
+        return
+    if task == "binary" and o != 1 or task == "multiclass" and o < 2:
+        want = "one column of 0/1 labels" if task == "binary" else \
+            "one-hot rows (M, C) with C >= 2 columns"
+        raise DataError(f"task {task!r} needs targets as {want}, got {o} column(s); encode "
+                        f"labels with {_ENCODE[task]}")
+    for i, t in enumerate(ts):
+        lo, hi = float(t.min()), float(t.max())
+        sums = t.sum(1)
+        if lo < 0 or hi > 1 or task == "multiclass" and not torch.allclose(
+                sums, torch.ones_like(sums), atol=1e-6):
+            raise DataError(f"shard {i} has {task} targets outside what the loss expects "
+                            f"(values in [{lo:g}, {hi:g}]; want 0/1 labels"
+                            f"{' or one-hot rows' if task == 'multiclass' else ''}); encode "
+                            f"labels with {_ENCODE[task]}")
+
+
+def _check_model_fits(model: FlatModel, x: torch.Tensor, task: str, o: int) -> None:
+    """One forward pass on a couple of samples: the model must take the data's inputs and
+    give, per sample, the ``o`` finite outputs the targets (and the task) call for."""
+    try:
+        with torch.no_grad():
+            out = torch.func.functional_call(
+                model.module, {**model.unflatten(model.w0), **model.buffers}, (x,))
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's forward is reported
+        raise DataError(f"the model fails on inputs of shape {tuple(x.shape)} "
+                        f"({type(exc).__name__}: {' '.join(str(exc).split())}); give a module "
+                        f"that takes (samples, {x.shape[1]}) inputs") from None
+    if not isinstance(out, torch.Tensor):
+        raise DataError(f"the model returns a {type(out).__name__}, not a tensor; return the "
+                        "(samples, outputs) tensor from forward()")
+    if out.ndim == 0 or out.shape[0] != len(x):
+        raise DataError(f"the model maps {len(x)} samples to outputs of shape "
+                        f"{tuple(out.shape)}; return one row of outputs per sample")
+    width = out.reshape(len(x), -1).shape[1]
+    if width != o:
+        need = {"binary": "1 output (one logit or score)",
+                "multiclass": f"{o} outputs (one per class)"}.get(
+            task, f"{o} outputs (one per target column)")
+        raise DataError(f"task {task!r} needs {need} but the model gives {width}; set the "
+                        f"model's output size to {o}")
+    if not bool(torch.isfinite(out).all()):
+        raise DataError("the model gives NaN or inf outputs at its initial parameters; check "
+                        "its initialisation and forward()")
 
 
 class LocalProblems:
@@ -46,31 +150,35 @@ class LocalProblems:
         n_total: ``M``, the number of training samples over *all* agents.
         regularizer: ``r``.
         agent_ids: global ids of the group's agents (default ``0..A-1``).
+
+    Bad input is refused up front with one line naming it and the fix: a ``model`` that is
+    not a :class:`FlatModel`, an unknown task or a loss that does not fit it, an empty or
+    ragged shard, NaN/inf, classification targets not encoded as
+    :func:`dcnn.data.encode_targets` gives them, and a model that fails on the inputs or
+    whose output width does not fit the targets (one forward pass on two samples).
     """
 
     def __init__(self, *, model: FlatModel, shards: Sequence[tuple], loss: str, task: str,
                  n_total: int, regularizer: Regularizer, agent_ids: Sequence[int] | None = None):
-        check_loss(loss, task)
-        if len(shards) == 0:
-            raise DataError("a group needs at least one agent's shard")
-        dtype = model.dtype
-        for i, (x, _) in enumerate(shards):
-            if len(x) == 0:
-                raise DataError(f"shard {i} is empty; use fewer agents or another partition")
-        xs = [_as_tensor(x, dtype) for x, _ in shards]
-        ts = [_as_tensor(t, dtype).reshape(len(t), -1) for _, t in shards]
+        _check_arguments(model, loss, task, regularizer)
+        xs, ts = _shard_tensors(shards, model.dtype)
         d, o = xs[0].shape[1], ts[0].shape[1]
-        for i, (x, t) in enumerate(zip(xs, ts)):
-            if x.ndim != 2 or x.shape[1] != d or t.shape[1] != o or len(x) != len(t):
-                raise DataError(f"shard {i} has inputs {tuple(x.shape)} and targets "
-                                f"{tuple(t.shape)}; every shard needs (M_i, {d}) and (M_i, {o})")
-            if not (torch.isfinite(x).all() and torch.isfinite(t).all()):
-                raise DataError(f"shard {i} contains NaN or inf; clean the data")
+        _check_targets(ts, task, o)
+        counts = [len(x) for x in xs]
+        if isinstance(n_total, bool) or not isinstance(n_total, (int, np.integer)) \
+                or n_total < sum(counts):
+            raise DataError(f"n_total must be the number of training samples over all agents "
+                            f"(an integer >= {sum(counts)}, the samples of this group), got "
+                            f"{n_total!r}")
+        dtype = model.dtype
         self.model, self.loss, self.task, self.regularizer = model, loss, task, regularizer
         self.n_total = int(n_total)
         self.scale = 1.0 / self.n_total
         self.agent_ids = tuple(range(len(shards))) if agent_ids is None else tuple(agent_ids)
-        self.counts = torch.tensor([len(x) for x in xs])
+        if len(self.agent_ids) != len(xs):
+            raise DataError(f"{len(self.agent_ids)} agent_ids for {len(xs)} shards; give one "
+                            "global agent id per shard")
+        self.counts = torch.tensor(counts)
         m_max = int(self.counts.max())
         a = len(xs)
         self.X = torch.zeros(a, m_max, d, dtype=dtype)
@@ -79,10 +187,7 @@ class LocalProblems:
         for i, (x, t) in enumerate(zip(xs, ts)):
             self.X[i, : len(x)], self.T[i, : len(t)], self.mask[i, : len(x)] = x, t, 1.0
         self.n_outputs = o
-        out = model.apply(model.w0, self.X[0, :1])
-        if out.shape[-1] != o:
-            raise DataError(f"the model gives {out.shape[-1]} outputs but the targets have {o}; "
-                            f"set the model's output size to {o}")
+        _check_model_fits(model, torch.cat([x[:2] for x in xs[:2]])[:2], task, o)
         self._bind()
 
     def _bind(self) -> None:

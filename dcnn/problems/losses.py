@@ -16,9 +16,10 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 
-__all__ = ["LOSSES", "per_sample_loss", "per_sample_score", "check_loss"]
+__all__ = ["LOSSES", "TASKS", "per_sample_loss", "per_sample_score", "check_loss"]
 
 LOSSES = ("squared", "cross_entropy")
+TASKS = ("regression", "binary", "multiclass")   # the same as dcnn.data.TASKS (a test checks)
 
 
 def check_loss(loss: str, task: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,10 +34,16 @@ def mlp(*, n_inputs: int, hidden: Sequence[int], n_outputs: int, activation: str
     if activation not in ACTIVATIONS:
         raise ConfigError(f"model.activation {activation!r} is unknown; choose one of: "
                           f"{', '.join(ACTIVATIONS)}")
-    sizes = [int(n_inputs), *[int(h) for h in hidden], int(n_outputs)]
-    if any(s < 1 for s in sizes):
-        raise ConfigError(f"layer sizes must be positive integers, got {sizes}; "
-                          "fix model.hidden")
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise ConfigError(f"hidden must be a list of layer widths, got {hidden!r}; e.g. "
+                          "hidden=[10] (or [] for a linear model)")
+    sizes = [n_inputs, *hidden, n_outputs]
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1
+               for s in sizes):
+        raise ConfigError(f"layer sizes must be positive integers, got n_inputs={n_inputs!r}, "
+                          f"hidden={list(hidden)!r}, n_outputs={n_outputs!r}; fix model.hidden "
+                          "(e.g. [10])")
+    sizes = [int(s) for s in sizes]
     layers: list[nn.Module] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -56,7 +63,12 @@ class FlatModel:
 
     def __init__(self, module: nn.Module, *, dtype: torch.dtype = torch.float64):
         if not isinstance(module, nn.Module):
-            raise ConfigError(f"model must be a torch.nn.Module, got {type(module).__name__}")
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(module).__name__}; "
+                              "wrap your function in an nn.Module or build one with "
+                              "dcnn.mlp(...)")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ConfigError(f"dtype must be a floating torch dtype such as torch.float64, "
+                              f"got {dtype!r}")
         self.module = copy.deepcopy(module).to(dtype)
         params = dict(self.module.named_parameters())
         if not params:

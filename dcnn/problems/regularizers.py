@@ -11,6 +11,8 @@ Each is a frozen dataclass whose methods are pure functions on stacked rows ``(.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +58,11 @@ def make_regularizer(name: str = "l2", *, lam: float = 0.0, l1_ratio: float = 0.
     if name not in REGULARIZERS:
         raise ConfigError(f"model.regularizer {name!r} is unknown; choose one of: "
                           f"{', '.join(REGULARIZERS)}")
+    for key, value in (("lam", lam), ("l1_ratio", l1_ratio)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
+            raise ConfigError(f"model.{key} must be a finite number, got {value!r}; e.g. "
+                              f"{'lam=1e-3' if key == 'lam' else 'l1_ratio=0.5'}")
     lam = float(lam)
     if not lam >= 0.0:
         raise ConfigError(f"model.lam must be >= 0, got {lam}")
