@@ -51,6 +51,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import uuid
@@ -277,7 +278,9 @@ class Checkpointer:
             except OSError as exc:
                 error = (f"cannot write the checkpoint into {self.directory}: "
                          f"{exc.strerror or exc}; free disk space or give another --out folder")
-        error = network.broadcast(error)
+        # the other ranks wait while rank 0 writes: as long as it takes (a crash on rank 0
+        # still ends the job through the abort hook)
+        error = network.broadcast(error, timeout=math.inf)
         if error:
             raise CheckpointError(error)
         return self.directory
@@ -402,7 +405,7 @@ def _parse(directory: Path, manifest_text: str, data: bytes) -> Checkpoint:
     mpath = directory / MANIFEST
     try:
         manifest = json.loads(manifest_text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _bad(mpath, "is not valid JSON (truncated or edited)") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _bad(mpath, f"is not a dcnn checkpoint manifest (no \"format\": \"{FORMAT}\")")
@@ -474,7 +477,7 @@ def _read_files(directory: Path) -> tuple[str, bytes]:
         raise _bad(mpath, f"cannot be read ({exc})") from None
     try:
         name = json.loads(text).get("state_file", "")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return text, b""     # _parse names the problem
     if not isinstance(name, str) or not _STATE_FILE.fullmatch(name):
         return text, b""
@@ -497,7 +500,7 @@ def load_checkpoint(directory: str | Path, *, network, config: dict) -> Checkpoi
             payload = _read_files(directory)
         except CheckpointError as exc:
             payload = str(exc)
-    payload = network.broadcast(payload)
+    payload = network.broadcast(payload, timeout=math.inf)
     if isinstance(payload, str):
         raise CheckpointError(payload)
     ckpt = _parse(directory, *payload)

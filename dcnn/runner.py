@@ -25,6 +25,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .algorithms import ALGORITHMS, Scaled, auto_lr, make_schedule, run_loop
+from .algorithms.loop import check_compatible
 from .algorithms.registry import OPTIMIZER_DEFAULT
 from .algorithms.steps import ADAM_LR
 from .checkpoint import (FOLDER, RESUME_FREE, Checkpoint, Checkpointer, config_difference,
@@ -323,7 +324,12 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         f"model with {model.n_params} parameters; graph {tp.graph} ({tp.dynamic}); "
         f"{method_label(a)}: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else
                                            f"{k} = {v}" for k, v in info.items()))
+    if ALGORITHMS[a.name].kind != "engine":
+        check_compatible(algorithm, topology=topology, network=network)
     out_dir = _out_dir(out, cfg, network)
+    if resume is None and out_dir is not None and (out_dir / FOLDER / "manifest.json").exists():
+        raise ConfigError(f"--out {out_dir} holds the checkpoint of an earlier run; continue "
+                          f"it with --resume {out_dir}, or give another --out folder")
     checkpoints = None
     if out_dir is not None:
         if network.rank == 0:

@@ -57,6 +57,7 @@ EARLIER = {         # an earlier run's output: every case must leave it byte-ide
     "prev/sentinel.txt": "earlier run: must survive a failed run\n",
     "prev/summary.json": '{"final": {"objective": 0.25}}\n',
     "prev/history.csv": "iteration,objective\n0,1.0\n10,0.25\n",
+    "prev/config.json": '{"run": {"agents": 8}}\n',
     "runs/20240101-000000-breast_cancer-next/summary.json": "{}\n",
 }
 
@@ -130,6 +131,10 @@ MAIN_CASES = [
     Case("main-string-for-int", ("run.agents must be an integer", "got '4'",
                                  "e.g. run.agents = 8"),
          argv=("run", "--set", "run.agents='4'")),
+    # refused by the loop's compatibility check, after the data and model are built: still
+    # before anything is written (config.json of the earlier run survives)
+    Case("main-static-only-method-on-time-varying-graph", ("needs a static graph",),
+         argv=("run", "--set", "algorithm.name='extra'", "--set", "run.reference=false")),
     Case("main-list-for-float", ("model.lam must be a number", "got [1, 2]"),
          argv=("run", "--set", "model.lam=[1, 2]")),
     Case("main-alpha0-above-one", ("algorithm.alpha0 must be in (0, 1]", "got 1.5"),

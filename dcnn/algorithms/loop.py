@@ -36,7 +36,7 @@ from ..metrics import History, evaluate
 from ..problems import LocalProblems
 from ..topology import as_topology
 
-__all__ = ["run_loop", "nonfinite"]
+__all__ = ["check_compatible", "run_loop", "nonfinite"]
 
 # what the state fields are, for the divergence message
 QUANTITIES = {"X": "iterate w", "Y": "tracker y", "G": "stored local gradient",
@@ -104,6 +104,24 @@ def nonfinite(state, *, problem: LocalProblems, network: Network,
     return None
 
 
+def check_compatible(algorithm, *, topology, network: Network):
+    """The topology ``run_loop`` will use, after refusing what ``algorithm`` cannot run on: a
+    directed graph for an undirected method, a time-varying one for a static-only method. A
+    dcnn topology passes through (agent count checked); a matrix or any object with
+    ``weights(t)`` is wrapped and every ``W(t)`` validated. The runner calls it before it
+    writes anything, so a refused run leaves an existing output folder untouched."""
+    topology = as_topology(topology, n_agents=network.n_agents)
+    if getattr(topology, "directed", False) and not getattr(algorithm, "directed_ok", False):
+        raise ConfigError(f"algorithm {algorithm.name!r} needs an undirected graph (doubly "
+                          f"stochastic weights) and the topology is directed; use "
+                          f"algorithm.name = 'sonata' or 'push-diging' for directed graphs")
+    if getattr(algorithm, "static_only", False) and not getattr(topology, "static", False):
+        raise ConfigError(f"algorithm {algorithm.name!r} needs a static graph and the topology "
+                          f"is time-varying; set topology.dynamic = 'static' or use "
+                          f"algorithm.name = 'gt'")
+    return topology
+
+
 def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
              X0: torch.Tensor, iterations: int, eval_every: int = 10,
              test: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -120,17 +138,7 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
     finite state of a diverging run; ``resume`` (a :class:`~dcnn.checkpoint.Checkpoint`)
     continues a saved run; ``guard`` turns the divergence guard on (see the module docstring).
     """
-    # a dcnn topology passes through (agent count checked); a matrix or any object with
-    # weights(t) is wrapped and every W(t) validated
-    topology = as_topology(topology, n_agents=network.n_agents)
-    if getattr(topology, "directed", False) and not getattr(algorithm, "directed_ok", False):
-        raise ConfigError(f"algorithm {algorithm.name!r} needs an undirected graph (doubly "
-                          f"stochastic weights) and the topology is directed; use "
-                          f"algorithm.name = 'sonata' or 'push-diging' for directed graphs")
-    if getattr(algorithm, "static_only", False) and not getattr(topology, "static", False):
-        raise ConfigError(f"algorithm {algorithm.name!r} needs a static graph and the topology "
-                          f"is time-varying; set topology.dynamic = 'static' or use "
-                          f"algorithm.name = 'gt'")
+    topology = check_compatible(algorithm, topology=topology, network=network)
     network.reset_counters()
     with torch.no_grad():
         state = algorithm.init(problem, network, X0)

@@ -35,6 +35,7 @@ from .faults import (agent_count_mismatch, agents_label, check_timeout, install_
 __all__ = ["MPINetwork"]
 
 _TAG = 17
+START_TIMEOUT = 300.0   # seconds the start-up agent-count check waits for every rank
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ class MPINetwork(Network):
             install_abort_hook(rank=rank, size=size, grace=min(2.0, self.timeout / 2))
         counts = np.empty(size, dtype=np.int64)
         mine = np.array([int(n_agents)], dtype=np.int64)
+        # ranks reach this point seconds apart (imports, a loaded machine, the user's own
+        # preparation): the start-up check waits at least START_TIMEOUT
         self._wait([self.comm.Iallgather(mine, counts)], "the agent-count check at start",
-                   keep=(mine, counts))
+                   keep=(mine, counts), timeout=max(self.timeout, START_TIMEOUT))
         mismatch = agent_count_mismatch(counts.tolist())
         if mismatch:
             raise CommError(mismatch)

@@ -50,38 +50,41 @@ def _check_arguments(model, loss: str, task: str, regularizer) -> None:
                           "make_regularizer('l2', lam=1e-3) (or 'none')")
 
 
-def _shard_tensors(shards, dtype: torch.dtype) -> tuple[list, list]:
-    """Inputs ``(M_i, d)`` and targets ``(M_i, O)`` of every shard, checked alike."""
+def _shard_tensors(shards, dtype: torch.dtype, ids=None) -> tuple[list, list]:
+    """Inputs ``(M_i, d)`` and targets ``(M_i, O)`` of every shard, checked alike; messages
+    name the global agent id when it differs from the position (a rank's group)."""
     if isinstance(shards, (str, bytes)) or not isinstance(shards, Sequence) or len(shards) == 0:
         raise DataError(f"shards must be a non-empty list of (X_i, T_i) pairs, one per agent "
                         f"of the group, got {type(shards).__name__}")
     xs, ts = [], []
     for i, shard in enumerate(shards):
+        name = f"shard {i}" if ids is None or len(ids) != len(shards) or ids[i] == i \
+            else f"shard {i} (agent {ids[i]})"
         if not isinstance(shard, (tuple, list)) or len(shard) != 2:
-            raise DataError(f"shard {i} is a {type(shard).__name__}, not an (X_i, T_i) pair; "
+            raise DataError(f"{name} is a {type(shard).__name__}, not an (X_i, T_i) pair; "
                             "give one (inputs, targets) pair per agent")
         try:
             x, t = _as_tensor(shard[0], dtype), _as_tensor(shard[1], dtype)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise DataError(f"shard {i} is not numeric ({' '.join(str(exc).split())}); give "
+            raise DataError(f"{name} is not numeric ({' '.join(str(exc).split())}); give "
                             "float arrays") from None
         if x.ndim != 2:
-            raise DataError(f"shard {i} has inputs of shape {tuple(x.shape)}; reshape them "
+            raise DataError(f"{name} has inputs of shape {tuple(x.shape)}; reshape them "
                             "to (samples, features)")
         if len(x) == 0:
-            raise DataError(f"shard {i} is empty; use fewer agents or another partition")
+            raise DataError(f"{name} is empty; use fewer agents or another partition")
         if t.ndim == 0 or len(t) != len(x):
-            raise DataError(f"shard {i} has {len(x)} inputs but targets of shape "
+            raise DataError(f"{name} has {len(x)} inputs but targets of shape "
                             f"{tuple(t.shape)}; give one target row per input row")
         xs.append(x)
         ts.append(t.reshape(len(t), -1))
     d, o = xs[0].shape[1], ts[0].shape[1]
     for i, (x, t) in enumerate(zip(xs, ts)):
         if x.shape[1] != d or t.shape[1] != o:
-            raise DataError(f"shard {i} has inputs {tuple(x.shape)} and targets "
+            raise DataError(f"{name} has inputs {tuple(x.shape)} and targets "
                             f"{tuple(t.shape)}; every shard needs (M_i, {d}) and (M_i, {o})")
         if not (torch.isfinite(x).all() and torch.isfinite(t).all()):
-            raise DataError(f"shard {i} contains NaN or inf; clean the data")
+            raise DataError(f"{name} contains NaN or inf; clean the data")
     return xs, ts
 
 
@@ -161,7 +164,8 @@ class LocalProblems:
     def __init__(self, *, model: FlatModel, shards: Sequence[tuple], loss: str, task: str,
                  n_total: int, regularizer: Regularizer, agent_ids: Sequence[int] | None = None):
         _check_arguments(model, loss, task, regularizer)
-        xs, ts = _shard_tensors(shards, model.dtype)
+        xs, ts = _shard_tensors(shards, model.dtype,
+                                None if agent_ids is None else list(agent_ids))
         d, o = xs[0].shape[1], ts[0].shape[1]
         _check_targets(ts, task, o)
         counts = [len(x) for x in xs]
