@@ -74,16 +74,24 @@ def test_default_experiment_as_the_first_setup_command_runs_it(scratch):
     assert abs(s["final"]["test_metric"] - s["centralized"]["test_metric"]) <= 1.0
 
 
-# The comparisons of experiments/README.md take minutes each at their full length; the suite
-# runs each of them with this appended (same config, methods and graphs, fewer rounds).
-SHORTER = " --set run.iterations=30"
+# The comparisons, scripts and benchmarks of the READMEs take minutes at their full length; the
+# suite runs each with these arguments appended (same config, methods, graphs and code paths,
+# fewer rounds, seeds, lengths or sizes).
+SHORTER = {" compare experiments/": " --set run.iterations=30",
+           "experiments/churn.py": " --iterations 40 --seeds 2",
+           "experiments/ring_attention.py": " --lengths 256,512 --repeats 1",
+           "dcnn bench ": " --quick"}
+
+
+def _shorter(cmd: str) -> str:
+    return cmd + "".join(extra for key, extra in SHORTER.items() if key in cmd)
 
 
 @pytest.mark.slow
 @pytest.mark.mpi
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_documented_command_runs(cmd, scratch):
-    res = _run(cmd + SHORTER if " compare experiments/" in cmd else cmd, scratch)
+    res = _run(_shorter(cmd), scratch)
     assert res.returncode == 0, res.stderr[-3000:]
     out = re.search(r"--out (\S+)", cmd)
     if cmd.startswith(("dcnn run", "mpiexec -n 2 dcnn run", "mpiexec -n 4 dcnn run")):
