@@ -11,7 +11,7 @@ from .algorithms import (Centralized, Constant, Dgd, Diminishing, Extra, Gradien
 from .comm import LocalNetwork, Network, make_network
 from .config import Config, load_config
 from .errors import (CheckpointError, CommError, CommTimeoutError, ConfigError, DataError,
-                     DcnnError, DivergenceError, TopologyError)
+                     DcnnError, DivergenceError, LaunchError, TopologyError)
 from .metrics import History, evaluate
 from .problems import FlatModel, LocalProblems, make_regularizer, mlp
 from .reference import centralized_reference
@@ -37,7 +37,8 @@ __all__ = ["Constant", "Diminishing", "Next", "NextState", "Polynomial", "make_s
            "run_compare", "train_engine",
            "run_loop", "LocalNetwork", "Network", "make_network", "Config", "load_config",
            "ConfigError", "DataError", "DcnnError", "TopologyError", "CheckpointError",
-           "CommError", "CommTimeoutError", "DivergenceError", "resume_experiment", "History", "evaluate",
+           "CommError", "CommTimeoutError", "DivergenceError", "LaunchError",
+           "resume_experiment", "History", "evaluate",
            "FlatModel", "LocalProblems", "make_regularizer", "mlp", "centralized_reference",
            "RunResult", "local_problems", "run_experiment", "FL", "PL", "make_surrogate",
            "make_topology", "__version__"]

@@ -27,8 +27,11 @@ that diverges (NaN or inf, or a final objective above 100 times the start) does 
 comparison: its row says ``diverged`` (with an output folder, the last finite state of a
 method stopped by the divergence guard is in its folder's ``checkpoint``). With
 ``run.checkpoint_every = k`` every method writes checkpoints into its own folder (engine
-methods cannot; they are refused up front). With l1 the reference is solved by FISTA, else by
-L-BFGS-B.
+methods cannot; they are refused up front). A method refused when it starts because it does
+not fit the launch (:class:`~dcnn.errors.LaunchError`: more ranks than pipeline stages,
+tokens that do not split over the ranks, ...) is skipped with its one-line reason, logged and
+kept under ``skipped`` in ``compare.json``; the others still run. With l1 the reference is
+solved by FISTA, else by L-BFGS-B.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from pathlib import Path
 from .algorithms import ALGORITHMS, method_overrides
 from .comm import Network, make_network
 from .config import Config, _apply, parse_set, resolve
-from .errors import ConfigError, DivergenceError
+from .errors import ConfigError, DivergenceError, LaunchError
 from .metrics import History, metric_name
 from .report import _clean, plottable
 from .runner import run_experiment
@@ -303,11 +306,21 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             histories[m], summaries[m] = None, None
             log(f"compare: [{k}/{len(methods)}] {m}: diverged ({exc})")
             continue
+        except LaunchError as exc:
+            # a method that does not fit this launch (e.g. more ranks than pipeline stages),
+            # found when it starts: the same check and message on every rank, before any
+            # traffic, so the others still run and nothing done is lost
+            skipped[m] = str(exc)
+            log(f"compare: [{k}/{len(methods)}] {m}: skipped ({exc})")
+            continue
         histories[m], summaries[m] = res.history, res.summary
         reference = res.summary["centralized"]
         log(f"compare: [{k}/{len(methods)}] {m}: objective {res.history.last['objective']:.4g}"
             f", test {res.history.last['test_metric']:.4g} ({time.perf_counter() - t0:.1f} s)")
+    ran = [m for m in methods if m in histories]
     done = [s for s in summaries.values() if s is not None]
+    if not ran:
+        raise LaunchError(f"no method fits this launch: {'; '.join(skipped.values())}")
     if not done:
         raise DivergenceError(f"every method diverged ({', '.join(methods)}); lower "
                               "algorithm.alpha0")
@@ -322,7 +335,7 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             writer.writerows(rows)
         (out_dir / "compare.json").write_text(json.dumps(_clean(
             {"rows": rows, "targets": targets, "centralized": reference,
-             "metric_name": metric, "methods": methods, "skipped": skipped,
+             "metric_name": metric, "methods": ran, "skipped": skipped,
              "config": resolve(cfg)}), indent=2) + "\n")
         ok = {r["method"] for r in rows if r["status"] == "ok"}
         plot_compare({m: h for m, h in histories.items() if m in ok},

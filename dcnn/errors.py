@@ -5,7 +5,7 @@ message that names the bad value and the fix. The ``dcnn`` command prints it as
 ``dcnn: error: <message>`` and exits with status 2.
 """
 
-__all__ = ["DcnnError", "ConfigError", "DataError", "TopologyError", "CommError",
+__all__ = ["DcnnError", "ConfigError", "LaunchError", "DataError", "TopologyError", "CommError",
            "CommTimeoutError", "CheckpointError", "DivergenceError"]
 
 
@@ -15,6 +15,11 @@ class DcnnError(ValueError):
 
 class ConfigError(DcnnError):
     """A configuration key, type or value is invalid."""
+
+
+class LaunchError(ConfigError):
+    """A method does not fit this launch: the number of ranks, or the model split over them
+    (raised by the same check, with the same message, on every rank, before any traffic)."""
 
 
 class DataError(DcnnError):

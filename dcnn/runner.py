@@ -32,7 +32,7 @@ from .checkpoint import (FOLDER, RESUME_FREE, Checkpoint, Checkpointer, config_d
                          load_checkpoint, trajectory_config)
 from .comm import Network, make_network
 from .config import Config, _apply, load_config, parse_set, resolve
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, LaunchError
 from .data import encode_targets, load_dataset, partition
 from .metrics import History, metric_name, rounds_to_target, target_metric
 from .problems import FlatModel, LocalProblems, make_regularizer, mlp
@@ -161,9 +161,9 @@ def _microbatches(a, *, batch: int, ranks: int) -> int:
                 return m
             except ConfigError:
                 continue
-    raise ConfigError(f"no micro-batch count up to 8 divides the batch of {batch} samples for "
-                      f"schedule {a.pipeline_schedule!r} on {ranks} rank(s); set "
-                      "algorithm.microbatches")
+    raise LaunchError(f"no micro-batch count up to 8 divides the batch of {batch} samples for "
+                       f"schedule {a.pipeline_schedule!r} on {ranks} rank(s); set "
+                       "algorithm.microbatches")
 
 
 # the keyword arguments of each scheme of dcnn.baselines and the algorithm keys they come from

@@ -9,7 +9,7 @@ import pytest
 
 from dcnn.compare import DEFAULT_METHODS, DEFAULT_METHODS_DIRECTED, ROW_KEYS, run_compare
 from dcnn.config import load_config
-from dcnn.errors import ConfigError
+from dcnn.errors import ConfigError, LaunchError
 
 from conftest import error_of, run_mpi
 from test_cli import dcnn
@@ -158,3 +158,34 @@ def test_a_diverging_method_is_reported_and_the_others_still_run(tmp_path):
     assert res.summaries["dgd:schedule=constant:alpha0=0.2"]["alpha0"] == 0.2
     assert (tmp_path / "compare.png").is_file()
     assert "diverged" in (tmp_path / "compare.csv").read_text()
+
+
+def test_a_method_that_does_not_fit_the_launch_is_skipped_and_the_others_still_run(tmp_path):
+    # chunked local parallelism needs 2 x 2 blocks; the default MLP has 2 Linear layers
+    cfg = load_config(overrides=["run.iterations=20", "run.eval_every=10", "run.agents=4",
+                                 "run.progress=false"])
+    chunked = "local-parallel:local_mode=chunked"
+    res = run_compare(cfg, methods=["next-pl", chunked, "ddp"], out=tmp_path, verbose=False)
+    assert [r["method"] for r in res.rows] == ["next-pl", "ddp"]
+    assert all(r["status"] == "ok" for r in res.rows)
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert saved["methods"] == ["next-pl", "ddp"]
+    assert "4 blocks but the MLP has 2 Linear layers" in saved["skipped"][chunked]
+    assert chunked not in _rows(tmp_path / "compare.csv")
+    # nothing fits: one line naming why, no table
+    error_of(lambda: run_compare(cfg, methods=[chunked], out=None, verbose=False),
+             "no method fits this launch", "4 blocks", kind=LaunchError)
+
+
+@pytest.mark.mpi
+def test_a_method_that_does_not_fit_the_ranks_is_skipped_under_mpiexec_2(tmp_path):
+    # 3 models cannot be placed on 2 ranks (the same check and message on both ranks)
+    out = tmp_path / "cmp"
+    res = run_mpi(2, ["-m", "dcnn", "compare", "--methods", "gt,codistillation:models=3,dgd",
+                      "--set", "run.iterations=10", "--set", "run.eval_every=5",
+                      "--set", "run.agents=4", "--set", "run.reference=false", "--quiet",
+                      "--out", str(out)], timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert list(_rows(out / "compare.csv")) == ["gt", "dgd"]
+    skipped = json.loads((out / "compare.json").read_text())["skipped"]
+    assert "3 models do not fit 2 ranks" in skipped["codistillation:models=3"]

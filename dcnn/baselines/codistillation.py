@@ -55,7 +55,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..comm import agent_blocks
-from ..errors import ConfigError
+from ..errors import ConfigError, LaunchError
 from ..metrics import History
 from ..problems import FlatModel, Regularizer, make_regularizer, per_sample_loss
 from ..problems.losses import check_loss
@@ -106,9 +106,9 @@ def placement(models: int, ranks: int) -> Placement:
         return Placement(models, ranks, ranks // models, 1)
     if models % ranks == 0:
         return Placement(models, ranks, 1, models // ranks)
-    raise ConfigError(f"codistillation: {models} models do not fit {ranks} ranks; run with a "
-                      f"number of ranks that divides or is a multiple of {models} (e.g. "
-                      f"mpiexec -n {models}), or set models to a divisor or multiple of {ranks}")
+    raise LaunchError(f"codistillation: {models} models do not fit {ranks} ranks; run with a "
+                       f"number of ranks that divides or is a multiple of {models} (e.g. "
+                       f"mpiexec -n {models}), or set models to a divisor or multiple of {ranks}")
 
 
 def model_agents(n_agents: int, models: int) -> list[list[int]]:
@@ -124,9 +124,9 @@ def _group_agents(blocks: list[list[int]], place: Placement) -> list[list[list[i
     g = place.ranks_per_model
     short = min(range(place.models), key=lambda m: len(blocks[m]))
     if len(blocks[short]) < g:
-        raise ConfigError(f"codistillation: {g} ranks per model but model {short} has only "
-                          f"{len(blocks[short])} shards; run with at most "
-                          f"{len(blocks[short]) * place.models} ranks or give more shards")
+        raise LaunchError(f"codistillation: {g} ranks per model but model {short} has only "
+                           f"{len(blocks[short])} shards; run with at most "
+                           f"{len(blocks[short]) * place.models} ranks or give more shards")
     return [[block[lo:hi] for lo, hi in agent_blocks(len(block), g)] for block in blocks]
 
 

@@ -25,7 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..comm import agent_blocks
-from ..errors import ConfigError
+from ..errors import LaunchError
 from ..problems import FlatModel
 from .bootstrap import World
 from .costs import ring_allreduce_bytes
@@ -38,8 +38,8 @@ __all__ = ["DDPEngine", "rank_agents"]
 def rank_agents(n_agents: int, ranks: int) -> list[list[int]]:
     """The agents each rank trains on: :func:`dcnn.comm.agent_blocks` as lists."""
     if ranks > n_agents:
-        raise ConfigError(f"ddp: {ranks} ranks but only {n_agents} shards; run with at most "
-                          f"{n_agents} ranks (mpiexec -n {n_agents}) or give more shards")
+        raise LaunchError(f"ddp: {ranks} ranks but only {n_agents} shards; run with at most "
+                           f"{n_agents} ranks (mpiexec -n {n_agents}) or give more shards")
     return [list(range(lo, hi)) for lo, hi in agent_blocks(n_agents, ranks)]
 
 

@@ -73,7 +73,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LaunchError
 from ..metrics import History
 from ..problems import Regularizer, make_regularizer
 from ..problems.losses import check_loss
@@ -147,8 +147,8 @@ def resolve_stages(stages: int, *, local_mode: str, chunk: int, ranks: int, n_li
         stages = chunk * max(ranks, 2) if local_mode == "chunked" else max(ranks, 2)
     if stages > n_linear:
         how = f"stages=auto gives {stages}" if auto else f"stages={stages}"
-        raise ConfigError(f"{METHOD}: {how} blocks but the MLP has {n_linear} Linear layers; "
-                          f"use stages <= {n_linear}, fewer ranks, or more hidden layers")
+        raise LaunchError(f"{METHOD}: {how} blocks but the MLP has {n_linear} Linear layers; "
+                           f"use stages <= {n_linear}, fewer ranks, or more hidden layers")
     if local_mode == "chunked" and stages % chunk:
         divisors = [d for d in range(1, stages + 1) if stages % d == 0]
         raise ConfigError(f"{METHOD}: chunk={chunk} does not divide stages={stages}; choose "
@@ -176,9 +176,9 @@ def plan_units(module: nn.Sequential, *, stages: int, local_mode: str = "greedy"
 def place_units(n_units: int, ranks: int) -> list[list[int]]:
     """Contiguous balanced blocks of units, one list per rank (needs ``n_units >= ranks``)."""
     if ranks > n_units:
-        raise ConfigError(f"{METHOD}: {ranks} ranks but only {n_units} units; run with at most "
-                          f"{n_units} ranks (mpiexec -n {n_units}) or raise stages (or lower "
-                          f"chunk)")
+        raise LaunchError(f"{METHOD}: {ranks} ranks but only {n_units} units; run with at most "
+                           f"{n_units} ranks (mpiexec -n {n_units}) or raise stages (or lower "
+                           f"chunk)")
     cuts = np.cumsum([0] + [len(a) for a in np.array_split(np.arange(n_units), ranks)])
     return [list(range(int(cuts[r]), int(cuts[r + 1]))) for r in range(ranks)]
 

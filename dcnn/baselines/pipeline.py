@@ -36,7 +36,7 @@ from torch import nn
 from torch.distributed.pipelining import (PipelineStage, Schedule1F1B, ScheduleGPipe,
                                           ScheduleInterleaved1F1B)
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LaunchError
 from ..problems import FlatModel
 from .bootstrap import World
 from .costs import bubble_fraction
@@ -79,9 +79,9 @@ def split_stages(module: nn.Module, n_stages: int) -> list[StageSpec]:
     layers up to the next Linear), balanced by the number of Linear layers."""
     pos = linear_positions(module)
     if not 1 <= n_stages <= len(pos):
-        raise ConfigError(f"pipeline: {n_stages} stages but the MLP has {len(pos)} Linear "
-                          f"layers; use at most {len(pos)} stages (fewer ranks, schedule "
-                          f"gpipe/1f1b instead of interleaved) or add hidden layers")
+        raise LaunchError(f"pipeline: {n_stages} stages but the MLP has {len(pos)} Linear "
+                           f"layers; use at most {len(pos)} stages (fewer ranks, schedule "
+                           f"gpipe/1f1b instead of interleaved) or add hidden layers")
     groups = np.array_split(np.arange(len(pos)), n_stages)
     cuts = [pos[g[0]] if k else 0 for k, g in enumerate(groups)] + [len(module)]
     sizes = [sum(p.numel() for p in layer.parameters()) for layer in module]
@@ -103,13 +103,13 @@ def _check_microbatches(schedule: str, m: int, batch: int, n_stages: int, ranks:
                           f"samples; choose microbatches among {divisors} or a batch_size "
                           f"that is a multiple of {m}")
     if schedule == "1f1b" and m < n_stages:
-        raise ConfigError(f"pipeline: schedule '1f1b' needs microbatches >= stages ({n_stages})"
-                          f", got {m}; raise microbatches or use schedule 'gpipe'")
+        raise LaunchError(f"pipeline: schedule '1f1b' needs microbatches >= stages ({n_stages})"
+                           f", got {m}; raise microbatches or use schedule 'gpipe'")
     rounds = max(1, m // ranks)
     if schedule == "interleaved" and m % rounds:
-        raise ConfigError(f"pipeline: schedule 'interleaved' needs microbatches to be a "
-                          f"multiple of {rounds} (= max(1, m // ranks)), got {m}; use a "
-                          f"multiple of {ranks} ranks")
+        raise LaunchError(f"pipeline: schedule 'interleaved' needs microbatches to be a "
+                           f"multiple of {rounds} (= max(1, m // ranks)), got {m}; use a "
+                           f"multiple of {ranks} ranks")
 
 
 class PipelineEngine(Engine):

@@ -45,7 +45,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LaunchError
 from ..metrics import History
 from ..problems import Regularizer, make_regularizer
 from ..problems.losses import check_loss
@@ -71,9 +71,9 @@ def check_tokens(tokens: int, ranks: int) -> int:
     """Tokens per rank, ``L / R``; a one-line error (the same on every rank) otherwise."""
     if tokens % ranks:
         ok = [r for r in range(1, tokens + 1) if tokens % r == 0]
-        raise ConfigError(f"sequence-parallel: {tokens} tokens do not split evenly over {ranks} "
-                          f"ranks; run with a number of ranks in {ok} or change the model's "
-                          f"tokens")
+        raise LaunchError(f"sequence-parallel: {tokens} tokens do not split evenly over {ranks} "
+                           f"ranks; run with a number of ranks in {ok} or change the model's "
+                           f"tokens")
     return tokens // ranks
 
 

@@ -57,7 +57,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..comm import agent_blocks
-from ..errors import ConfigError
+from ..errors import ConfigError, LaunchError
 from ..metrics import History
 from ..problems import Regularizer, make_regularizer
 from ..problems.losses import check_loss
@@ -129,9 +129,9 @@ def join_parts(parts: Sequence[nn.Sequential]) -> nn.Sequential:
 def place_parts(stages: int, ranks: int) -> list[list[int]]:
     """The parts each rank holds: contiguous blocks (:func:`dcnn.comm.agent_blocks`)."""
     if ranks > stages:
-        raise ConfigError(f"sil: {ranks} ranks but only {stages} stages; set stages >= "
-                          f"{ranks} (at most the number of Linear layers) or run with at most "
-                          f"{stages} ranks (mpiexec -n {stages})")
+        raise LaunchError(f"sil: {ranks} ranks but only {stages} stages; set stages >= "
+                           f"{ranks} (at most the number of Linear layers) or run with at most "
+                           f"{stages} ranks (mpiexec -n {stages})")
     return [list(range(lo, hi)) for lo, hi in agent_blocks(stages, ranks)]
 
 
@@ -429,9 +429,9 @@ def train_sil(*, module: nn.Module, shards: Sequence[tuple], test: tuple | None 
         n_stages = int(stages) or max(world.size, 2)
         n_linear = len(linear_positions(module))
         if n_stages > n_linear:   # same check, same message, on every rank
-            raise ConfigError(f"sil: {n_stages} stages (one per rank) but the MLP has "
-                              f"{n_linear} Linear layers; run with at most {n_linear} ranks "
-                              f"or add hidden layers")
+            raise LaunchError(f"sil: {n_stages} stages (one per rank) but the MLP has "
+                               f"{n_linear} Linear layers; run with at most {n_linear} ranks "
+                               f"or add hidden layers")
         worker = _Worker(world=world, module=module, shards=shards, stages=n_stages,
                          loss=loss, task=task, regularizer=regularizer, optimizer=optimizer,
                          lr=lr, batch_size=batch_size, noise=float(noise), seed=int(seed))

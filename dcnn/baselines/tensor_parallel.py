@@ -29,7 +29,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor.parallel import (ColwiseParallel, RowwiseParallel,
                                                parallelize_module)
 
-from ..errors import ConfigError
+from ..errors import LaunchError
 from ..problems import FlatModel
 from .bootstrap import World
 from .costs import ring_allreduce_bytes
@@ -49,9 +49,9 @@ def tp_pairs(module: nn.Module, degree: int) -> tuple[list[tuple[int, int]], lis
     for a, _ in pairs:
         width = module[a].out_features
         if width % degree:
-            raise ConfigError(f"tensor-parallel: hidden width {width} (layer {a}) is not "
-                              f"divisible by the tensor-parallel degree {degree}; use widths "
-                              f"that are multiples of {degree} or fewer ranks")
+            raise LaunchError(f"tensor-parallel: hidden width {width} (layer {a}) is not "
+                               f"divisible by the tensor-parallel degree {degree}; use widths "
+                               f"that are multiples of {degree} or fewer ranks")
     return pairs, replicated
 
 
