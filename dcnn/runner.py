@@ -12,6 +12,7 @@ iterations (:mod:`dcnn.checkpoint`), and a diverging run leaves its last finite 
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import math
 import os
@@ -185,7 +186,9 @@ def _train_engine(a, info: dict, *, model: FlatModel, shards: list, test, loss: 
                   regularizer=regularizer, iterations=r.iterations,
                   optimizer=info["engine_optimizer"], lr=info["engine_lr"],
                   batch_size=info["batch_size"], eval_every=r.eval_every, seed=r.seed,
-                  progress=progress)
+                  progress=progress,
+                  # the process group's timeout (gloo's, for every collective and send)
+                  timeout=datetime.timedelta(seconds=min(r.comm_timeout, 1e7)))
     extra = {}
     if a.name in SCHEMES:
         extra = {k: getattr(a, key) for k, key in SCHEME_KEYS[a.name].items()}

@@ -89,3 +89,18 @@ def test_four_ranks_equal_centralized_gradient_descent():
 ])
 def test_misconfigurations_give_one_line(overrides, fragments):
     error_of(lambda: _run(*overrides), *fragments, kind=ConfigError)
+
+
+@pytest.mark.parametrize("name", ["ddp", "sil"])
+def test_process_group_waits_run_comm_timeout(name, monkeypatch):
+    import torch.distributed as dist
+    seen = []
+    init = dist.init_process_group
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["timeout"].total_seconds())
+        return init(*args, **kwargs)
+
+    monkeypatch.setattr(dist, "init_process_group", spy)
+    _run(f"algorithm.name='{name}'", "run.comm_timeout=7.5")
+    assert seen == [7.5]
