@@ -58,11 +58,11 @@ from ..comm import agent_blocks
 from ..errors import ConfigError, LaunchError
 from ..metrics import History
 from ..problems import FlatModel, Regularizer, make_regularizer, per_sample_loss
-from ..problems.losses import check_loss
 from .bootstrap import DEFAULT_TIMEOUT, World, process_group
 from .engine import make_evaluator
-from .objective import (OPTIMIZERS, add_regularizer_grad_, as_tensors, batch_rows,
-                        check_regularizer, make_optimizer, pool, prox_, smooth_part)
+from .objective import (TASKS, add_regularizer_grad_, as_int, as_tensors, batch_rows,
+                        check_batch_size, check_trainer_inputs, make_optimizer, pool, prox_,
+                        smooth_part)
 from .recorder import Recorder
 from .traffic import Traffic
 
@@ -71,7 +71,6 @@ __all__ = ["Placement", "placement", "model_agents", "initial_models", "exchange
            "train_codistillation"]
 
 METHOD = "codistillation"
-_TASKS = ("regression", "binary", "multiclass")
 
 
 # ----------------------------------------------------------------------------- layout
@@ -228,8 +227,8 @@ def churn(pred_a, pred_b, *, task: str, threshold: float = 0.0) -> float:
     >>> churn([[1.0], [2.0]], [[1.0], [4.0]], task="regression") == 2 ** 0.5
     True
     """
-    if task not in _TASKS:
-        raise ConfigError(f"task {task!r} is unknown; choose one of: {', '.join(_TASKS)}")
+    if task not in TASKS:
+        raise ConfigError(f"task {task!r} is unknown; choose one of: {', '.join(TASKS)}")
     a, b = _as_array(pred_a), _as_array(pred_b)
     if a.shape != b.shape or a.size == 0:
         raise ConfigError(f"churn needs two non-empty predictions of the same shape, got "
@@ -374,33 +373,10 @@ def _build(world: World, place: Placement, starts: list[nn.Module], shards: Sequ
 # ----------------------------------------------------------------------------- validation
 
 
-def _int(name: str, value, minimum: int) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _validate(*, module, shards, loss, task, regularizer, optimizer, lr, models,
               distill_weight, trace) -> None:
-    if not isinstance(module, nn.Module) or not any(True for _ in module.parameters()):
-        raise ConfigError(f"module must be a torch.nn.Module with parameters, got "
-                          f"{type(module).__name__}")
-    if not next(module.parameters()).is_floating_point():
-        raise ConfigError("module parameters must be floating point; build it with "
-                          "dcnn.problems.mlp(dtype=torch.float64)")
-    if len(shards) == 0 or any(len(x) == 0 for x, _ in shards):
-        raise ConfigError(f"shards must be a non-empty list of non-empty (X_i, T_i) pairs, "
-                          f"got sizes {[len(x) for x, _ in shards]}")
-    if task not in _TASKS:
-        raise ConfigError(f"task {task!r} is unknown; choose one of: {', '.join(_TASKS)}")
-    check_loss(loss, task)
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer {optimizer!r} is unknown; choose one of: "
-                          f"{', '.join(OPTIMIZERS)}")
-    check_regularizer(regularizer, optimizer)
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0):
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    check_trainer_inputs(module=module, shards=shards, loss=loss, task=task,
+                         regularizer=regularizer, optimizer=optimizer, lr=lr)
     if models < 2:
         raise ConfigError(f"codistillation needs models >= 2 (a model distils from the "
                           f"others), got {models}; use method 'ddp' for one model")
@@ -445,16 +421,16 @@ def train_codistillation(*, module: nn.Module, shards: Sequence[tuple],
     ([0, 3, 6], 2, 2)
     """
     regularizer = make_regularizer("none") if regularizer is None else regularizer
-    models = _int("models", models, 1)
+    models = as_int("models", models, low=1)
     _validate(module=module, shards=shards, loss=loss, task=task, regularizer=regularizer,
               optimizer=optimizer, lr=lr, models=models, distill_weight=distill_weight,
               trace=trace)
-    iterations = _int("iterations", iterations, 0)
-    eval_every = _int("eval_every", eval_every, 1)
-    exchange_every = _int("exchange_every", exchange_every, 1)
-    burn_in = _int("burn_in", burn_in, 0)
-    seed = _int("seed", seed, 0)
-    batch_size = None if batch_size is None else (_int("batch_size", batch_size, 0) or None)
+    iterations = as_int("iterations", iterations, low=0)
+    eval_every = as_int("eval_every", eval_every, low=1)
+    exchange_every = as_int("exchange_every", exchange_every, low=1)
+    burn_in = as_int("burn_in", burn_in, low=0)
+    seed = as_int("seed", seed, low=0)
+    batch_size = check_batch_size(batch_size)
     alpha = float(distill_weight)
     blocks = model_agents(len(shards), models)
     starts = initial_models(module, models=models, seed=seed)

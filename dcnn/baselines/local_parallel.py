@@ -76,11 +76,10 @@ from torch import nn
 from ..errors import ConfigError, LaunchError
 from ..metrics import History
 from ..problems import Regularizer, make_regularizer
-from ..problems.losses import check_loss
 from .bootstrap import DEFAULT_TIMEOUT, World, process_group
 from .engine import make_evaluator
-from .objective import (OPTIMIZERS, add_regularizer_grad_, as_tensors, batch_rows,
-                        check_regularizer, make_optimizer, pool, prox_, smooth_part,
+from .objective import (add_regularizer_grad_, as_int, as_tensors, batch_rows, check_batch_size,
+                        check_trainer_inputs, make_optimizer, pool, prox_, smooth_part,
                         weighted_loss)
 from .pipeline import split_stages
 from .recorder import Recorder
@@ -118,12 +117,6 @@ class Unit(nn.Module):
         super().__init__()
         self.body = body
         self.head = head
-
-
-def _int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _n_linear(module: nn.Module) -> int:
@@ -386,32 +379,18 @@ class LocalPipeline:
 
 def _validate(*, module, shards, loss, task, regularizer, optimizer, lr, iterations,
               eval_every, batch_size, seed, stages, local_mode, chunk) -> tuple:
-    if not isinstance(module, nn.Module) or not any(True for _ in module.parameters()):
-        raise ConfigError(f"module must be a torch.nn.Module with parameters, got "
-                          f"{type(module).__name__}")
-    if not next(module.parameters()).is_floating_point():
-        raise ConfigError("module parameters must be floating point; build it with "
-                          "dcnn.problems.mlp(dtype=torch.float64)")
+    check_trainer_inputs(module=module, shards=shards, loss=loss, task=task,
+                         regularizer=regularizer, optimizer=optimizer, lr=lr)
     n_linear = _n_linear(module)
-    if len(shards) == 0 or any(len(x) == 0 for x, _ in shards):
-        raise ConfigError(f"shards must be a non-empty list of non-empty (X_i, T_i) pairs, "
-                          f"got sizes {[len(x) for x, _ in shards]}")
-    check_loss(loss, task)
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer {optimizer!r} is unknown; choose one of: "
-                          f"{', '.join(OPTIMIZERS)}")
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0):
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
-    check_regularizer(regularizer, optimizer)
     if local_mode not in MODES:
         raise ConfigError(f"local_mode {local_mode!r} is unknown; choose one of: "
                           f"{', '.join(MODES)}")
-    stages, chunk = _int("stages", stages, 0), _int("chunk", chunk, 1)
+    stages, chunk = as_int("stages", stages, low=0), as_int("chunk", chunk, low=1)
     if stages:
         resolve_stages(stages, local_mode=local_mode, chunk=chunk, ranks=1, n_linear=n_linear)
-    batch_size = None if batch_size is None else (_int("batch_size", batch_size, 0) or None)
-    return (n_linear, _int("iterations", iterations, 0), _int("eval_every", eval_every, 1),
-            batch_size, _int("seed", seed, 0), stages, chunk)
+    return (n_linear, as_int("iterations", iterations, low=0),
+            as_int("eval_every", eval_every, low=1), check_batch_size(batch_size),
+            as_int("seed", seed, low=0), stages, chunk)
 
 
 def train_local_parallel(*, module: nn.Module, shards: Sequence[tuple],

@@ -48,18 +48,16 @@ from torch import nn
 from ..errors import ConfigError, LaunchError
 from ..metrics import History
 from ..problems import Regularizer, make_regularizer
-from ..problems.losses import check_loss
 from ..problems.transformer import (TokenTransformer, attention, embed, finish_block,
                                     is_token_param, pool_head, project_qkv, split_tokens)
 from .bootstrap import DEFAULT_TIMEOUT, World, process_group
 from .engine import make_evaluator
-from .objective import (OPTIMIZERS, add_regularizer_grad_, as_tensors, batch_rows,
-                        check_regularizer, make_optimizer, pool, prox_, smooth_part,
+from .objective import (add_regularizer_grad_, as_int, as_tensors, batch_rows, check_batch_size,
+                        check_trainer_inputs, make_optimizer, pool, prox_, smooth_part,
                         weighted_loss)
 from .recorder import Recorder
 from .ring_attention import Ring, ring_attention, ring_attention_bytes
 from .traffic import Traffic
-from .train import _check_batch_size, _positive_int
 
 __all__ = ["METHOD", "check_tokens", "attention_memory", "step_bytes",
            "train_sequence_parallel", "bench_ring"]
@@ -133,19 +131,13 @@ def _validate(*, module, shards, loss, task, regularizer, optimizer) -> None:
         raise ConfigError(f"sequence-parallel needs the transformer of "
                           f"dcnn.problems.transformer, got {type(module).__name__}; build it "
                           f"with transformer(n_inputs=..., n_outputs=..., tokens=...)")
-    if len(shards) == 0 or any(len(x) == 0 for x, _ in shards):
-        raise ConfigError(f"shards must be a non-empty list of non-empty (X_i, T_i) pairs, "
-                          f"got sizes {[len(x) for x, _ in shards]}")
+    check_trainer_inputs(module=module, shards=shards, loss=loss, task=task,
+                         regularizer=regularizer, optimizer=optimizer)
     widths = sorted({np.asarray(x).reshape(len(x), -1).shape[1] for x, _ in shards})
     if widths != [module.n_inputs]:
         raise ConfigError(f"sequence-parallel: the shards have {widths} features but the "
                           f"transformer reads {module.n_inputs} ({module.tokens} tokens of "
                           f"{module.features}); build it with n_inputs={widths[0]}")
-    check_loss(loss, task)
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer {optimizer!r} is unknown; choose one of: "
-                          f"{', '.join(OPTIMIZERS)}")
-    check_regularizer(regularizer, optimizer)
 
 
 def train_sequence_parallel(*, module: nn.Module, shards: Sequence[tuple],
@@ -174,9 +166,9 @@ def train_sequence_parallel(*, module: nn.Module, shards: Sequence[tuple],
     regularizer = make_regularizer("none") if regularizer is None else regularizer
     _validate(module=module, shards=shards, loss=loss, task=task, regularizer=regularizer,
               optimizer=optimizer)
-    iterations = _positive_int("iterations", iterations, allow_zero=True)
-    eval_every = _positive_int("eval_every", eval_every)
-    batch_size = _check_batch_size(batch_size)
+    iterations = as_int("iterations", iterations, low=0)
+    eval_every = as_int("eval_every", eval_every, low=1)
+    batch_size = check_batch_size(batch_size)
     make_optimizer([torch.zeros(1)], name=optimizer, lr=lr)        # checks lr before the group
     pooled = pool(shards)
     metrics = make_evaluator(module=module, pooled=pooled, loss=loss, task=task,

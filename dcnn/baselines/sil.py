@@ -60,11 +60,10 @@ from ..comm import agent_blocks
 from ..errors import ConfigError, LaunchError
 from ..metrics import History
 from ..problems import Regularizer, make_regularizer
-from ..problems.losses import check_loss
 from .bootstrap import DEFAULT_TIMEOUT, World, process_group
 from .engine import make_evaluator
-from .objective import (OPTIMIZERS, add_regularizer_grad_, as_tensors, batch_rows,
-                        check_regularizer, make_optimizer, pool, prox_, smooth_part,
+from .objective import (add_regularizer_grad_, as_int, as_tensors, batch_rows, check_batch_size,
+                        check_trainer_inputs, make_optimizer, pool, prox_, smooth_part,
                         weighted_loss)
 from .pipeline import linear_positions
 from .recorder import Recorder
@@ -325,39 +324,21 @@ def code_checksum(codes: Sequence[torch.Tensor]) -> float:
 
 # ------------------------------------------------------------------------------ checks
 def _int(name: str, value, *, lo: int, hi: int | None = None, fix: str = "") -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-        raise ConfigError(f"sil: {name} must be an integer {rng}, got {value!r}{fix}")
-    return int(value)
+    return as_int(name, value, low=lo, high=hi, fix=fix, who="sil")
 
 
 def _validate(*, module, shards, loss, task, regularizer, optimizer, lr, stages, noise,
               recovery, iterations, seed) -> None:
-    if not isinstance(module, nn.Module) or not any(True for _ in module.parameters()):
-        raise ConfigError(f"sil: module must be a torch.nn.Module with parameters, got "
-                          f"{type(module).__name__}")
+    check_trainer_inputs(module=module, shards=shards, loss=loss, task=task,
+                         regularizer=regularizer, optimizer=optimizer, lr=lr, who="sil")
     if not isinstance(module, nn.Sequential):
         raise ConfigError(f"sil: the model must be the nn.Sequential MLP of "
                           f"dcnn.problems.mlp (model.name = 'mlp'), got "
                           f"{type(module).__name__}")
     n_linear = len(linear_positions(module))
-    if not next(module.parameters()).is_floating_point():
-        raise ConfigError("sil: module parameters must be floating point; build it with "
-                          "dcnn.problems.mlp(dtype=torch.float64)")
-    if len(shards) == 0 or any(len(x) == 0 for x, _ in shards):
-        raise ConfigError(f"sil: shards must be a non-empty list of non-empty (X_i, T_i) "
-                          f"pairs, got sizes {[len(x) for x, _ in shards]}")
-    check_loss(loss, task)
     if task not in ("binary", "multiclass"):
         raise ConfigError(f"sil needs class labels for its codes, got task {task!r}; use a "
                           f"binary or multiclass dataset, or another method (e.g. pipeline)")
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer {optimizer!r} is unknown; choose one of: "
-                          f"{', '.join(OPTIMIZERS)}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
-    check_regularizer(regularizer, optimizer)
     if n_linear < 2:
         raise ConfigError(f"sil: the MLP has {n_linear} Linear layer, so there is no cut; "
                           f"add a hidden layer (model.hidden)")
@@ -419,7 +400,7 @@ def train_sil(*, module: nn.Module, shards: Sequence[tuple], test: tuple | None 
     regularizer = make_regularizer("none") if regularizer is None else regularizer
     iterations = _int("iterations", iterations, lo=0)
     eval_every = _int("eval_every", eval_every, lo=1)
-    batch_size = None if batch_size is None else (_int("batch_size", batch_size, lo=0) or None)
+    batch_size = check_batch_size(batch_size)
     _validate(module=module, shards=shards, loss=loss, task=task, regularizer=regularizer,
               optimizer=optimizer, lr=lr, stages=stages, noise=noise, recovery=recovery,
               iterations=iterations, seed=seed)

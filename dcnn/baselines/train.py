@@ -13,37 +13,21 @@ import datetime
 import gc
 from collections.abc import Sequence
 
-import numpy as np
 from torch import nn
 
 from ..errors import ConfigError
 from ..metrics import History
 from ..problems import Regularizer, make_regularizer
-from ..problems.losses import check_loss
 from .bootstrap import DEFAULT_TIMEOUT, World, process_group
 from .ddp import DDPEngine
 from .engine import Engine, make_evaluator, run_engine
-from .objective import OPTIMIZERS, check_regularizer, pool
+from .objective import as_int, check_batch_size, check_trainer_inputs, pool
 from .pipeline import SCHEDULES, PipelineEngine
 from .tensor_parallel import TensorParallelEngine
 
 __all__ = ["METHODS", "make_engine", "train_engine"]
 
 METHODS = ("ddp", "pipeline", "tensor-parallel")
-
-
-def _positive_int(name: str, value, *, allow_zero: bool = False) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < (0 if allow_zero else 1):
-        bound = ">= 0" if allow_zero else ">= 1"
-        raise ConfigError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
-
-
-def _check_batch_size(batch_size) -> int | None:
-    if batch_size is None:
-        return None
-    return _positive_int("batch_size", batch_size, allow_zero=True) or None
 
 
 def make_engine(*, method: str, world: World, module: nn.Module, shards: Sequence[tuple],
@@ -55,7 +39,7 @@ def make_engine(*, method: str, world: World, module: nn.Module, shards: Sequenc
                           f"{', '.join(METHODS)} (sil, codistillation, local-parallel and "
                           f"sequence-parallel have their own trainers: "
                           f"dcnn.baselines.SCHEMES)")
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     common = dict(world=world, module=module, shards=shards, loss=loss,
                   batch_size=batch_size, seed=seed)
     if method == "ddp":
@@ -72,25 +56,13 @@ def _validate(*, method, module, shards, loss, task, regularizer, optimizer, sch
                           f"{', '.join(METHODS)} (sil, codistillation, local-parallel and "
                           f"sequence-parallel have their own trainers: "
                           f"dcnn.baselines.SCHEMES)")
-    if not isinstance(module, nn.Module) or not any(True for _ in module.parameters()):
-        raise ConfigError(f"module must be a torch.nn.Module with parameters, got "
-                          f"{type(module).__name__}")
-    if not next(module.parameters()).is_floating_point():
-        raise ConfigError("module parameters must be floating point; build it with "
-                          "dcnn.problems.mlp(dtype=torch.float64)")
-    if len(shards) == 0 or any(len(x) == 0 for x, _ in shards):
-        raise ConfigError(f"shards must be a non-empty list of non-empty (X_i, T_i) pairs, "
-                          f"got sizes {[len(x) for x, _ in shards]}")
-    check_loss(loss, task)
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer {optimizer!r} is unknown; choose one of: "
-                          f"{', '.join(OPTIMIZERS)}")
-    check_regularizer(regularizer, optimizer)
+    check_trainer_inputs(module=module, shards=shards, loss=loss, task=task,
+                         regularizer=regularizer, optimizer=optimizer)
     if method == "pipeline":
         if schedule not in SCHEDULES:
             raise ConfigError(f"pipeline schedule {schedule!r} is unknown; choose one of: "
                               f"{', '.join(SCHEDULES)}")
-        _positive_int("microbatches", microbatches)
+        as_int("microbatches", microbatches, low=1)
 
 
 def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
@@ -141,9 +113,9 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
     _validate(method=method, module=module, shards=shards, loss=loss, task=task,
               regularizer=regularizer, optimizer=optimizer, schedule=schedule,
               microbatches=microbatches)
-    iterations = _positive_int("iterations", iterations, allow_zero=True)
-    eval_every = _positive_int("eval_every", eval_every)
-    batch_size = _check_batch_size(batch_size)
+    iterations = as_int("iterations", iterations, low=0)
+    eval_every = as_int("eval_every", eval_every, low=1)
+    batch_size = check_batch_size(batch_size)
     metrics = make_evaluator(module=module, pooled=pool(shards), loss=loss, task=task,
                              regularizer=regularizer, test=test)
     with process_group(backend=backend, device=device, timeout=timeout) as world:
