@@ -2,10 +2,13 @@
 
 1. ``dcnn run --set SET... --out REF``: the uninterrupted run;
 2. ``dcnn run --resume DIR``: the resumed one (DIR holds a killed run's checkpoint);
-3. a run whose step size blows up: each rank prints ``DIVERGED r<rank> <message>``.
+3. a run whose step size blows up: each rank writes its message into
+   ``REF/../diverged-r<rank>.txt`` (a file, not stdout: mpiexec may interleave two ranks'
+   lines).
 """
 import sys
 import tempfile
+from pathlib import Path
 
 from dcnn.cli import main
 from dcnn.config import load_config
@@ -27,7 +30,7 @@ def run():
     try:
         run_experiment(cfg, out=out, verbose=False)
     except DivergenceError as exc:
-        print(f"DIVERGED r{rank} {exc}", flush=True)
+        (Path(ref).parent / f"diverged-r{rank}.txt").write_text(str(exc))
 
 
 if __name__ == "__main__":
