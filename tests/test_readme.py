@@ -80,7 +80,8 @@ def test_default_experiment_as_the_first_setup_command_runs_it(scratch):
 SHORTER = {" compare experiments/": " --set run.iterations=30",
            "experiments/churn.py": " --iterations 40 --seeds 2",
            "experiments/ring_attention.py": " --lengths 256,512 --repeats 1",
-           "dcnn bench ": " --quick"}
+           "dcnn bench ": " --quick",
+           "run.iterations=3000": " --set run.iterations=300"}
 
 
 def _shorter(cmd: str) -> str:
