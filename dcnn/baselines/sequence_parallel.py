@@ -126,13 +126,13 @@ def _sum_partial_grads(tensors: list[torch.Tensor], traffic: Traffic) -> None:
         p.grad.copy_(g.view_as(p))
 
 
-def _validate(*, module, shards, loss, task, regularizer, optimizer) -> None:
+def _validate(*, module, shards, loss, task, regularizer, optimizer, lr) -> None:
     if not isinstance(module, TokenTransformer):
         raise ConfigError(f"sequence-parallel needs the transformer of "
                           f"dcnn.problems.transformer, got {type(module).__name__}; build it "
                           f"with transformer(n_inputs=..., n_outputs=..., tokens=...)")
     check_trainer_inputs(module=module, shards=shards, loss=loss, task=task,
-                         regularizer=regularizer, optimizer=optimizer)
+                         regularizer=regularizer, optimizer=optimizer, lr=lr)
     widths = sorted({np.asarray(x).reshape(len(x), -1).shape[1] for x, _ in shards})
     if widths != [module.n_inputs]:
         raise ConfigError(f"sequence-parallel: the shards have {widths} features but the "
@@ -165,11 +165,10 @@ def train_sequence_parallel(*, module: nn.Module, shards: Sequence[tuple],
     """
     regularizer = make_regularizer("none") if regularizer is None else regularizer
     _validate(module=module, shards=shards, loss=loss, task=task, regularizer=regularizer,
-              optimizer=optimizer)
+              optimizer=optimizer, lr=lr)
     iterations = as_int("iterations", iterations, low=0)
     eval_every = as_int("eval_every", eval_every, low=1)
     batch_size = check_batch_size(batch_size)
-    make_optimizer([torch.zeros(1)], name=optimizer, lr=lr)        # checks lr before the group
     pooled = pool(shards)
     metrics = make_evaluator(module=module, pooled=pooled, loss=loss, task=task,
                              regularizer=regularizer, test=test)
