@@ -32,7 +32,7 @@ import torch
 
 from dcnn.baselines import train_engine
 from dcnn.comm import launched_by_mpi
-from dcnn.baselines.codistillation import churn, train_codistillation
+from dcnn.baselines import churn, train_codistillation
 from dcnn.algorithms.steps import ADAM_LR
 from dcnn.config import load_config
 from dcnn.data import encode_targets, load_dataset, partition

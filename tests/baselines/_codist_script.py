@@ -70,7 +70,7 @@ if __name__ == "__main__":
     from _engine_cases import emit
 
     from dcnn.baselines import process_group
-    from dcnn.baselines.codistillation import train_codistillation
+    from dcnn.baselines.schemes.codistillation import train_codistillation
     from dcnn.errors import ConfigError
 
     torch.set_num_threads(1)

@@ -45,8 +45,8 @@ def gd_oracle(mod, shard_list, reg, *, steps, lr, optimizer="sgd"):
 def ddp_minibatch_oracle(mod, shard_list, reg, *, ranks, steps, lr, batch_size, seed):
     """Mini-batch DDP by its definition: rank r draws B_r by (seed, step, r) out of the union
     S_r of its agents' shards; the step uses sum_r (M_r/|B_r|)(1/M) grad sum_{B_r} loss."""
-    from dcnn.baselines.ddp import rank_agents
-    from dcnn.baselines.objective import batch_rows
+    from dcnn.baselines.engines.ddp import rank_agents
+    from dcnn.baselines.runtime.objective import batch_rows
 
     M = sum(len(x) for x, _ in shard_list)
     unions = []

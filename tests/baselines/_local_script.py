@@ -4,7 +4,7 @@ and info), and one per expected refusal (every rank's one-line error)."""
 from _engine_cases import emit, module, shards
 
 from dcnn.baselines import process_group
-from dcnn.baselines.local_parallel import train_local_parallel
+from dcnn.baselines.schemes.local_parallel import train_local_parallel
 from dcnn.errors import ConfigError
 from dcnn.problems import make_regularizer
 

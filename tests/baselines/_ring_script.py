@@ -45,7 +45,7 @@ def case_kwargs(case):
 
 def _ring_errors(world, traffic):
     """Max |ring - full| of O, dq, dk, dv of this rank's block, and the bytes sent."""
-    from dcnn.baselines.ring_attention import Ring, ring_attention
+    from dcnn.baselines.schemes.ring_attention import Ring, ring_attention
 
     ring = Ring(traffic)
     out = []
@@ -73,9 +73,9 @@ def _ring_errors(world, traffic):
 def main():
     import torch.distributed as dist
 
-    from dcnn.baselines.bootstrap import process_group
-    from dcnn.baselines.sequence_parallel import bench_ring, train_sequence_parallel
-    from dcnn.baselines.traffic import Traffic
+    from dcnn.baselines.runtime.bootstrap import process_group
+    from dcnn.baselines.schemes.sequence_parallel import bench_ring, train_sequence_parallel
+    from dcnn.baselines.runtime.traffic import Traffic
     from dcnn.errors import ConfigError
 
     with process_group() as world:

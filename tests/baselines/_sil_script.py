@@ -53,7 +53,7 @@ def main(what):
     from _engine_cases import emit
 
     from dcnn.baselines import process_group
-    from dcnn.baselines.sil import code_table, train_sil
+    from dcnn.baselines.schemes.sil import code_table, train_sil
     from dcnn.errors import ConfigError
 
     with process_group() as world:

@@ -15,10 +15,10 @@ from _engine_cases import l2, module, parse, shards
 from conftest import error_of, run_mpi
 
 from dcnn.baselines import train_engine
-from dcnn.baselines.codistillation import (checksum, churn, exchange_steps, initial_models,
+from dcnn.baselines.schemes.codistillation import (checksum, churn, exchange_steps, initial_models,
                                            model_agents, placement, teacher_step,
                                            train_codistillation)
-from dcnn.baselines.objective import batch_rows
+from dcnn.baselines.runtime.objective import batch_rows
 from dcnn.errors import ConfigError
 from dcnn.problems import mlp, per_sample_loss
 
@@ -200,8 +200,9 @@ def test_initial_models_are_seeded_and_leave_the_global_rng_alone():
 def test_docstring_examples_run():
     import doctest
 
-    from dcnn.baselines import codistillation
+    from dcnn.baselines.schemes import codistillation, distillation
     assert doctest.testmod(codistillation).failed == 0
+    assert doctest.testmod(distillation).failed == 0
 
 
 def test_placement_and_schedule():

@@ -80,8 +80,10 @@ def test_process_group_is_reused_and_left_alone():
     assert not dist.is_initialized()
 
 
-@pytest.mark.parametrize("name", ["dcnn.baselines.train", "dcnn.baselines.costs",
-                                  "dcnn.baselines.bootstrap"])
+@pytest.mark.parametrize("name", ["dcnn.baselines.engines.train",
+                                  "dcnn.baselines.engines.pipeline",
+                                  "dcnn.baselines.runtime.costs",
+                                  "dcnn.baselines.runtime.bootstrap"])
 def test_docstring_examples_run(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

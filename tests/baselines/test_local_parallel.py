@@ -14,10 +14,10 @@ import _local_script as script
 from conftest import error_of, run_mpi
 
 from dcnn.baselines import process_group
-from dcnn.baselines.local_parallel import (LocalPipeline, make_head, plan_units,
+from dcnn.baselines.schemes.local_parallel import (LocalPipeline, make_head, plan_units,
                                            train_local_parallel)
-from dcnn.baselines.objective import batch_rows
-from dcnn.baselines.traffic import Traffic
+from dcnn.baselines.runtime.objective import batch_rows
+from dcnn.baselines.runtime.traffic import Traffic
 from dcnn.errors import ConfigError
 from dcnn.problems import make_regularizer, mlp
 
@@ -152,7 +152,7 @@ def _unit0_grads(world, *, local_mode, perturb, ticks=6):
     for t in range(ticks):
         pipe.gradients(t)
         grads.append([p.grad.clone() for p in pipe.units[0].parameters()])
-        pipe.step()
+        pipe.update()
     return grads
 
 

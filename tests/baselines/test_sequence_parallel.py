@@ -13,10 +13,10 @@ from _ring_script import CASES, SHAPES, TOKENS, case_kwargs, module, shards
 
 from conftest import error_of, run_mpi
 
-from dcnn.baselines.objective import batch_rows, pool, prox_, smooth_part
-from dcnn.baselines.ring_attention import (blockwise_attention, blockwise_attention_grad,
+from dcnn.baselines.runtime import batch_rows, pool, prox_, smooth_part
+from dcnn.baselines.schemes.ring_attention import (blockwise_attention, blockwise_attention_grad,
                                            ring_attention_bytes)
-from dcnn.baselines.sequence_parallel import (check_tokens, step_bytes,
+from dcnn.baselines.schemes.sequence_parallel import (check_tokens, step_bytes,
                                               train_sequence_parallel)
 from dcnn.errors import ConfigError
 from dcnn.problems import FlatModel, LocalProblems, make_regularizer, mlp
@@ -160,8 +160,9 @@ def test_learns_digits_read_as_eight_tokens():
     assert torch.equal(FlatModel(net).w0, before)                        # copied, not changed
 
 
-@pytest.mark.parametrize("name", ["dcnn.baselines.sequence_parallel",
-                                  "dcnn.baselines.ring_attention", "dcnn.problems.transformer"])
+@pytest.mark.parametrize("name", ["dcnn.baselines.schemes.sequence_parallel",
+                                  "dcnn.baselines.schemes.ring_attention",
+                                  "dcnn.problems.transformer"])
 def test_docstring_examples_run(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

@@ -1,4 +1,4 @@
-"""Synthetic Intermediate Labels (dcnn.baselines.sil): the split and join are exact, the
+"""Synthetic Intermediate Labels (dcnn.baselines.schemes.sil): the split and join are exact, the
 codes are a pure function of (seed, cut), the training phase trains each part alone against
 its codes with no traffic, recovery is plain backprop, mpiexec -n 2 gives the one-process
 History, it learns, and misconfigurations fail in one line (on every rank)."""
@@ -14,9 +14,10 @@ from _engine_cases import parse
 from _sil_script import CASES, COLUMNS, TABLE, case_kwargs
 from conftest import error_of
 
-from dcnn.baselines.objective import batch_rows, pool
-from dcnn.baselines.sil import (class_labels, code_checksum, code_table, join_parts, noisy_codes,
-                                part_specs, place_parts, split_parts, train_sil)
+from dcnn.baselines.runtime.objective import batch_rows, pool
+from dcnn.baselines.schemes.sil import (class_labels, code_checksum, code_table, join_parts,
+                                        noisy_codes, part_specs, place_parts, split_parts,
+                                        train_sil)
 from dcnn.data import load_dataset
 from dcnn.data.partitions import encode_targets
 from dcnn.errors import ConfigError
@@ -259,6 +260,7 @@ def test_weights_stay_untouched_and_docstring_runs():
     before = [p.detach().clone() for p in kw["module"].parameters()]
     train_sil(**kw)
     assert all(torch.equal(a, b) for a, b in zip(before, kw["module"].parameters()))
-    result = doctest.testmod(importlib.import_module("dcnn.baselines.sil"))
-    assert result.attempted > 0 and result.failed == 0
+    for name in ("dcnn.baselines.schemes.sil", "dcnn.baselines.schemes.sil_codes"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.attempted > 0 and result.failed == 0
 

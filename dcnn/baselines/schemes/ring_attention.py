@@ -23,10 +23,10 @@ and passes ``(dk_j, dv_j)`` on with the block; after ``R`` steps every ``(dk_j, 
 its owner ``j``, complete. No causal mask (an encoder). Memory per rank at once: one ``n x n``
 score block per (batch, head), ``B H (L/R)^2`` entries instead of ``B H L^2``.
 
-Bytes sent per rank (counted by :class:`~dcnn.baselines.traffic.Traffic`; ``b`` = one block of
-``k`` or ``v``, ``B H n d_h itemsize``): forward ``2 (R-1) b``, backward ``2 (R-1) b`` (k, v)
-``+ 2 R b`` (dk, dv). :func:`blockwise_attention` and :func:`blockwise_attention_grad` run the
-same schedule on all ``R`` blocks in one process (the in-process oracle of the ring).
+Bytes sent per rank (counted by :class:`~dcnn.baselines.runtime.traffic.Traffic`; ``b`` = one block
+of ``k`` or ``v``, ``B H n d_h itemsize``): forward ``2 (R-1) b``, backward ``2 (R-1) b`` (k, v)
+``+ 2 R b`` (dk, dv). :func:`blockwise_attention` and :func:`blockwise_attention_grad` run the same
+schedule on all ``R`` blocks in one process (the in-process oracle of the ring).
 """
 from __future__ import annotations
 
@@ -34,11 +34,12 @@ import math
 
 import torch
 
-from .traffic import Traffic
+from ...errors import LaunchError
+from ..runtime.traffic import Traffic
 
 __all__ = ["block_forward", "merge", "finalize", "block_backward", "blockwise_attention",
            "blockwise_attention_grad", "Ring", "RingAttention", "ring_attention",
-           "ring_attention_bytes"]
+           "ring_attention_bytes", "check_tokens", "attention_memory"]
 
 # running softmax state of one query block: (acc = sum e^{S-m} v, m = running max, l = row sum)
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -216,3 +217,19 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, ring: R
                    ) -> torch.Tensor:
     """Differentiable ring attention of this rank's blocks (collective over the ring)."""
     return RingAttention.apply(q, k, v, ring)
+
+
+def check_tokens(tokens: int, ranks: int) -> int:
+    """Tokens per rank, ``L / R``; a one-line error (the same on every rank) otherwise."""
+    if tokens % ranks:
+        ok = [r for r in range(1, tokens + 1) if tokens % r == 0]
+        raise LaunchError(f"sequence-parallel: {tokens} tokens do not split evenly over {ranks} "
+                           f"ranks; run with a number of ranks in {ok} or change the model's "
+                           f"tokens")
+    return tokens // ranks
+
+
+def attention_memory(*, batch: int, heads: int, length: int, ranks: int, itemsize: int) -> int:
+    """Bytes of the attention scores one rank holds at once: ``B H (L/R)^2 itemsize``
+    (``ranks=1``: the unsplit ``B H L^2 itemsize``)."""
+    return batch * heads * (length // ranks) ** 2 * itemsize

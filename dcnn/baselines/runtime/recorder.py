@@ -7,6 +7,8 @@ vector (in :class:`dcnn.problems.FlatModel` order, the same on every rank) and e
 with :func:`dcnn.metrics.evaluate` on the pooled problem. ``time_s`` is training time only and
 ``eval_time_s`` the evaluations', both the slowest rank's, and ``bytes_per_agent`` the busiest
 rank's bytes (one all-reduce per record), so the History is identical on every rank.
+:func:`make_evaluator` builds that evaluation; :func:`per_rank` and :func:`busiest` share a
+rank's own numbers (bytes, messages) for the final ``info``, outside any traffic count.
 """
 from __future__ import annotations
 
@@ -17,10 +19,48 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.distributed as dist
 
-from ..metrics import History
+from ...comm import LocalNetwork
+from ...metrics import History, evaluate
+from ...problems import FlatModel, LocalProblems, Regularizer
 from .bootstrap import World
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "make_evaluator", "per_rank", "busiest"]
+
+
+def make_evaluator(*, module: torch.nn.Module, pooled: tuple, loss: str, task: str,
+                   regularizer: Regularizer, test: tuple | None
+                   ) -> Callable[[torch.Tensor], dict]:
+    """``w -> metrics`` of the decentralized methods on the pooled problem (one agent)."""
+    model = FlatModel(module, dtype=next(module.parameters()).dtype)
+    problem = LocalProblems(model=model, shards=[pooled], loss=loss, task=task,
+                            n_total=len(pooled[0]), regularizer=regularizer)
+    network = LocalNetwork(1)
+    test_t = None
+    if test is not None:
+        Xte = torch.as_tensor(test[0], dtype=model.dtype)
+        Tte = torch.as_tensor(test[1], dtype=model.dtype).reshape(len(Xte), -1)
+        test_t = (Xte, Tte)
+
+    def metrics(w: torch.Tensor) -> dict:
+        return evaluate(w.detach().cpu().to(model.dtype)[None], problem=problem,
+                        network=network, test=test_t)
+
+    return metrics
+
+
+def per_rank(world: World, value: float) -> list[float]:
+    """``value`` of every rank, in rank order (collective; measurement, not traffic)."""
+    t = torch.zeros(world.size, dtype=torch.float64, device=world.device)
+    t[world.rank] = float(value)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def busiest(world: World, *values: float) -> list[float]:
+    """The largest of each value over the ranks (collective; measurement, not traffic)."""
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=world.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
 
 
 class Recorder:

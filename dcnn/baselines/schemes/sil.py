@@ -23,14 +23,15 @@ takes the same batch ``B_t`` (rows by ``(seed, t)``; parts ``j > 0`` use only it
 (the squared error is summed over the ``h_j`` code entries without a factor 1/2, dcnn's
 convention for ``squared``, and averaged over the batch). Each part has its own optimiser
 (the same kind and rate) and steps on ``grad L_j + grad r_2(w_j)``, then ``prox_{lr r_1}``
-for SGD -- exactly the update of :mod:`dcnn.baselines.engine` on the part's own cost.
+for SGD -- exactly the update of :func:`dcnn.baselines.runtime.update.apply_update` on the
+part's own cost.
 
 Recovery phase, the last ``R`` steps: ordinary backpropagation through the joined model on
 ``(1/|B|) sum_{k in B} loss(t_k, f(w; x_k)) + r(w)`` with fresh optimisers (the moments of the
 code regression belong to another cost). Under ``mpiexec`` the parts stay on their ranks and
 this is a plain pipeline: rank ``r`` receives the cut activations ``(|B|, h)`` from ``r - 1``,
 sends its own to ``r + 1``, and the gradients travel back (``2 |B| h itemsize`` bytes per
-crossing cut and step, measured by :class:`~dcnn.baselines.traffic.Traffic`; the training
+crossing cut and step, measured by :class:`~dcnn.baselines.runtime.traffic.Traffic`; the training
 phase sends nothing).
 
 Placement: part ``j`` sits on the rank whose contiguous block holds it
@@ -41,173 +42,53 @@ Memory per worker (computed, :func:`memory_bytes`): its parameters, their gradie
 optimiser state (SGD none, Adam two moments) and the activations one batch leaves in its
 parts (each part's input and every layer's output), beside the same count for one worker
 holding the unsplit model.
+
+The parts, codes and costs are in :mod:`~dcnn.baselines.schemes.sil_codes`; the trainer
+:class:`SIL` switches from the training phase to recovery inside its step and is run by the
+one loop of :mod:`dcnn.baselines.runtime.trainer`.
 """
 from __future__ import annotations
 
-import copy
 import datetime
-import gc
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..comm import agent_blocks
-from ..errors import ConfigError, LaunchError
-from ..metrics import History
-from ..problems import Regularizer, make_regularizer
-from .bootstrap import DEFAULT_TIMEOUT, World, process_group
-from .engine import make_evaluator
-from .objective import (add_regularizer_grad_, as_int, as_tensors, batch_rows, check_batch_size,
-                        check_trainer_inputs, make_optimizer, pool, prox_, smooth_part,
-                        weighted_loss)
-from .pipeline import linear_positions
-from .recorder import Recorder
-from .traffic import Traffic
+from ...errors import ConfigError, LaunchError
+from ...metrics import History
+from ...problems import Regularizer, make_regularizer
+from ..engines.pipeline import linear_positions
+from ..runtime import (DEFAULT_TIMEOUT, Traffic, Trainer, World, apply_update, as_int,
+                       as_tensors, batch_rows, check_batch_size, check_trainer_inputs,
+                       make_evaluator, make_optimizer, per_rank, pool, train_in_world,
+                       weighted_loss)
+from .sil_codes import (PartSpec, class_labels, code_checksum, code_table, join_parts,
+                        memory_bytes, noisy_codes, part_loss, part_specs, place_parts,
+                        split_parts)
 
 __all__ = ["PartSpec", "part_specs", "split_parts", "join_parts", "place_parts", "code_table",
-           "class_labels", "noisy_codes", "part_loss", "memory_bytes", "train_sil"]
-
-_CODE_SALT, _NOISE_SALT = 0x5111, 0x5112  # keep the code and noise streams apart
-_OPT_STATE = {"sgd": 0, "adam": 2}         # optimiser state tensors per parameter tensor
+           "class_labels", "noisy_codes", "part_loss", "memory_bytes", "code_checksum", "SIL",
+           "train_sil"]
 
 
-@dataclass(frozen=True)
-class PartSpec:
-    """Part ``index``: children ``[lo, hi)`` of the Sequential, parameters ``[offset, offset +
-    size)`` of the flat vector, input/output widths, and ``units``: the activation entries
-    one sample leaves in it (its input plus every child's output)."""
+class SIL(Trainer):
+    """This rank's parts, their optimisers and the data; :meth:`step` runs the training
+    phase for ``t < iterations - recovery`` and recovery after it (module docstring)."""
 
-    index: int
-    lo: int
-    hi: int
-    offset: int
-    size: int
-    in_dim: int
-    out_dim: int
-    units: int
-
-
-def part_specs(module: nn.Module, stages: int) -> list[PartSpec]:
-    """Cut the MLP after ``stages - 1`` of its Linear layers (balanced by Linear count)."""
-    pos = linear_positions(module)
-    if isinstance(stages, bool) or not isinstance(stages, (int, np.integer)) \
-            or not 1 <= stages <= len(pos):
-        raise ConfigError(f"sil: {stages!r} stages but the MLP has {len(pos)} Linear layers; "
-                          f"use 2..{len(pos)} stages or add hidden layers")
-    groups = np.array_split(np.arange(len(pos)), int(stages))
-    bounds = [0] + [pos[g[-1]] + 1 for g in groups[:-1]] + [len(module)]
-    sizes = [sum(p.numel() for p in layer.parameters()) for layer in module]
-    width, specs = module[pos[0]].in_features, []
-    for s in range(int(stages)):
-        lo, hi = bounds[s], bounds[s + 1]
-        in_dim, units = width, width
-        for layer in module[lo:hi]:
-            width = layer.out_features if isinstance(layer, nn.Linear) else width
-            units += width
-        specs.append(PartSpec(s, lo, hi, int(sum(sizes[:lo])), int(sum(sizes[lo:hi])),
-                              int(in_dim), int(width), int(units)))
-    return specs
-
-
-def split_parts(module: nn.Module, stages: int) -> list[nn.Sequential]:
-    """The ``stages`` parts of ``module`` (deep copies; ``module`` is left alone)."""
-    return [nn.Sequential(*[copy.deepcopy(module[i]) for i in range(s.lo, s.hi)])
-            for s in part_specs(module, stages)]
-
-
-def join_parts(parts: Sequence[nn.Sequential]) -> nn.Sequential:
-    """All parts composed: the original architecture, same parameter names and order."""
-    return nn.Sequential(*[layer for part in parts for layer in part])
-
-
-def place_parts(stages: int, ranks: int) -> list[list[int]]:
-    """The parts each rank holds: contiguous blocks (:func:`dcnn.comm.agent_blocks`)."""
-    if ranks > stages:
-        raise LaunchError(f"sil: {ranks} ranks but only {stages} stages; set stages >= "
-                           f"{ranks} (at most the number of Linear layers) or run with at most "
-                           f"{stages} ranks (mpiexec -n {stages})")
-    return [list(range(lo, hi)) for lo, hi in agent_blocks(stages, ranks)]
-
-
-def _generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded by the tuple ``keys`` (non-negative integers)."""
-    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
-
-
-def code_table(*, n_classes: int, dims: Sequence[int], seed: int) -> list[torch.Tensor]:
-    """One code per class at every cut: ``table[j]`` is ``(n_classes, dims[j])`` float64 with
-    iid ``N(0, 1)`` entries from a generator seeded by ``(seed, j)`` only.
-
-    >>> a = code_table(n_classes=3, dims=[4, 2], seed=0)
-    >>> [tuple(c.shape) for c in a], torch.equal(a[0], code_table(n_classes=3, dims=[4],
-    ...                                                          seed=0)[0])
-    ([(3, 4), (3, 2)], True)
-    """
-    return [torch.randn(int(n_classes), int(h), generator=_generator(_CODE_SALT, seed, j),
-                        dtype=torch.float64) for j, h in enumerate(dims)]
-
-
-def class_labels(T: torch.Tensor, task: str) -> tuple[torch.Tensor, int]:
-    """``(labels, C)``: binary ``t > 1/2`` (``C = 2``), multiclass ``argmax t`` (one-hot)."""
-    if task == "binary":
-        return (T[:, 0] > 0.5).long(), 2
-    return T.argmax(dim=1), int(T.shape[1])
-
-
-def noisy_codes(codes: torch.Tensor, labels: torch.Tensor, *, noise: float, seed: int,
-                step: int, part: int) -> torch.Tensor:
-    """``c_{y_k} + sigma eps_k``, ``eps`` drawn by a generator seeded by ``(seed, step, part)``."""
-    out = codes[labels]
-    if noise == 0.0:
-        return out
-    eps = torch.randn(out.shape, generator=_generator(_NOISE_SALT, seed, step, part),
-                      dtype=torch.float64)
-    return out + noise * eps.to(out.dtype).to(out.device)
-
-
-def part_loss(part: nn.Module, index: int, *, n_parts: int, loss: str, x: torch.Tensor | None,
-              t: torch.Tensor, labels: torch.Tensor, codes: Sequence[torch.Tensor],
-              noise: float, seed: int, step: int) -> torch.Tensor:
-    """The training-phase cost ``L_index`` of one part on one batch (module docstring);
-    ``x`` is used by part 0 only, ``t`` by the last part only."""
-    if index == 0:
-        inp = x
-    else:
-        inp = noisy_codes(codes[index - 1], labels, noise=noise, seed=seed, step=step,
-                          part=index)
-    out = part(inp)
-    weight = 1.0 / len(labels)
-    if index == n_parts - 1:
-        return weighted_loss(loss, out.reshape(len(out), -1), t, weight=weight)
-    return weighted_loss("squared", out, codes[index][labels], weight=weight)
-
-
-def memory_bytes(specs: Sequence[PartSpec], *, batch: int, optimizer: str,
-                 itemsize: int) -> dict:
-    """What a worker holding ``specs`` keeps during a step, in bytes (computed): parameters,
-    their gradients, the optimiser state (SGD none, Adam two moments) and the activations of
-    one batch of ``batch`` samples through its parts (inputs and every layer's output)."""
-    n = sum(s.size for s in specs)
-    out = {"params": n * itemsize, "grads": n * itemsize,
-           "optimizer": _OPT_STATE[optimizer] * n * itemsize,
-           "activations": batch * sum(s.units for s in specs) * itemsize}
-    return {**out, "total": sum(out.values())}
-
-
-# --------------------------------------------------------------------------- the trainer
-class _Worker:
-    """This rank's parts, their optimisers and the data: wiring only."""
+    method = "sil"
 
     def __init__(self, *, world: World, module: nn.Module, shards, stages: int, loss: str,
                  task: str, regularizer: Regularizer, optimizer: str, lr: float,
-                 batch_size: int | None, noise: float, seed: int):
+                 batch_size: int | None, noise: float, seed: int, iterations: int,
+                 recovery: int):
         self.world, self.loss, self.reg = world, loss, regularizer
+        self.iterations, self.recovery = iterations, recovery
+        self.start = iterations - recovery       # first recovery step
+        self.training_bytes = 0
         self.optimizer, self.lr, self.noise, self.seed = optimizer, lr, noise, seed
         self.batch_size = batch_size
         self.specs = part_specs(module, stages)
@@ -232,14 +113,14 @@ class _Worker:
                      for j, p in self.parts.items()}
 
     def _update(self, j: int) -> None:
-        params = list(self.parts[j].parameters())
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        add_regularizer_grad_(params, smooth_part(self.reg))
-        self.opts[j].step()
-        if not self.reg.smooth:
-            prox_(params, self.reg, self.lr)
+        apply_update(list(self.parts[j].parameters()), self.opts[j], self.reg, self.lr)
+
+    def step(self, t: int) -> None:
+        if t == self.start:
+            # the joined model's cost is another one: fresh optimiser moments
+            self.training_bytes = self.traffic.bytes_sent
+            self.reset_optimizers()
+        (self.local_step if t < self.start else self.recovery_step)(t)
 
     def _zero(self) -> None:
         for part in self.parts.values():
@@ -297,7 +178,7 @@ class _Worker:
         for j in self.mine:
             self._update(j)
 
-    def flat_parameters(self) -> torch.Tensor:
+    def parameters(self) -> torch.Tensor:
         """The joined model's flat vector on every rank (disjoint slices, one sum)."""
         flat = torch.zeros(self.n_params, dtype=self.dtype, device=self.world.device)
         for j, part in self.parts.items():
@@ -307,22 +188,40 @@ class _Worker:
         dist.all_reduce(flat)
         return flat.cpu()
 
-    def per_rank(self, value: float) -> list[float]:
-        """``value`` of every rank (measurement, outside Traffic)."""
-        t = torch.zeros(self.world.size, dtype=torch.float64, device=self.world.device)
-        t[self.world.rank] = float(value)
-        dist.all_reduce(t)
-        return t.tolist()
+    @property
+    def bytes_sent(self) -> float:
+        return self.traffic.bytes_sent
+
+    def info(self) -> dict:
+        world = self.world
+        sent = per_rank(world, self.traffic.bytes_sent)
+        trained = per_rank(world, self.training_bytes if self.start < self.iterations
+                           else self.traffic.bytes_sent)
+        batch = len(self._rows(0))
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        mem = [memory_bytes([self.specs[j] for j in js], batch=batch, optimizer=self.optimizer,
+                            itemsize=itemsize) for js in self.placement]
+        unsplit = memory_bytes([self.whole], batch=batch, optimizer=self.optimizer,
+                               itemsize=itemsize)
+        return {**super().info(), "optimizer": self.optimizer, "lr": self.lr,
+                "bytes_sent": int(max(sent)),
+                "bytes_note": "measured: the training phase sends nothing; recovery steps send "
+                              "the cut activations forward and their gradients back between "
+                              "ranks; gathering the joined model for evaluation is not counted",
+                "stages": len(self.specs), "cuts": [s.hi - 1 for s in self.specs[:-1]],
+                "code_dims": self.cut_dims, "n_classes": self.n_classes,
+                "code_checksums": per_rank(world, code_checksum(self.codes)),
+                "noise": self.noise, "recovery": self.recovery, "batch": batch,
+                "part_layers": [[s.lo, s.hi] for s in self.specs],
+                "parts_per_rank": self.placement,
+                "training_bytes": int(max(trained)),
+                "recovery_bytes": int(max(s - t for s, t in zip(sent, trained))),
+                "bytes_per_rank": [int(s) for s in sent],
+                "memory_per_worker": max(m["total"] for m in mem),
+                "memory_per_rank": [m["total"] for m in mem], "memory_breakdown_per_rank": mem,
+                "memory_unsplit": unsplit["total"], "memory_unsplit_breakdown": unsplit}
 
 
-def code_checksum(codes: Sequence[torch.Tensor]) -> float:
-    """A position-weighted sum of the code tables (differs when any entry or order differs):
-    what each rank reports of the tables it built, so a test can compare them."""
-    flat = torch.cat([c.reshape(-1).to(torch.float64).cpu() for c in codes])
-    return float((flat * torch.arange(1, len(flat) + 1, dtype=torch.float64)).sum())
-
-
-# ------------------------------------------------------------------------------ checks
 def _int(name: str, value, *, lo: int, hi: int | None = None, fix: str = "") -> int:
     return as_int(name, value, low=lo, high=hi, fix=fix, who="sil")
 
@@ -363,7 +262,6 @@ def _validate(*, module, shards, loss, task, regularizer, optimizer, lr, stages,
                           f"multiclass), the model has {out}")
 
 
-# ------------------------------------------------------------------------ entry point
 def train_sil(*, module: nn.Module, shards: Sequence[tuple], test: tuple | None = None,
               loss: str = "squared", task: str = "regression",
               regularizer: Regularizer | None = None, iterations: int = 100,
@@ -406,81 +304,18 @@ def train_sil(*, module: nn.Module, shards: Sequence[tuple], test: tuple | None 
               iterations=iterations, seed=seed)
     metrics = make_evaluator(module=module, pooled=pool(shards), loss=loss, task=task,
                              regularizer=regularizer, test=test)
-    with process_group(backend=backend, device=device, timeout=timeout) as world:
+
+    def build(world: World) -> SIL:
         n_stages = int(stages) or max(world.size, 2)
         n_linear = len(linear_positions(module))
         if n_stages > n_linear:   # same check, same message, on every rank
             raise LaunchError(f"sil: {n_stages} stages (one per rank) but the MLP has "
                                f"{n_linear} Linear layers; run with at most {n_linear} ranks "
                                f"or add hidden layers")
-        worker = _Worker(world=world, module=module, shards=shards, stages=n_stages,
-                         loss=loss, task=task, regularizer=regularizer, optimizer=optimizer,
-                         lr=lr, batch_size=batch_size, noise=float(noise), seed=int(seed))
-        try:
-            history, info = _run(worker, metrics=metrics, iterations=iterations,
-                                 recovery=recovery, eval_every=eval_every, progress=progress)
-        finally:
-            del worker
-            gc.collect()
-    return history, info
+        return SIL(world=world, module=module, shards=shards, stages=n_stages, loss=loss,
+                   task=task, regularizer=regularizer, optimizer=optimizer, lr=lr,
+                   batch_size=batch_size, noise=float(noise), seed=int(seed),
+                   iterations=iterations, recovery=recovery)
 
-
-def _run(worker: _Worker, *, metrics, iterations: int, recovery: int, eval_every: int,
-         progress: bool) -> tuple[History, dict]:
-    rec = Recorder(worker.world, metrics=metrics, desc="sil", progress=progress,
-                   total=iterations)
-    w, lr, start = None, worker.lr, iterations - recovery
-    training_bytes = 0
-
-    def gather() -> torch.Tensor:
-        nonlocal w
-        w = worker.flat_parameters()
-        return w
-
-    rec.record(0, gather, bytes_per_agent=0, step_size=lr)
-    for t in range(iterations):
-        if t == start:
-            training_bytes = worker.traffic.bytes_sent
-            worker.reset_optimizers()
-        with rec.training():
-            (worker.local_step if t < start else worker.recovery_step)(t)
-        if (t + 1) % eval_every == 0 or t + 1 == iterations:
-            rec.record(t + 1, gather, bytes_per_agent=worker.traffic.bytes_sent, step_size=lr)
-    rec.close()
-    if start == iterations:
-        training_bytes = worker.traffic.bytes_sent
-    history, last = rec.history, rec.history.last
-    sent = worker.per_rank(worker.traffic.bytes_sent)
-    trained = worker.per_rank(training_bytes)
-    batch = len(worker._rows(0))
-    itemsize = torch.empty((), dtype=worker.dtype).element_size()
-    mem = [memory_bytes([worker.specs[j] for j in js], batch=batch, optimizer=worker.optimizer,
-                        itemsize=itemsize) for js in worker.placement]
-    whole = worker.whole
-    info = {"method": "sil", "world_size": worker.world.size,
-            "launcher": worker.world.launcher, "backend": worker.world.backend,
-            "iterations": iterations, "optimizer": worker.optimizer, "lr": lr,
-            "time_s": last["time_s"], "eval_time_s": last["eval_time_s"],
-            "time_per_step_s": last["time_s"] / iterations if iterations else float("nan"),
-            "bytes_sent": int(max(sent)),
-            "bytes_note": "measured: the training phase sends nothing; recovery steps send "
-                          "the cut activations forward and their gradients back between "
-                          "ranks; gathering the joined model for evaluation is not counted",
-            "stages": len(worker.specs), "cuts": [s.hi - 1 for s in worker.specs[:-1]],
-            "code_dims": worker.cut_dims, "n_classes": worker.n_classes,
-            "code_checksums": worker.per_rank(code_checksum(worker.codes)),
-            "noise": worker.noise, "recovery": recovery, "batch": batch,
-            "part_layers": [[s.lo, s.hi] for s in worker.specs],
-            "parts_per_rank": worker.placement,
-            "training_bytes": int(max(trained)),
-            "recovery_bytes": int(max(s - t for s, t in zip(sent, trained))),
-            "bytes_per_rank": [int(s) for s in sent],
-            "memory_per_worker": max(m["total"] for m in mem),
-            "memory_per_rank": [m["total"] for m in mem], "memory_breakdown_per_rank": mem,
-            "memory_unsplit": memory_bytes([whole], batch=batch, optimizer=worker.optimizer,
-                                           itemsize=itemsize)["total"],
-            "memory_unsplit_breakdown": memory_bytes([whole], batch=batch,
-                                                     optimizer=worker.optimizer,
-                                                     itemsize=itemsize),
-            "final_params": w}
-    return history, info
+    return train_in_world(build, metrics=metrics, iterations=iterations, eval_every=eval_every,
+                          progress=progress, backend=backend, device=device, timeout=timeout)

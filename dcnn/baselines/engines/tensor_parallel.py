@@ -29,12 +29,12 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor.parallel import (ColwiseParallel, RowwiseParallel,
                                                parallelize_module)
 
-from ..errors import LaunchError
-from ..problems import FlatModel
-from .bootstrap import World
-from .costs import ring_allreduce_bytes
+from ...errors import LaunchError
+from ...problems import FlatModel
+from ..runtime.bootstrap import World
+from ..runtime.costs import ring_allreduce_bytes
 from .engine import Engine
-from .objective import as_tensors, batch_rows, pool, weighted_loss
+from ..runtime.objective import as_tensors, batch_rows, pool, weighted_loss
 from .pipeline import linear_positions
 
 __all__ = ["tp_pairs", "TensorParallelEngine"]

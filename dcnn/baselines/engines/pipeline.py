@@ -16,12 +16,12 @@ micro-batch ``j`` on the last stage is
 and the schedule runs with ``scale_grads=False``, so the accumulated gradient of every stage
 is ``sum_j grad l_j = grad (1/|B|) sum_{k in B} loss_k``: for the full batch exactly the data
 part of ``grad U`` (and an unbiased estimate of it for a mini-batch). The regulariser is added
-stage by stage after the schedule (:mod:`dcnn.baselines.engine`).
+stage by stage after the schedule (:func:`dcnn.baselines.runtime.update.apply_update`).
 
 Bytes per worker and step (computed): at every stage boundary whose two stages sit on different
 ranks, the activations of all micro-batches go forward and their gradients come back, ``2 |B|
 h_s itemsize`` (``h_s`` the width at the boundary); the total is divided by ``R`` (the average
-worker). The theoretical bubble fraction is :func:`dcnn.baselines.costs.bubble_fraction`.
+worker). The theoretical bubble fraction is :func:`dcnn.baselines.runtime.costs.bubble_fraction`.
 """
 from __future__ import annotations
 
@@ -36,14 +36,15 @@ from torch import nn
 from torch.distributed.pipelining import (PipelineStage, Schedule1F1B, ScheduleGPipe,
                                           ScheduleInterleaved1F1B)
 
-from ..errors import ConfigError, LaunchError
-from ..problems import FlatModel
-from .bootstrap import World
-from .costs import bubble_fraction
+from ...errors import ConfigError, LaunchError
+from ...problems import FlatModel
+from ..runtime.bootstrap import World
+from ..runtime.costs import bubble_fraction
 from .engine import Engine
-from .objective import as_tensors, batch_rows, pool, weighted_loss
+from ..runtime.objective import as_tensors, batch_rows, pool, weighted_loss
 
-__all__ = ["SCHEDULES", "StageSpec", "linear_positions", "split_stages", "PipelineEngine"]
+__all__ = ["SCHEDULES", "StageSpec", "linear_positions", "split_stages", "auto_microbatches",
+           "PipelineEngine"]
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B,
              "interleaved": ScheduleInterleaved1F1B}
@@ -110,6 +111,30 @@ def _check_microbatches(schedule: str, m: int, batch: int, n_stages: int, ranks:
         raise LaunchError(f"pipeline: schedule 'interleaved' needs microbatches to be a "
                            f"multiple of {rounds} (= max(1, m // ranks)), got {m}; use a "
                            f"multiple of {ranks} ranks")
+
+
+def auto_microbatches(schedule: str, *, batch: int, ranks: int) -> int:
+    """The largest divisor of ``batch`` up to 8 that pipeline ``schedule`` accepts as its
+    micro-batch count on ``ranks`` ranks; :class:`~dcnn.errors.LaunchError` if there is none.
+
+    >>> auto_microbatches("1f1b", batch=12, ranks=4)    # 1F1B needs m >= 4 stages
+    6
+    >>> auto_microbatches("interleaved", batch=10, ranks=4)
+    5
+    """
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"pipeline schedule {schedule!r} is unknown; choose one of: "
+                          f"{', '.join(SCHEDULES)}")
+    stages = ranks * _VIRTUAL[schedule]
+    for m in range(min(8, batch), 0, -1):
+        if batch % m == 0:
+            try:
+                _check_microbatches(schedule, m, batch, stages, ranks)
+                return m
+            except (ConfigError, LaunchError):
+                continue
+    raise LaunchError(f"no micro-batch count up to 8 divides the batch of {batch} samples for "
+                      f"schedule {schedule!r} on {ranks} rank(s); set algorithm.microbatches")
 
 
 class PipelineEngine(Engine):

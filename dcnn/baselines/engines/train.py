@@ -5,23 +5,27 @@ size 1) and returns the same :class:`dcnn.metrics.History` as the decentralized 
 every rank. Everything that does not depend on the world is validated before the process
 group forms; what depends on it (ranks vs shards, stages vs layers, widths vs degree) is
 checked identically on every rank before any collective, so a misconfiguration fails with the
-same one-line :class:`dcnn.errors.ConfigError` everywhere instead of hanging.
+same one-line :class:`dcnn.errors.ConfigError` everywhere instead of hanging. The engine is
+trained by the one loop of :mod:`dcnn.baselines.runtime.trainer` through
+:class:`~dcnn.baselines.engines.engine.EngineTrainer`.
 """
 from __future__ import annotations
 
 import datetime
-import gc
 from collections.abc import Sequence
 
 from torch import nn
 
-from ..errors import ConfigError
-from ..metrics import History
-from ..problems import Regularizer, make_regularizer
-from .bootstrap import DEFAULT_TIMEOUT, World, process_group
+from ...errors import ConfigError
+from ...metrics import History
+from ...problems import Regularizer, make_regularizer
+from ..runtime.bootstrap import DEFAULT_TIMEOUT, World
+from ..runtime.checks import as_int, check_batch_size, check_trainer_inputs
+from ..runtime.objective import pool
+from ..runtime.recorder import make_evaluator
+from ..runtime.trainer import train_in_world
 from .ddp import DDPEngine
-from .engine import Engine, make_evaluator, run_engine
-from .objective import as_int, check_batch_size, check_trainer_inputs, pool
+from .engine import Engine, EngineTrainer
 from .pipeline import SCHEDULES, PipelineEngine
 from .tensor_parallel import TensorParallelEngine
 
@@ -33,7 +37,7 @@ METHODS = ("ddp", "pipeline", "tensor-parallel")
 def make_engine(*, method: str, world: World, module: nn.Module, shards: Sequence[tuple],
                 loss: str = "squared", batch_size: int | None = None,
                 schedule: str = "gpipe", microbatches: int = 1, seed: int = 0) -> Engine:
-    """This rank's :class:`~dcnn.baselines.engine.Engine` for ``method`` in ``world``."""
+    """This rank's :class:`~dcnn.baselines.engines.engine.Engine` for ``method`` in ``world``."""
     if method not in METHODS:
         raise ConfigError(f"engine method {method!r} is unknown; choose one of: "
                           f"{', '.join(METHODS)} (sil, codistillation, local-parallel and "
@@ -76,9 +80,9 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
     """Train ``module`` on ``shards`` with a PyTorch engine; ``(History, info)`` on every rank.
 
     Args (keyword-only):
-        method: ``"ddp"`` (:mod:`~dcnn.baselines.ddp`), ``"pipeline"``
-            (:mod:`~dcnn.baselines.pipeline`) or ``"tensor-parallel"``
-            (:mod:`~dcnn.baselines.tensor_parallel`).
+        method: ``"ddp"`` (:mod:`~dcnn.baselines.engines.ddp`), ``"pipeline"``
+            (:mod:`~dcnn.baselines.engines.pipeline`) or ``"tensor-parallel"``
+            (:mod:`~dcnn.baselines.engines.tensor_parallel`).
         module: the model (for pipeline and tensor-parallel the ``nn.Sequential`` of
             :func:`dcnn.problems.mlp`), float64 for exact comparisons; it is copied, never
             changed.
@@ -92,7 +96,7 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
             or per step (pipeline, tensor-parallel), drawn by seeded generators.
         schedule, microbatches: pipeline only (``"gpipe"``, ``"1f1b"``, ``"interleaved"``).
         eval_every, seed, progress: evaluation period, batch seed, progress bar on rank 0.
-        backend, device, timeout: the process group (:mod:`~dcnn.baselines.bootstrap`).
+        backend, device, timeout: the process group (:mod:`~dcnn.baselines.runtime.bootstrap`).
 
     ``info`` holds the layout (world size, agents per rank, stages, pairs), the theoretical
     bubble fraction (pipeline), ``bytes_per_step`` (computed from the scheme, not measured),
@@ -118,18 +122,12 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
     batch_size = check_batch_size(batch_size)
     metrics = make_evaluator(module=module, pooled=pool(shards), loss=loss, task=task,
                              regularizer=regularizer, test=test)
-    with process_group(backend=backend, device=device, timeout=timeout) as world:
+
+    def build(world: World) -> EngineTrainer:
         engine = make_engine(method=method, world=world, module=module, shards=shards,
                              loss=loss, batch_size=batch_size, schedule=schedule,
                              microbatches=microbatches, seed=seed)
-        try:
-            history, info = run_engine(engine, metrics=metrics, regularizer=regularizer,
-                                       iterations=iterations, optimizer=optimizer, lr=lr,
-                                       eval_every=eval_every, progress=progress)
-        finally:
-            # free the engine (DDP's reducer, pipeline stages, DTensors) while its process
-            # group is alive, also after a divergence: destroyed after the group, DDP's
-            # reducer hung now and then on 4 ranks
-            del engine
-            gc.collect()
-    return history, info
+        return EngineTrainer(engine, regularizer=regularizer, optimizer=optimizer, lr=lr)
+
+    return train_in_world(build, metrics=metrics, iterations=iterations, eval_every=eval_every,
+                          progress=progress, backend=backend, device=device, timeout=timeout)

@@ -11,7 +11,7 @@ ranks' gradients (``(1/R) sum_r``), so rank ``r`` back-propagates
 and the averaged gradient is ``(1/R) sum_r grad L_r = grad (1/M) sum_k loss_k`` exactly (full
 batch) or an unbiased estimate of it (``B_r``: ``min(b, M_r)`` distinct rows of ``S_r`` drawn
 by a generator seeded by ``(seed, step, rank)``). The regulariser is added after the
-all-reduce (:mod:`dcnn.baselines.engine`), identically on every replica.
+all-reduce (:func:`dcnn.baselines.runtime.update.apply_update`), identically on every replica.
 
 Bytes per worker and step (computed): one ring all-reduce of the ``P`` gradient entries,
 ``2 (R-1)/R * P * itemsize`` (DDP's buckets change the message count, not the volume).
@@ -24,13 +24,13 @@ from collections.abc import Sequence
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..comm import agent_blocks
-from ..errors import LaunchError
-from ..problems import FlatModel
-from .bootstrap import World
-from .costs import ring_allreduce_bytes
+from ...comm import agent_blocks
+from ...errors import LaunchError
+from ...problems import FlatModel
+from ..runtime.bootstrap import World
+from ..runtime.costs import ring_allreduce_bytes
 from .engine import Engine
-from .objective import as_tensors, batch_rows, pool, weighted_loss
+from ..runtime.objective import as_tensors, batch_rows, pool, weighted_loss
 
 __all__ = ["DDPEngine", "rank_agents"]
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..comm import launched_by_mpi
-from ..errors import ConfigError
+from ...comm import launched_by_mpi
+from ...errors import ConfigError
 
 __all__ = ["World", "init_world", "close_world", "process_group", "free_port"]
 
