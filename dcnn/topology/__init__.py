@@ -3,44 +3,37 @@
 Agents are nodes ``0..n-1``. ``W`` is a float64 ``(n, n)`` array, row ``i`` = the weights agent
 ``i`` gives to what it receives (``x_i <- sum_j W[i, j] x_j``). Building a topology never
 touches MPI or a global random state: the same ``(seed, t)`` gives the same graph everywhere.
-Undirected graphs get doubly stochastic weights; directed ones (an arc ``j -> i``: ``i``
-receives from ``j``) get column-stochastic weights, for push-sum methods such as SONATA.
-Link churn: per-iteration link failures (the ``link_failure`` dynamic) and one agent cut off
-for a window (:func:`cut_off`, ``make_topology(cutoff_agent=...)``); a sequence that is not
-B-connected is refused up front by :meth:`Topology.check`, naming the window that breaks.
-User-given weights go through :func:`as_topology` / :func:`check_weights`.
+
+One vocabulary for undirected and directed graphs: :func:`make_graph` builds either kind
+(:data:`GRAPHS`, :data:`DIRECTED_GRAPHS`; an arc ``j -> i`` means ``i`` receives from ``j``),
+:func:`make_sequence` runs it through a dynamic (:data:`DYNAMICS`, :data:`DIRECTED_DYNAMICS`),
+every sequence has ``directed`` and ``edges(t)``, and :func:`check_b_connectivity` checks
+B-connectivity (strong connectivity for a directed sequence), naming the first window that
+breaks and the agents it cuts off. Undirected graphs get doubly stochastic weights
+(:data:`WEIGHT_RULES`); directed ones column- or row-stochastic weights
+(:data:`DIRECTED_WEIGHT_RULES`), for push-sum methods such as SONATA. :func:`cut_off` cuts one
+agent off for a window (``make_topology(cutoff_agent=...)``). User-given weights go through
+:func:`as_topology` / :func:`check_weights`.
+
+The building blocks (sequence classes, link arrays, the cut-off class, per-rule shortcuts)
+stay importable from the submodules ``graphs``, ``dynamic``, ``churn``, ``connectivity``,
+``mixing`` and ``topology``.
 """
-from .churn import CUTOFF_KEYS, CutOff, DirectedCutOff, check_cutoff, cut_off
-from .connectivity import Disconnection, check_b_connectivity, find_disconnection
-from .directed import (DIRECTED_DYNAMICS, DIRECTED_GRAPHS, ArcFailures, DiGraphSequence,
-                       DirectedOnePeerExponential, DirectedStatic, arc_array,
-                       b_strong_connectivity_violation, check_b_strongly_connected,
-                       is_strongly_connected, make_digraph, make_directed_sequence)
-from .dynamic import (DYNAMICS, GraphSequence, LinkFailures, OnePeerExponential, RandomGraphs,
-                      Static, Switching, b_connectivity_violation, check_b_connected,
-                      make_sequence)
-from .graphs import GRAPHS, make_graph
-from .mixing import (DIRECTED_WEIGHT_RULES, WEIGHT_KINDS, WEIGHT_RULES,
-                     check_column_stochastic, check_doubly_stochastic, check_weights,
-                     column_stochastic, is_column_stochastic, is_doubly_stochastic,
-                     is_row_stochastic, max_degree, metropolis_hastings, mixing_matrix,
-                     row_stochastic, spectral_gap, uniform)
-from .topology import Topology, WeightTopology, as_topology, make_topology
+from .churn import cut_off
+from .connectivity import check_b_connectivity, find_disconnection
+from .dynamic import DIRECTED_DYNAMICS, DYNAMICS, make_sequence
+from .graphs import DIRECTED_GRAPHS, GRAPHS, make_graph
+from .mixing import (DIRECTED_WEIGHT_RULES, WEIGHT_RULES, check_weights, is_column_stochastic,
+                     is_doubly_stochastic, is_row_stochastic, mixing_matrix, spectral_gap)
+# kept importable here for existing callers (dcnn.algorithms.sonata, tests), not in __all__
+from .mixing import check_column_stochastic, check_doubly_stochastic, row_stochastic  # noqa: F401
+from .topology import Topology, as_topology, make_topology
 
 __all__ = [
-    "GRAPHS", "make_graph",
-    "DYNAMICS", "GraphSequence", "Static", "LinkFailures", "Switching", "RandomGraphs",
-    "OnePeerExponential", "make_sequence", "b_connectivity_violation", "check_b_connected",
-    "DIRECTED_GRAPHS", "make_digraph", "arc_array", "is_strongly_connected",
-    "DIRECTED_DYNAMICS", "DiGraphSequence", "DirectedStatic", "ArcFailures",
-    "DirectedOnePeerExponential", "make_directed_sequence", "b_strong_connectivity_violation",
-    "check_b_strongly_connected",
-    "WEIGHT_RULES", "DIRECTED_WEIGHT_RULES", "mixing_matrix", "metropolis_hastings",
-    "max_degree", "uniform", "column_stochastic", "row_stochastic",
-    "is_row_stochastic", "is_column_stochastic", "is_doubly_stochastic",
-    "check_doubly_stochastic", "check_column_stochastic", "WEIGHT_KINDS", "check_weights",
-    "spectral_gap",
-    "Disconnection", "find_disconnection", "check_b_connectivity",
-    "CUTOFF_KEYS", "CutOff", "DirectedCutOff", "cut_off", "check_cutoff",
-    "Topology", "make_topology", "WeightTopology", "as_topology",
+    "make_topology", "Topology", "as_topology",
+    "GRAPHS", "DIRECTED_GRAPHS", "make_graph",
+    "DYNAMICS", "DIRECTED_DYNAMICS", "make_sequence", "cut_off",
+    "check_b_connectivity", "find_disconnection",
+    "WEIGHT_RULES", "DIRECTED_WEIGHT_RULES", "mixing_matrix", "check_weights", "spectral_gap",
+    "is_doubly_stochastic", "is_column_stochastic", "is_row_stochastic",
 ]

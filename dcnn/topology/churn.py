@@ -4,8 +4,8 @@
 ``[t0, t0 + L)`` every link of agent ``a`` (both directions) is gone: the topology's weight
 rule then gives ``a`` only its self loop (``W[a, a] = 1``, row and column ``a`` zero
 elsewhere) and reweighs the others on the remaining graph. Like every sequence it is a pure
-function of ``(seed, t)``. Per-iteration link failures are the ``link_failure`` dynamic
-(:class:`~dcnn.topology.dynamic.LinkFailures`, :class:`~dcnn.topology.directed.ArcFailures`).
+function of ``(seed, t)``, directed when ``seq`` is. Per-iteration link failures are the
+``link_failure`` dynamic (:class:`~dcnn.topology.dynamic.LinkFailures`).
 
 Whether the run still converges is the B-connectivity check's call
 (:mod:`~dcnn.topology.connectivity`): with the aligned windows ``[kB, (k+1)B)`` a cut-off
@@ -21,10 +21,9 @@ import numpy as np
 
 from ..errors import TopologyError
 from .connectivity import Disconnection, links_at
-from .directed import DiGraphSequence
 from .dynamic import GraphSequence
 
-__all__ = ["CUTOFF_KEYS", "CutOff", "DirectedCutOff", "cut_off", "check_cutoff"]
+__all__ = ["CUTOFF_KEYS", "CutOff", "cut_off", "check_cutoff"]
 
 #: The ``make_topology`` parameters (and ``topology.*`` config keys) of a cut-off window.
 CUTOFF_KEYS: tuple[str, ...] = ("cutoff_agent", "cutoff_start", "cutoff_length")
@@ -58,8 +57,10 @@ def check_cutoff(*, n: int, cutoff_agent=None, cutoff_start=None, cutoff_length=
             _int("cutoff_length", cutoff_length, 1))
 
 
-class _Window:
-    """What the undirected and directed cut-offs share."""
+@dataclass(frozen=True)
+class CutOff(GraphSequence):
+    """The sequence ``inner`` with every link (edge, or arc in either direction) of ``agent``
+    removed over ``[start, start + length)``."""
 
     inner: Any
     agent: int
@@ -73,6 +74,10 @@ class _Window:
         return self.inner.n
 
     @property
+    def directed(self) -> bool:
+        return bool(getattr(self.inner, "directed", False))
+
+    @property
     def stop(self) -> int:
         return self.start + self.length
 
@@ -80,7 +85,8 @@ class _Window:
         """Whether agent ``agent`` is cut off at iteration ``t``."""
         return self.start <= t < self.stop
 
-    def _cut(self, links: np.ndarray, t: int) -> np.ndarray:
+    def edges(self, t: int) -> np.ndarray:
+        links = links_at(self.inner, t)
         if not self.active(t):
             return links
         return links[(links[:, 0] != self.agent) & (links[:, 1] != self.agent)]
@@ -103,43 +109,15 @@ class _Window:
                 f"topology.cutoff_length, move topology.cutoff_start, or raise topology.B")
 
 
-@dataclass(frozen=True)
-class CutOff(_Window, GraphSequence):
-    """The undirected sequence ``inner`` with agent ``agent`` unlinked over
-    ``[start, start + length)``."""
-
-    inner: GraphSequence
-    agent: int
-    start: int
-    length: int
-
-    def edges(self, t: int) -> np.ndarray:
-        return self._cut(links_at(self.inner, t), t)
-
-
-@dataclass(frozen=True)
-class DirectedCutOff(_Window, DiGraphSequence):
-    """The directed sequence ``inner`` with every arc into or out of ``agent`` removed over
-    ``[start, start + length)``."""
-
-    inner: DiGraphSequence
-    agent: int
-    start: int
-    length: int
-
-    def arcs(self, t: int) -> np.ndarray:
-        return self._cut(links_at(self.inner, t), t)
-
-
-def cut_off(seq, *, agent: int, start: int, length: int) -> CutOff | DirectedCutOff:
+def cut_off(seq, *, agent: int, start: int, length: int) -> CutOff:
     """``seq`` with ``agent`` cut off for iterations ``[start, start + length)``.
 
-    >>> from dcnn.topology import Static, make_graph
-    >>> seq = cut_off(Static(make_graph("ring", 4)), agent=0, start=2, length=3)
+    >>> from dcnn.topology import make_graph, make_sequence
+    >>> seq = cut_off(make_sequence("static", make_graph("ring", 4)), agent=0, start=2,
+    ...               length=3)
     >>> seq.edges(1).tolist(), seq.edges(2).tolist()
     ([[0, 1], [0, 3], [1, 2], [2, 3]], [[1, 2], [2, 3]])
     """
     agent, start, length = check_cutoff(n=seq.n, cutoff_agent=agent, cutoff_start=start,
                                         cutoff_length=length)
-    cls = DirectedCutOff if getattr(seq, "directed", False) else CutOff
-    return cls(seq, agent, start, length)
+    return CutOff(seq, agent, start, length)

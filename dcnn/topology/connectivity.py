@@ -1,22 +1,24 @@
-"""B-connectivity of graph sequences: the first window whose union breaks it, and why.
+"""Connectivity: of one graph, and B-connectivity of a sequence, with the window that breaks it.
 
-A sequence is *B-connected* (for digraphs: *B-strongly connected*) when, for every ``k >= 0``,
-the union of the graphs of iterations ``[kB, (k+1)B)`` is connected (strongly connected).
-This is the assumption of the convergence theorems of NEXT (Di Lorenzo and Scutari, IEEE
-TSIPN 2016) and SONATA, and of the time-varying consensus literature (Nedic and Olshevsky,
-IEEE TAC 2015); it is what :func:`find_disconnection` checks, over the windows that meet
-``[0, iterations)``. Sliding windows (every ``B`` consecutive iterations) would demand more
-than the theory does; a sequence whose aligned windows pass has every ``2B - 1`` consecutive
-iterations connected too (they hold an aligned window). So a cut-off agent breaks it when its
-window covers an aligned one, always if it lasts ``2B - 1`` iterations or more, never if it
-lasts less than ``B`` and the agent is linked in the rest of the window.
+A sequence is *B-connected* when, for every ``k >= 0``, the union of its graphs over the
+iterations ``[kB, (k+1)B)`` is connected, strongly connected if the sequence is directed (one
+check, :func:`find_disconnection`, for both). This is the assumption of the convergence
+theorems of NEXT (Di Lorenzo and Scutari, IEEE TSIPN 2016) and SONATA, and of the
+time-varying consensus literature (Nedic and Olshevsky, IEEE TAC 2015); it is checked over the
+windows that meet ``[0, iterations)``. Sliding windows (every ``B`` consecutive iterations)
+would demand more than the theory does; a sequence whose aligned windows pass has every
+``2B - 1`` consecutive iterations connected too (they hold an aligned window). So a cut-off
+agent breaks it when its window covers an aligned one, always if it lasts ``2B - 1``
+iterations or more, never if it lasts less than ``B`` and the agent is linked in the rest of
+the window.
 
-A sequence has ``n``, ``static`` and either ``edges(t)`` / ``arcs(t)`` (an ``(m, 2)`` int
-array; a row ``(j, i)`` of ``arcs`` is the arc ``j -> i``) or only ``graph(t)``. It may have
-``graph_key(t)``: a hashable that is equal at two iterations only if the graphs are equal, or
-``None`` (no promise); windows with an already checked set of keys are not checked again, so a
-static graph with a cut-off window costs a few checks whatever the run length. It may have
-``connectivity_fix(disconnection) -> str | None``: the fix to suggest for a window it breaks.
+A sequence has ``n``, ``static``, optionally ``directed`` (default False) and either
+``edges(t)`` (an ``(m, 2)`` int link array; in a directed sequence the row ``(j, i)`` is the
+arc ``j -> i``) or only ``graph(t)``. It may have ``graph_key(t)``: a hashable that is equal at
+two iterations only if the graphs are equal, or ``None`` (no promise); windows with an already
+checked set of keys are not checked again, so a static graph with a cut-off window costs a few
+checks whatever the run length. It may have ``connectivity_fix(disconnection) -> str | None``:
+the fix to suggest for a window it breaks.
 
 Cost: one pass over the graphs (each ``edges(t)`` once), the windows checked in batches by one
 :func:`scipy.sparse.csgraph.connected_components` call on the disjoint union of their graphs.
@@ -30,12 +32,10 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from ..errors import TopologyError
-from .graphs import check_int
+from ._checks import check_int
 
-__all__ = ["Disconnection", "links_at", "find_disconnection", "disconnection_message",
-           "check_b_connectivity",
-           "b_connectivity_violation", "check_b_connected",
-           "b_strong_connectivity_violation", "check_b_strongly_connected"]
+__all__ = ["Disconnection", "links_at", "is_connected", "find_disconnection",
+           "disconnection_message", "check_b_connectivity"]
 
 _BATCH_LINKS = 1 << 20  # links per connected_components call (memory stays ~50 MB)
 _FIRST_BATCH = 64       # iterations in the first batch, so an early break is found at once
@@ -68,8 +68,7 @@ class Disconnection:
 
 
 def _raw_links(seq, t: int) -> np.ndarray:
-    f = getattr(seq, "arcs", None) if getattr(seq, "directed", False) else None
-    f = f or getattr(seq, "edges", None)
+    f = getattr(seq, "edges", None)
     raw = f(t) if f is not None else [(u, v) for u, v in seq.graph(t).edges if u != v]
     try:
         return np.asarray(raw, dtype=np.int64).reshape(-1, 2)
@@ -84,8 +83,8 @@ def _valid(n: int, e: np.ndarray) -> bool:
 
 
 def links_at(seq, t: int) -> np.ndarray:
-    """``arcs(t)`` (directed) or ``edges(t)`` of ``seq``, else the edges of ``graph(t)``, as an
-    ``(m, 2)`` int64 array of agents in ``0..n-1`` without self loops (a one-line error if a
+    """``edges(t)`` of ``seq``, else the edges (arcs) of ``graph(t)``, as an ``(m, 2)`` int64
+    array of agents in ``0..n-1`` without self loops (a one-line error if a
     custom sequence gives anything else)."""
     e = _raw_links(seq, t)
     n = seq.n
@@ -127,6 +126,13 @@ def _labels(n: int, blocks: list[np.ndarray], strong: bool) -> np.ndarray:
                        shape=(K * n, K * n))
     _, labels = connected_components(A, directed=strong, connection="strong")
     return labels.reshape(K, n)
+
+
+def is_connected(n: int, links: np.ndarray, *, directed: bool = False) -> bool:
+    """Whether the graph on ``0..n-1`` with the link array ``links`` is connected (strongly
+    connected, if ``directed``: a directed path between any two agents, both ways)."""
+    labels = _labels(n, [np.asarray(links, dtype=np.int64).reshape(-1, 2)], directed)[0]
+    return bool((labels == labels[0]).all()) if n else True
 
 
 def _describe(start: int, B: int, n: int, links: np.ndarray, labels: np.ndarray,
@@ -178,10 +184,9 @@ def _windows(seq, B: int, iterations: int):
         yield start, links
 
 
-def find_disconnection(seq, *, B: int, iterations: int,
-                       strong: bool | None = None) -> Disconnection | None:
+def find_disconnection(seq, *, B: int, iterations: int) -> Disconnection | None:
     """The first window ``[kB, (k+1)B)``, ``kB < iterations``, whose union is not connected
-    (``strong``, default ``seq.directed``: not strongly connected), or None.
+    (not strongly connected, if ``seq.directed``), or None.
 
     The last window is checked in full even where it reaches past ``iterations - 1``: a
     sequence is defined at every ``t``, and a partial window would flag B-connected sequences.
@@ -189,7 +194,7 @@ def find_disconnection(seq, *, B: int, iterations: int,
     """
     B = check_int("B", B, minimum=1)
     iterations = check_int("iterations", iterations, minimum=1)
-    strong = bool(getattr(seq, "directed", False)) if strong is None else strong
+    strong = bool(getattr(seq, "directed", False))
     n = seq.n
     if getattr(seq, "static", False):
         links = links_at(seq, 0)
@@ -254,35 +259,17 @@ def disconnection_message(d: Disconnection, *, fix: str = DEFAULT_FIX) -> str:
             f"{who} disconnected from the others; {fix}")
 
 
-def check_b_connectivity(seq, *, B: int, iterations: int, strong: bool | None = None) -> None:
-    """Raise :class:`TopologyError` naming the first broken window, the agents it cuts off,
-    and the fix (the sequence's ``connectivity_fix`` where it has one)."""
-    d = find_disconnection(seq, B=B, iterations=iterations, strong=strong)
+def check_b_connectivity(seq, *, B: int, iterations: int) -> None:
+    """Raise :class:`TopologyError` unless ``seq`` is B-connected (B-strongly connected, if
+    directed) over ``[0, iterations)``: one line naming the first broken window, the agents it
+    cuts off, and the fix (the sequence's ``connectivity_fix`` where it has one).
+
+    >>> from dcnn.topology import make_graph, make_sequence
+    >>> check_b_connectivity(make_sequence("static", make_graph("path", 3)), B=1, iterations=5)
+    """
+    d = find_disconnection(seq, B=B, iterations=iterations)
     if d is None:
         return
     fix = getattr(seq, "connectivity_fix", None)
     fix = (fix(d) if fix is not None else None) or DEFAULT_FIX
     raise TopologyError(disconnection_message(d, fix=fix))
-
-
-def b_connectivity_violation(seq, *, B: int, iterations: int) -> int | None:
-    """Start of the first window whose edge union is disconnected, or None (see
-    :func:`find_disconnection`)."""
-    d = find_disconnection(seq, B=B, iterations=iterations, strong=False)
-    return None if d is None else d.start
-
-
-def check_b_connected(seq, *, B: int, iterations: int) -> None:
-    """Raise :class:`TopologyError` naming the first window whose union is disconnected."""
-    check_b_connectivity(seq, B=B, iterations=iterations, strong=False)
-
-
-def b_strong_connectivity_violation(seq, *, B: int, iterations: int) -> int | None:
-    """Start of the first window whose arc union is not strongly connected, or None."""
-    d = find_disconnection(seq, B=B, iterations=iterations, strong=True)
-    return None if d is None else d.start
-
-
-def check_b_strongly_connected(seq, *, B: int, iterations: int) -> None:
-    """Raise :class:`TopologyError` naming the first window that is not strongly connected."""
-    check_b_connectivity(seq, B=B, iterations=iterations, strong=True)

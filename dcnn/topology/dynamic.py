@@ -1,12 +1,15 @@
-"""Time-varying graph sequences: pure functions of ``(seed, t)``.
+"""Time-varying graph sequences, undirected or directed: pure functions of ``(seed, t)``.
 
-A sequence has ``n``, ``static`` (the same graph at every ``t``), ``regular`` (every graph of
-the sequence is regular), ``edges(t)`` (the sorted ``(m, 2)`` edge array of the graph active at
-iteration ``t >= 0``) and ``graph(t)`` (the same as a :class:`networkx.Graph` with all nodes
-``0..n-1``, isolated ones included). Randomness at ``t`` comes from
-``np.random.default_rng([seed, stream, t])``, so every process sees the same graphs.
-Deterministic sequences also have ``graph_key(t)`` (equal keys: equal graphs), which lets the
-B-connectivity check (:mod:`~dcnn.topology.connectivity`, re-exported here) skip repeats.
+A sequence has ``n``, ``directed``, ``static`` (the same graph at every ``t``), ``regular``
+(every graph of the sequence is regular), ``edges(t)`` (the sorted ``(m, 2)`` link array of
+the graph active at iteration ``t >= 0``: edges ``i < j``, or, if ``directed``, arcs ``(j, i)``
+for ``j -> i``) and ``graph(t)`` (the same as a :class:`networkx.Graph` or
+:class:`networkx.DiGraph` with all nodes ``0..n-1``, isolated ones included). Each class works
+on both kinds of graph: a sequence is directed when its base graph is a
+:class:`networkx.DiGraph` (``OnePeerExponential`` takes the flag itself). Randomness at ``t``
+comes from ``np.random.default_rng([seed, stream, t])``, so every process sees the same
+graphs. Deterministic sequences also have ``graph_key(t)`` (equal keys: equal graphs), which
+lets the B-connectivity check (:mod:`~dcnn.topology.connectivity`) skip repeats.
 """
 from __future__ import annotations
 
@@ -18,13 +21,11 @@ import networkx as nx
 import numpy as np
 
 from ..errors import TopologyError
-from .connectivity import b_connectivity_violation, check_b_connected
-from .graphs import (check_int, check_name, check_params, check_prob, edge_array, from_edges,
-                     gnp_edges)
+from ._checks import check_int, check_name, check_params, check_prob
+from .graphs import from_links, gnp_edges, link_array, shift_links
 
-__all__ = ["DYNAMICS", "DYNAMIC_PARAMS", "GraphSequence", "Static", "LinkFailures",
-           "Switching", "RandomGraphs", "OnePeerExponential", "make_sequence",
-           "b_connectivity_violation", "check_b_connected"]
+__all__ = ["DYNAMICS", "DIRECTED_DYNAMICS", "DYNAMIC_PARAMS", "GraphSequence", "Static",
+           "LinkFailures", "Switching", "RandomGraphs", "OnePeerExponential", "make_sequence"]
 
 #: Parameters each dynamic accepts (all optional).
 DYNAMIC_PARAMS: dict[str, tuple[str, ...]] = {
@@ -32,14 +33,18 @@ DYNAMIC_PARAMS: dict[str, tuple[str, ...]] = {
     "random": ("p",), "one_peer_exponential": (),
 }
 DYNAMICS: tuple[str, ...] = tuple(DYNAMIC_PARAMS)
+#: The dynamics offered on directed graphs (an arc fails on its own in ``link_failure``).
+DIRECTED_DYNAMICS: tuple[str, ...] = ("static", "link_failure", "one_peer_exponential")
 
-_LINK_FAILURE, _SWITCHING, _RANDOM = 11, 12, 13  # separate seed streams
+# separate seed streams; arcs fail on a stream apart from edges
+_LINK_FAILURE, _SWITCHING, _RANDOM, _ARC_FAILURE = 11, 12, 13, 22
 
 
 class GraphSequence:
     """Base of the sequences: ``graph(t)`` built from ``edges(t)``."""
 
     n: int
+    directed: bool = False
     static: bool = False
     regular: bool = False
 
@@ -47,27 +52,29 @@ class GraphSequence:
         raise NotImplementedError
 
     def graph(self, t: int) -> nx.Graph:
-        """The graph active at iteration ``t`` (nodes ``0..n-1``, isolated ones included)."""
-        return from_edges(self.n, self.edges(t))
+        """The graph (a :class:`networkx.DiGraph` if directed) active at iteration ``t``,
+        nodes ``0..n-1``, isolated ones included."""
+        return from_links(self.n, self.edges(t), directed=self.directed)
 
 
-def _base_edges(obj, base: nx.Graph) -> None:
-    e = edge_array(base)
+def _set_base(obj, base: nx.Graph) -> None:
     object.__setattr__(obj, "n", base.number_of_nodes())
-    object.__setattr__(obj, "_edges", e)
+    object.__setattr__(obj, "directed", base.is_directed())
+    object.__setattr__(obj, "_edges", link_array(base))
 
 
 @dataclass(frozen=True)
 class Static(GraphSequence):
-    """The graph ``base`` at every iteration."""
+    """The graph or digraph ``base`` at every iteration."""
 
     base: nx.Graph
     n: int = field(init=False)
+    directed: bool = field(init=False)
     _edges: np.ndarray = field(init=False, repr=False, compare=False)
     static = True
 
     def __post_init__(self):
-        _base_edges(self, self.base)
+        _set_base(self, self.base)
         deg = np.bincount(self._edges.ravel(), minlength=self.n)
         object.__setattr__(self, "regular", bool(deg.min() == deg.max()))
 
@@ -81,12 +88,14 @@ class Static(GraphSequence):
 
 @dataclass(frozen=True)
 class LinkFailures(GraphSequence):
-    """Each edge of ``base`` is independently absent at ``t`` with probability ``p_fail``."""
+    """Each edge (each arc, if ``base`` is directed: the two arcs between a pair fail apart)
+    of ``base`` is independently absent at ``t`` with probability ``p_fail``."""
 
     base: nx.Graph
     p_fail: float = 0.3
     seed: int = 0
     n: int = field(init=False)
+    directed: bool = field(init=False)
     _edges: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -94,16 +103,17 @@ class LinkFailures(GraphSequence):
             raise TopologyError(f"p_fail = {self.p_fail!r} is outside [0, 1); choose p_fail "
                                 f"in [0, 1), e.g. 0.3")
         check_int("seed", self.seed, minimum=0)
-        _base_edges(self, self.base)
+        _set_base(self, self.base)
 
     def edges(self, t: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, _LINK_FAILURE, check_int("t", t, minimum=0)])
+        stream = _ARC_FAILURE if self.directed else _LINK_FAILURE
+        rng = np.random.default_rng([self.seed, stream, check_int("t", t, minimum=0)])
         return self._edges[rng.random(len(self._edges)) >= self.p_fail]
 
 
 @dataclass(frozen=True)
 class Switching(GraphSequence):
-    """The edges of ``base``, split at random (fixed by ``seed``) into ``parts`` groups of
+    """The links of ``base``, split at random (fixed by ``seed``) into ``parts`` groups of
     near-equal size; group ``(t // period) % parts`` is active at ``t``."""
 
     base: nx.Graph
@@ -111,6 +121,7 @@ class Switching(GraphSequence):
     period: int = 1
     seed: int = 0
     n: int = field(init=False)
+    directed: bool = field(init=False)
     _edges: np.ndarray = field(init=False, repr=False, compare=False)
     _groups: tuple = field(init=False, repr=False, compare=False)
 
@@ -118,7 +129,7 @@ class Switching(GraphSequence):
         check_int("parts", self.parts, minimum=1)
         check_int("period", self.period, minimum=1)
         check_int("seed", self.seed, minimum=0)
-        _base_edges(self, self.base)
+        _set_base(self, self.base)
         m = len(self._edges)
         if self.parts > max(m, 1):
             raise TopologyError(f"parts = {self.parts} exceeds the {m} edges of the base "
@@ -136,7 +147,8 @@ class Switching(GraphSequence):
 
 @dataclass(frozen=True)
 class RandomGraphs(GraphSequence):
-    """A fresh Erdos-Renyi ``G(n, p)`` at every ``t`` (not necessarily connected)."""
+    """A fresh Erdos-Renyi ``G(n, p)`` at every ``t`` (undirected, not necessarily
+    connected)."""
 
     n: int
     p: float
@@ -154,21 +166,23 @@ class RandomGraphs(GraphSequence):
 
 @dataclass(frozen=True)
 class OnePeerExponential(GraphSequence):
-    """Edges ``{i, (i + 2^k) mod n}`` at ``t``, ``k = t mod ceil(log2 n)`` (undirected).
+    """At ``t``, with ``k = t mod ceil(log2 n)``: the edges ``{i, (i + 2^k) mod n}``, or, if
+    ``directed``, the arcs ``i -> (i + 2^k) mod n``.
 
-    Every graph is 2-regular, or a perfect matching when ``2^k == n / 2``.
+    Undirected, every graph is 2-regular, or a perfect matching when ``2^k == n / 2``;
+    directed, each agent sends to one peer and receives from one (a union of directed cycles).
     """
 
     n: int
+    directed: bool = False
     _graphs: tuple = field(init=False, repr=False, compare=False)
     regular = True
 
     def __post_init__(self):
         check_int("n", self.n, minimum=2)
-        i = np.arange(self.n, dtype=np.int64)
-        graphs = tuple(np.unique(np.sort(np.stack([i, (i + 2**k) % self.n], axis=1), axis=1),
-                                 axis=0) for k in range(math.ceil(math.log2(self.n))))
-        object.__setattr__(self, "_graphs", graphs)
+        object.__setattr__(self, "_graphs", tuple(
+            shift_links(self.n, [2**k], directed=self.directed)
+            for k in range(math.ceil(math.log2(self.n)))))
 
     def edges(self, t: int) -> np.ndarray:
         return self._graphs[self.graph_key(t)]
@@ -179,13 +193,21 @@ class OnePeerExponential(GraphSequence):
 
 def make_sequence(dynamic: str, base: nx.Graph, *, seed: int = 0,
                   **params: Any) -> GraphSequence:
-    """The sequence ``dynamic`` (see :data:`DYNAMICS`) over the static graph ``base``.
+    """The sequence ``dynamic`` over the static graph or digraph ``base`` (see
+    :data:`DYNAMICS`; :data:`DIRECTED_DYNAMICS` for a :class:`networkx.DiGraph`).
 
     Parameters: ``link_failure``: ``p_fail`` (default 0.3); ``switching``: ``parts`` (default
     3) and ``period`` (default 1); ``random``: ``p`` (default ``min(1, 2 ln n / n)``). For
-    ``random`` and ``one_peer_exponential`` only the node count of ``base`` is used.
+    ``random`` and ``one_peer_exponential`` only the node count of ``base`` is used (and,
+    for ``one_peer_exponential``, whether it is directed).
+
+    >>> from dcnn.topology import make_graph
+    >>> make_sequence("one_peer_exponential", make_graph("directed_ring", 4)).edges(1).tolist()
+    [[0, 2], [1, 3], [2, 0], [3, 1]]
     """
-    dynamic = check_name("dynamic", dynamic, DYNAMICS)
+    directed = base.is_directed()
+    dynamic = check_name("directed dynamic" if directed else "dynamic", dynamic,
+                         DIRECTED_DYNAMICS if directed else DYNAMICS)
     check_params(f"dynamic '{dynamic}'", params, DYNAMIC_PARAMS[dynamic])
     seed = check_int("seed", seed, minimum=0)
     given = {k: v for k, v in params.items() if v is not None}
@@ -200,4 +222,4 @@ def make_sequence(dynamic: str, base: nx.Graph, *, seed: int = 0,
     if dynamic == "random":
         p = given.get("p", min(1.0, 2 * math.log(max(n, 2)) / max(n, 2)))
         return RandomGraphs(n, p, seed=seed)
-    return OnePeerExponential(n)
+    return OnePeerExponential(n, directed=directed)

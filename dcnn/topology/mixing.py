@@ -16,11 +16,11 @@ import networkx as nx
 import numpy as np
 
 from ..errors import TopologyError
-from .directed import arc_array
-from .graphs import check_name, edge_array
+from ._checks import check_name
+from .graphs import link_array
 
 __all__ = ["WEIGHT_RULES", "DIRECTED_WEIGHT_RULES", "check_rule", "mixing_matrix",
-           "weights_from_edges", "weights_from_arcs", "metropolis_hastings", "max_degree",
+           "weight_matrix", "metropolis_hastings", "max_degree",
            "uniform", "column_stochastic", "row_stochastic", "is_row_stochastic",
            "is_column_stochastic", "is_doubly_stochastic", "check_doubly_stochastic",
            "check_column_stochastic", "WEIGHT_KINDS", "check_weights", "spectral_gap"]
@@ -43,17 +43,30 @@ def check_rule(rule, *, directed: bool) -> str:
     return rule
 
 
-def weights_from_edges(n: int, edges: np.ndarray, rule: str = "metropolis_hastings"
-                       ) -> np.ndarray:
-    """``W`` of the graph on ``0..n-1`` with the ``(m, 2)`` edge array ``edges`` (no loops).
+def weight_matrix(n: int, edges: np.ndarray, rule: str) -> np.ndarray:
+    """``W`` of the graph on ``0..n-1`` with the ``(m, 2)`` link array ``edges`` (no loops, no
+    duplicates; see :func:`~dcnn.topology.graphs.link_array`) under ``rule``.
 
+    The rules of :data:`WEIGHT_RULES` read ``edges`` as undirected edges:
     ``metropolis_hastings``: ``W_ij = 1 / (1 + max(deg_i, deg_j))`` on edges;
     ``max_degree``: ``W_ij = 1 / (1 + max_k deg_k)`` on edges; in both the diagonal fills the
     row to 1. ``uniform``: ``W_ij = 1 / (deg_i + 1)`` on the closed neighbourhood of ``i``,
     only for regular graphs (where it is doubly stochastic).
+
+    The rules of :data:`DIRECTED_WEIGHT_RULES` read a row ``(j, i)`` as the arc ``j -> i``
+    (``i`` receives from ``j``). ``column_stochastic``: ``W_ij = 1 / (outdeg_j + 1)`` for
+    ``i == j`` and every arc ``j -> i``: each sender splits its mass uniformly among its
+    out-neighbours and itself. ``row_stochastic``: ``W_ij = 1 / (indeg_i + 1)`` for ``i == j``
+    and every arc ``j -> i``: each receiver averages its in-neighbours and itself.
     """
-    rule = check_name("weight rule", rule, WEIGHT_RULES)
+    rule = check_name("weight rule", rule, WEIGHT_RULES + DIRECTED_WEIGHT_RULES)
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    if rule in DIRECTED_WEIGHT_RULES:
+        return _directed_weights(n, edges, rule)
+    return _undirected_weights(n, edges, rule)
+
+
+def _undirected_weights(n: int, edges: np.ndarray, rule: str) -> np.ndarray:
     i, j = edges[:, 0], edges[:, 1]
     deg = np.bincount(edges.ravel(), minlength=n)
     W = np.zeros((n, n))
@@ -75,19 +88,7 @@ def weights_from_edges(n: int, edges: np.ndarray, rule: str = "metropolis_hastin
     return W
 
 
-def weights_from_arcs(n: int, arcs: np.ndarray, rule: str = "column_stochastic"
-                      ) -> np.ndarray:
-    """``W`` of the digraph on ``0..n-1`` with the ``(m, 2)`` arc array ``arcs``.
-
-    A row ``(j, i)`` of ``arcs`` is the arc ``j -> i`` (``i`` receives from ``j``); no loops,
-    no duplicates (see :func:`~dcnn.topology.directed.arc_array`).
-    ``column_stochastic``: ``W_ij = 1 / (outdeg_j + 1)`` for ``i == j`` and every arc
-    ``j -> i``: each sender splits its mass uniformly among its out-neighbours and itself.
-    ``row_stochastic``: ``W_ij = 1 / (indeg_i + 1)`` for ``i == j`` and every arc ``j -> i``:
-    each receiver averages its in-neighbours and itself.
-    """
-    rule = check_rule(rule, directed=True)
-    arcs = np.asarray(arcs, dtype=np.int64).reshape(-1, 2)
+def _directed_weights(n: int, arcs: np.ndarray, rule: str) -> np.ndarray:
     j, i = arcs[:, 0], arcs[:, 1]
     W = np.zeros((n, n))
     if rule == "column_stochastic":
@@ -118,9 +119,7 @@ def mixing_matrix(G: nx.Graph, rule: str = "metropolis_hastings") -> np.ndarray:
            [0.33333333, 0.        , 0.5       ]])
     """
     rule = check_rule(rule, directed=G.is_directed())
-    if G.is_directed():
-        return weights_from_arcs(G.number_of_nodes(), arc_array(G), rule)
-    return weights_from_edges(G.number_of_nodes(), edge_array(G), rule)
+    return weight_matrix(G.number_of_nodes(), link_array(G), rule)
 
 
 def metropolis_hastings(G: nx.Graph) -> np.ndarray:

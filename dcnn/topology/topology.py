@@ -14,14 +14,12 @@ import networkx as nx
 import numpy as np
 
 from ..errors import TopologyError
+from ._checks import check_int, check_name
 from .churn import CUTOFF_KEYS, check_cutoff, cut_off
 from .connectivity import check_b_connectivity, links_at
-from .directed import (DIRECTED_DYNAMIC_PARAMS, DIRECTED_DYNAMICS, DIRECTED_GRAPH_PARAMS,
-                       DIRECTED_GRAPHS, from_arcs, make_digraph, make_directed_sequence)
-from .dynamic import DYNAMIC_PARAMS, DYNAMICS, make_sequence
-from .graphs import GRAPH_PARAMS, GRAPHS, check_int, check_name, make_graph
-from .mixing import (check_rule, check_weights, spectral_gap, weights_from_arcs,
-                     weights_from_edges)
+from .dynamic import DIRECTED_DYNAMICS, DYNAMIC_PARAMS, DYNAMICS, make_sequence
+from .graphs import DIRECTED_GRAPHS, GRAPH_PARAMS, GRAPHS, from_links, make_graph
+from .mixing import check_rule, check_weights, spectral_gap, weight_matrix
 
 __all__ = ["Topology", "make_topology", "WeightTopology", "as_topology"]
 
@@ -74,10 +72,7 @@ class Topology:
         return self.sequence.graph(t)
 
     def _compute(self, t: int) -> np.ndarray:
-        links = links_at(self.sequence, t)
-        if self.directed:
-            return weights_from_arcs(self.n, links, self.rule)
-        return weights_from_edges(self.n, links, self.rule)
+        return weight_matrix(self.n, links_at(self.sequence, t), self.rule)
 
     def weights(self, t: int) -> np.ndarray:
         """``W(t)``, float64 of shape ``(n, n)``: doubly stochastic and symmetric for an
@@ -111,7 +106,9 @@ def make_topology(*, graph: str, n: int, dynamic: str = "static", weights: str |
     Undirected graphs (:data:`GRAPHS`) take the dynamics :data:`DYNAMICS` and the rules
     :data:`WEIGHT_RULES` (default ``metropolis_hastings``); directed ones
     (:data:`DIRECTED_GRAPHS`) the dynamics :data:`DIRECTED_DYNAMICS` and the rules
-    :data:`DIRECTED_WEIGHT_RULES` (default ``column_stochastic``).
+    :data:`DIRECTED_WEIGHT_RULES` (default ``column_stochastic``). The graph comes from
+    :func:`~dcnn.topology.graphs.make_graph` and the sequence from
+    :func:`~dcnn.topology.dynamic.make_sequence`.
 
     ``params`` (``None`` values are skipped) go to the graph generator (``p``, ``radius``,
     ``k``, ``p_rewire``, ``rows``) and the sequence (``p_fail``, ``parts``, ``period``; ``p``
@@ -130,18 +127,16 @@ def make_topology(*, graph: str, n: int, dynamic: str = "static", weights: str |
     """
     graph = check_name("graph", graph, GRAPHS + DIRECTED_GRAPHS)
     directed = graph in DIRECTED_GRAPHS
-    graph_params, dyn_params = ((DIRECTED_GRAPH_PARAMS, DIRECTED_DYNAMIC_PARAMS) if directed
-                                else (GRAPH_PARAMS, DYNAMIC_PARAMS))
     if directed and dynamic in DYNAMICS and dynamic not in DIRECTED_DYNAMICS:
         raise TopologyError(f"dynamic {dynamic!r} is not available for the directed graph "
                             f"{graph!r}; choose one of: {', '.join(DIRECTED_DYNAMICS)}")
-    dynamic = check_name("dynamic", dynamic, tuple(dyn_params))
+    dynamic = check_name("dynamic", dynamic, DIRECTED_DYNAMICS if directed else DYNAMICS)
     weights = check_rule(_default_rule(directed) if weights is None else weights,
                          directed=directed)
     params = {k: v for k, v in params.items() if v is not None}
     window = {k: params.pop(k) for k in CUTOFF_KEYS if k in params}
-    seq_keys = dyn_params[dynamic]
-    graph_keys = () if dynamic in _NO_BASE else graph_params[graph]
+    seq_keys = DYNAMIC_PARAMS[dynamic]
+    graph_keys = () if dynamic in _NO_BASE else GRAPH_PARAMS[graph]
     for key in params:
         if key not in seq_keys and key not in graph_keys:
             valid = ", ".join(seq_keys + graph_keys) or "none"
@@ -154,10 +149,9 @@ def make_topology(*, graph: str, n: int, dynamic: str = "static", weights: str |
         n = check_int("the number of agents", n, minimum=2)
         base = nx.empty_graph(n, create_using=nx.DiGraph if directed else nx.Graph)
     else:
-        base = (make_digraph if directed else make_graph)(graph, n, seed=seed, **graph_kw)
+        base = make_graph(graph, n, seed=seed, **graph_kw)
     window = check_cutoff(n=base.number_of_nodes(), **window)
-    seq = (make_directed_sequence if directed else make_sequence)(dynamic, base, seed=seed,
-                                                                  **seq_kw)
+    seq = make_sequence(dynamic, base, seed=seed, **seq_kw)
     if window is not None:
         agent, start, length = window
         seq = cut_off(seq, agent=agent, start=start, length=length)
@@ -200,7 +194,7 @@ class WeightTopology:
             self._last = (t, self._checked(self._fn(t), t, self.n))
         return self._last[1].copy()
 
-    def links(self, t: int) -> np.ndarray:
+    def edges(self, t: int) -> np.ndarray:
         """The arcs ``(j, i)`` with ``W[i, j] != 0``, ``i != j`` (edges ``i < j`` where either
         direction is nonzero, if undirected)."""
         A = self.weights(0 if self.static else t) != 0
@@ -211,18 +205,12 @@ class WeightTopology:
         i, j = np.nonzero(A)
         return np.stack([j, i], axis=1)
 
-    arcs = edges = links
-
     def graph_key(self, t: int):
         return 0 if self.static else None
 
     def graph(self, t: int) -> nx.Graph:
         """The graph (a :class:`networkx.DiGraph` if directed) of the nonzeros of ``W(t)``."""
-        if self.directed:
-            return from_arcs(self.n, self.links(t))
-        G = nx.empty_graph(self.n)
-        G.add_edges_from(map(tuple, self.links(t).tolist()))
-        return G
+        return from_links(self.n, self.edges(t), directed=self.directed)
 
     def check(self, iterations: int, B: int) -> None:
         """As :meth:`Topology.check`, on the nonzero patterns of the ``W(t)``."""

@@ -15,11 +15,14 @@ from dcnn.config import load_config
 from dcnn.data import load_dataset
 from dcnn.errors import TopologyError
 from dcnn.runner import run_experiment
-from dcnn.topology import (DIRECTED_DYNAMICS, DYNAMICS, CutOff, DirectedStatic, Disconnection,
-                           Static, Switching, Topology, WeightTopology, as_topology,
-                           check_column_stochastic, check_doubly_stochastic, check_weights,
+from dcnn.topology import (DIRECTED_DYNAMICS, DYNAMICS, Topology, as_topology, check_weights,
                            cut_off, find_disconnection, is_column_stochastic,
                            is_doubly_stochastic, make_graph, make_topology)
+from dcnn.topology.churn import CutOff
+from dcnn.topology.connectivity import Disconnection
+from dcnn.topology.dynamic import Static, Switching
+from dcnn.topology.mixing import check_column_stochastic, check_doubly_stochastic
+from dcnn.topology.topology import WeightTopology
 
 from conftest import ROOT, error_of
 from oracles import ridge_optimum
@@ -224,18 +227,18 @@ def test_disconnection_names_the_agents():
     error_of(lambda: Topology(many).check(iterations=1, B=1),
              "agents 3, 4, 5, 6, 7, 8, ... (9 agents)", kind=TopologyError)
     # the ring 0 -> 1 -> 2 -> 3 -> 0 without agent 1: 0 reaches nobody, 1 reaches nobody
-    ring = Topology(cut_off(DirectedStatic(nx.DiGraph([(0, 1), (1, 2), (2, 3), (3, 0)])),
+    ring = Topology(cut_off(Static(nx.DiGraph([(0, 1), (1, 2), (2, 3), (3, 0)])),
                             agent=1, start=0, length=3))
     error_of(lambda: ring.check(iterations=3, B=3),
              "leaves agent 1 with no directed path to agent 0, and agents 1, 2, 3 with no "
              "directed path from agent 0", kind=TopologyError)
     # a digraph: 0 -> 1 -> 2 -> 0 and 2 -> 3: agent 3 is reached but reaches nobody
-    dg = Topology(DirectedStatic(nx.DiGraph([(0, 1), (1, 2), (2, 0), (2, 3)])))
+    dg = Topology(Static(nx.DiGraph([(0, 1), (1, 2), (2, 0), (2, 3)])))
     error_of(lambda: dg.check(iterations=5, B=5),
              "its static digraph leaves agent 3 with no directed path to the others",
              kind=TopologyError)
     # and 3 -> 0 only: agent 3 reaches the others, nobody reaches it
-    up = Topology(DirectedStatic(nx.DiGraph([(0, 1), (1, 2), (2, 0), (3, 0)])))
+    up = Topology(Static(nx.DiGraph([(0, 1), (1, 2), (2, 0), (3, 0)])))
     error_of(lambda: up.check(iterations=5, B=5),
              "leaves agent 3 with no directed path from the others", kind=TopologyError)
 
@@ -260,7 +263,7 @@ def test_skipping_repeated_windows_changes_no_answer(seed):
                       length=int(rng.integers(1, 25)))
         for B in (1, 3, 7, 12):
             assert find_disconnection(cut, B=B, iterations=90) == \
-                find_disconnection(_Unkeyed(cut), B=B, iterations=90, strong=False)
+                find_disconnection(_Unkeyed(cut), B=B, iterations=90)
 
 
 # ---------------------------------------------------------------- user-given weights

@@ -1,17 +1,19 @@
 """Digraphs, directed sequences, column/row-stochastic weights, B-strong connectivity, and
-directed topologies built by make_topology."""
+directed topologies built by make_topology: the same functions and classes as the undirected
+ones, given a networkx.DiGraph (or ``directed=True``)."""
 import networkx as nx
 import numpy as np
 import pytest
 
 from dcnn.errors import TopologyError
-from dcnn.topology import (DIRECTED_DYNAMICS, DIRECTED_GRAPHS, DYNAMICS, GRAPHS, ArcFailures,
-                           DirectedOnePeerExponential, DirectedStatic, Topology, arc_array,
-                           b_strong_connectivity_violation, check_b_strongly_connected,
-                           check_column_stochastic, column_stochastic, is_column_stochastic,
-                           is_row_stochastic, is_strongly_connected, make_digraph,
-                           make_directed_sequence, make_topology, mixing_matrix,
-                           row_stochastic)
+from dcnn.topology import (DIRECTED_DYNAMICS, DIRECTED_GRAPHS, DYNAMICS, GRAPHS, Topology,
+                           check_b_connectivity, find_disconnection, is_column_stochastic,
+                           is_row_stochastic, make_graph, make_sequence, make_topology,
+                           mixing_matrix)
+from dcnn.topology.connectivity import is_connected
+from dcnn.topology.dynamic import LinkFailures, OnePeerExponential, Static
+from dcnn.topology.graphs import link_array
+from dcnn.topology.mixing import check_column_stochastic, column_stochastic, row_stochastic
 
 
 def _arcs(G):
@@ -22,35 +24,45 @@ def _history(seq, T=40):
     return [_arcs(seq.graph(t)) for t in range(T)]
 
 
+def _first_bad(seq, *, B, iterations):
+    """Start of the first window that is not strongly connected, or None."""
+    d = find_disconnection(seq, B=B, iterations=iterations)
+    return None if d is None else d.start
+
+
+def _strongly_connected(n, arcs):
+    return is_connected(n, arcs, directed=True)
+
+
 # ---------------------------------------------------------------- generators
 @pytest.mark.parametrize("n", [2, 3, 5, 8, 16])
 @pytest.mark.parametrize("name", DIRECTED_GRAPHS)
 def test_generators_are_strongly_connected_digraphs(name, n):
-    G = make_digraph(name, n, seed=4)
+    G = make_graph(name, n, seed=4)
     assert G.is_directed() and sorted(G.nodes) == list(range(n))
     assert nx.number_of_selfloops(G) == 0
-    assert nx.is_strongly_connected(G) and is_strongly_connected(n, arc_array(G))
+    assert nx.is_strongly_connected(G) and _strongly_connected(n, link_array(G))
 
 
 def test_directed_ring_and_exponential_arcs():
-    assert _arcs(make_digraph("directed_ring", 4)) == {(0, 1), (1, 2), (2, 3), (3, 0)}
-    expo = make_digraph("directed_exponential", 8)
+    assert _arcs(make_graph("directed_ring", 4)) == {(0, 1), (1, 2), (2, 3), (3, 0)}
+    expo = make_graph("directed_exponential", 8)
     assert _arcs(expo) == {(i, (i + s) % 8) for i in range(8) for s in (1, 2, 4)}
     assert not expo.has_edge(1, 0)  # one way only
 
 
 def test_random_digraph_is_seeded_and_asymmetric():
-    a = make_digraph("random_digraph", 20, seed=7)
-    assert _arcs(a) == _arcs(make_digraph("random_digraph", 20, seed=7))
-    assert _arcs(a) != _arcs(make_digraph("random_digraph", 20, seed=8))
+    a = make_graph("random_digraph", 20, seed=7)
+    assert _arcs(a) == _arcs(make_graph("random_digraph", 20, seed=7))
+    assert _arcs(a) != _arcs(make_graph("random_digraph", 20, seed=8))
     assert any(not a.has_edge(i, j) for j, i in a.edges)  # some arcs have no reverse
-    full = make_digraph("random_digraph", 6, p=1.0)
+    full = make_graph("random_digraph", 6, p=1.0)
     assert full.number_of_edges() == 30
 
 
 def test_random_digraph_arc_rate():
     n, p = 60, 0.2
-    counts = [make_digraph("random_digraph", n, seed=s, p=p).number_of_edges()
+    counts = [make_graph("random_digraph", n, seed=s, p=p).number_of_edges()
               for s in range(20)]
     assert abs(np.mean(counts) / (n * (n - 1)) - p) < 0.01
 
@@ -58,87 +70,99 @@ def test_random_digraph_arc_rate():
 def test_hopeless_random_digraph_is_refused():
     with pytest.raises(TopologyError, match=r"not strongly connected in 1000 draws; choose a "
                                             r"larger p") as info:
-        make_digraph("random_digraph", 10, p=1e-3)
+        make_graph("random_digraph", 10, p=1e-3)
     assert "\n" not in str(info.value)
 
 
 def test_strong_connectivity_is_not_weak_connectivity():
     path = np.array([[0, 1], [1, 2], [2, 3]])
-    assert not is_strongly_connected(4, path)
-    assert is_strongly_connected(4, np.vstack([path, [[3, 0]]]))
-    assert not is_strongly_connected(4, np.array([[0, 1], [1, 0], [2, 3], [3, 2]]))
+    assert not _strongly_connected(4, path)
+    assert _strongly_connected(4, np.vstack([path, [[3, 0]]]))
+    assert not _strongly_connected(4, np.array([[0, 1], [1, 0], [2, 3], [3, 2]]))
 
 
 # ---------------------------------------------------------------- sequences
 @pytest.mark.parametrize("dynamic", DIRECTED_DYNAMICS)
 @pytest.mark.parametrize("name", DIRECTED_GRAPHS)
 def test_same_seed_same_sequence(name, dynamic):
-    a = make_directed_sequence(dynamic, make_digraph(name, 10, seed=4), seed=9)
-    b = make_directed_sequence(dynamic, make_digraph(name, 10, seed=4), seed=9)
+    a = make_sequence(dynamic, make_graph(name, 10, seed=4), seed=9)
+    b = make_sequence(dynamic, make_graph(name, 10, seed=4), seed=9)
     assert _history(a) == _history(b)
     G = a.graph(5)
     assert G.is_directed() and sorted(G.nodes) == list(range(10))
 
 
 def test_arc_failures_are_seeded_independent_per_arc_and_at_the_rate():
-    base = make_digraph("random_digraph", 20, seed=0, p=0.5)
-    seq = ArcFailures(base, p_fail=0.3, seed=0)
-    assert _history(seq) != _history(ArcFailures(base, p_fail=0.3, seed=1))
-    kept = [len(seq.arcs(t)) / base.number_of_edges() for t in range(200)]
+    base = make_graph("random_digraph", 20, seed=0, p=0.5)
+    seq = LinkFailures(base, p_fail=0.3, seed=0)
+    assert _history(seq) != _history(LinkFailures(base, p_fail=0.3, seed=1))
+    kept = [len(seq.edges(t)) / base.number_of_edges() for t in range(200)]
     assert abs(np.mean(kept) - 0.7) < 0.01
     assert all(_arcs(seq.graph(t)) <= _arcs(base) for t in range(20))
     both = nx.complete_graph(12).to_directed()  # arcs i -> j and j -> i fail apart
-    h = ArcFailures(both, p_fail=0.5, seed=3).graph(0)
+    h = LinkFailures(both, p_fail=0.5, seed=3).graph(0)
     assert any(h.has_edge(i, j) != h.has_edge(j, i) for i, j in both.edges)
-    assert _history(ArcFailures(base, p_fail=0.0)) == [_arcs(base)] * 40
+    assert _history(LinkFailures(base, p_fail=0.0)) == [_arcs(base)] * 40
 
 
 def test_directed_one_peer_exponential():
-    seq = DirectedOnePeerExponential(8)
+    seq = OnePeerExponential(8, directed=True)
     assert _arcs(seq.graph(0)) == {(i, (i + 1) % 8) for i in range(8)}
     assert _arcs(seq.graph(2)) == {(i, (i + 4) % 8) for i in range(8)}
     assert _arcs(seq.graph(3)) == _arcs(seq.graph(0))
     for t in range(3):
         W = Topology(seq).weights(t)  # one sender, one receiver each: (I + shift) / 2
         assert np.allclose(W.sum(0), 1) and np.allclose(W.sum(1), 1)
-    assert b_strong_connectivity_violation(seq, B=3, iterations=60) is None
-    assert b_strong_connectivity_violation(seq, B=1, iterations=60) == 1
-    assert b_strong_connectivity_violation(DirectedOnePeerExponential(6), B=3,
-                                           iterations=60) is None
+    assert _first_bad(seq, B=3, iterations=60) is None
+    assert _first_bad(seq, B=1, iterations=60) == 1
+    assert _first_bad(OnePeerExponential(6, directed=True), B=3, iterations=60) is None
+
+
+def test_one_class_per_dynamic_for_both_kinds():
+    # the directed flag comes from the base graph; the undirected and directed link failures
+    # draw from separate seed streams
+    ring, diring = make_graph("ring", 6), make_graph("directed_ring", 6)
+    for dynamic in DIRECTED_DYNAMICS:
+        u, d = make_sequence(dynamic, ring, seed=1), make_sequence(dynamic, diring, seed=1)
+        assert type(u) is type(d) and not u.directed and d.directed
+        assert d.graph(0).is_directed() and not u.graph(0).is_directed()
+    assert Static(diring).edges(0).tolist() == [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 0]]
+    with pytest.raises(TopologyError, match="directed dynamic 'switching' is unknown"):
+        make_sequence("switching", diring)
 
 
 class _LosesTheWayBack:
     """Hand-made sequence: a directed ring, except in [lo, hi) where the arc n-1 -> 0 is
     missing (a directed path: weakly but not strongly connected)."""
 
-    static = False
+    static, directed = False, True
 
     def __init__(self, n, lo, hi):
         self.n, self.lo, self.hi = n, lo, hi
 
     def graph(self, t):
-        G = make_digraph("directed_ring", self.n)
+        G = make_graph("directed_ring", self.n)
         if self.lo <= t < self.hi:
             G.remove_edge(self.n - 1, 0)
         return G
 
 
-def test_b_strong_connectivity_violation_names_the_window():
+def test_strong_connectivity_check_names_the_window():
     seq = _LosesTheWayBack(6, 40, 50)
-    assert b_strong_connectivity_violation(seq, B=10, iterations=100) == 40
-    assert b_strong_connectivity_violation(seq, B=11, iterations=100) is None
-    assert b_strong_connectivity_violation(seq, B=10, iterations=40) is None
+    assert _first_bad(seq, B=10, iterations=100) == 40
+    assert _first_bad(seq, B=11, iterations=100) is None
+    assert _first_bad(seq, B=10, iterations=40) is None
     # the ring 0 -> 1 -> ... -> 5 -> 0 without 5 -> 0 over [40, 50): nobody gets back to 0
     with pytest.raises(TopologyError, match=r"not B-strongly connected: the union of the arcs "
                                             r"over iterations 40..49 \(B = 10\) leaves agents "
                                             r"1, 2, 3, 4, 5 with no directed path to agent 0; "
                                             r"raise topology.B") as info:
-        check_b_strongly_connected(seq, B=10, iterations=100)
+        check_b_connectivity(seq, B=10, iterations=100)
     assert "\n" not in str(info.value)
     path = nx.DiGraph([(0, 1), (1, 2)])
-    assert b_strong_connectivity_violation(DirectedStatic(path), B=5, iterations=9) == 0
+    assert _first_bad(Static(path), B=5, iterations=9) == 0
     with pytest.raises(TopologyError, match="static digraph"):
-        check_b_strongly_connected(DirectedStatic(path), B=5, iterations=9)
+        check_b_connectivity(Static(path), B=5, iterations=9)
 
 
 def test_topology_check_uses_strong_connectivity():
@@ -215,7 +239,7 @@ def test_make_topology_routes_directed_parameters():
     assert _arcs(one.graph(1)) == {(i, (i + 2) % 8) for i in range(8)}
     seq = make_topology(graph="directed_exponential", n=8, dynamic="link_failure",
                         p_fail=0.5, seed=4).sequence
-    assert isinstance(seq, ArcFailures) and seq.p_fail == 0.5 and seq.seed == 4
+    assert isinstance(seq, LinkFailures) and seq.directed and seq.p_fail == 0.5 and seq.seed == 4
 
 
 @pytest.mark.parametrize("kwargs,needle", [
@@ -242,11 +266,12 @@ def test_make_topology_directed_errors(kwargs, needle):
 
 
 def test_mixing_matrix_on_digraphs_and_rule_mismatch():
-    G = make_digraph("directed_ring", 4)
+    G = make_graph("directed_ring", 4)
     assert np.array_equal(mixing_matrix(G, "column_stochastic"), column_stochastic(G))
     with pytest.raises(TopologyError, match="use weights 'column_stochastic'"):
         mixing_matrix(G)
-    with pytest.raises(TopologyError, match="pass a networkx.DiGraph"):
-        arc_array(nx.cycle_graph(4))
+    # one link array for both kinds: arcs (j, i) as given, edges sorted i < j
+    assert link_array(nx.DiGraph([(2, 0), (0, 1)])).tolist() == [[0, 1], [2, 0]]
+    assert link_array(nx.Graph([(2, 0), (0, 1)])).tolist() == [[0, 1], [0, 2]]
     with pytest.raises(TopologyError, match="is for directed graphs"):
         mixing_matrix(nx.cycle_graph(4), "column_stochastic")

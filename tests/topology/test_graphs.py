@@ -5,7 +5,8 @@ import pytest
 
 from dcnn.errors import TopologyError
 from dcnn.topology import GRAPHS, make_graph
-from dcnn.topology.graphs import edge_array, gnp_edges, is_connected
+from dcnn.topology.connectivity import is_connected
+from dcnn.topology.graphs import gnp_edges, link_array
 
 RANDOM = ("erdos_renyi", "geometric", "small_world")
 
@@ -22,7 +23,7 @@ def test_every_graph_is_simple_undirected_connected_on_0_to_n(name, n):
     assert sorted(G.nodes) == list(range(n))
     assert nx.number_of_selfloops(G) == 0
     assert nx.is_connected(G)
-    assert is_connected(n, edge_array(G))
+    assert is_connected(n, link_array(G))
 
 
 @pytest.mark.parametrize("name", RANDOM)

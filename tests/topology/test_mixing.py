@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from dcnn.errors import TopologyError
-from dcnn.topology import (GRAPHS, WEIGHT_RULES, check_doubly_stochastic, is_column_stochastic,
-                           is_doubly_stochastic, is_row_stochastic, make_graph, max_degree,
-                           metropolis_hastings, mixing_matrix, spectral_gap, uniform)
+from dcnn.topology import (GRAPHS, WEIGHT_RULES, is_column_stochastic, is_doubly_stochastic,
+                           is_row_stochastic, make_graph, mixing_matrix, spectral_gap)
+from dcnn.topology.mixing import (check_doubly_stochastic, max_degree, metropolis_hastings,
+                                  uniform)
 
 REGULAR = ("ring", "complete", "torus", "exponential")
 
