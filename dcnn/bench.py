@@ -226,11 +226,11 @@ def bench_threads(cases=THREAD_CASES, *, agents: int = 2, threads: int = 2, reps
             def once(name):
                 sur, n = variants[name]
                 torch.set_num_threads(n)
-                sur.check(prob)        # cold start: no warm start from an earlier call
+                memory = sur.init_memory(prob, V)    # cold start: no warm start
                 t0 = time.perf_counter()
                 with torch.no_grad():
-                    W = sur.solve(prob, V, G, Pi, alpha=1.0)
-                return time.perf_counter() - t0, W, sur.last_inner
+                    W, memory = sur.update(prob, V, G, Pi, alpha=1.0, memory=memory)
+                return time.perf_counter() - t0, W, memory.inner
 
             out = {k: once(k) for k in variants}          # warm-up, and the results
             diff = float((out["blk_serial"][1] - out["blk_par"][1]).abs().max())
@@ -312,7 +312,6 @@ def bench_memory(*, hidden=(310, 310), m: int = 200, d: int = 20, agents: int = 
     V = model.w0.expand(agents, -1).clone()
     G, Pi = prob.gradients(V), torch.zeros_like(V)
     surrogate = PL(tau=1.0)
-    surrogate.check(prob)
     if not surrogate.matrix_free(prob):
         raise RuntimeError("the memory benchmark expects the matrix-free path")
     try:

@@ -7,9 +7,10 @@ rank 0:
   algorithm's state. The fields the state class names in ``ROWS`` (iterates, trackers, stored
   gradients, push-sum weights, ...) are per agent: they are gathered over the ranks into
   ``(N, ...)`` arrays indexed by global agent id. The other fields (iteration, step size,
-  optimizer memory, ...) are the same on every rank and saved once. Beside them, what the
-  surrogate remembers between iterations: PL's warm starts per agent and the block-Jacobi
-  surrogate's call count.
+  optimizer memory, ...) are the same on every rank and saved once. What a method or its
+  surrogate remembers between iterations (PL's warm starts, the block-Jacobi call count,
+  a resolved ``tau`` or ``lr``) is part of the state, so nothing else is saved: this module
+  knows state fields only, never an algorithm's or a surrogate's internals.
 - ``manifest.json``: format and version, the iteration, the layout of every field (kind,
   dtype, shape), the part of the resolved config that defines the trajectory and its
   sha256, the resolved step sizes (``tau``, ``lr``), the History so far, the loop's counters
@@ -22,9 +23,9 @@ happens, the previous manifest and the npz it names are untouched, so a crash mi
 removed after the commit.
 
 **Random state.** There is none beyond what is saved: every random draw of the loop is a pure
-function of ``(seed, t, agent)`` (mini-batches, link failures, random graphs) or of the
-block-Jacobi surrogate's call count (its random block choice), and the loop never uses
-torch's or numpy's global generators.
+function of ``(seed, t, agent)`` (mini-batches, link failures, random graphs) or of a state
+field (the block-Jacobi surrogate's call count picks its random blocks), and the loop never
+uses torch's or numpy's global generators.
 
 **Safe.** Nothing is unpickled: the manifest is JSON and the arrays are read with
 ``allow_pickle=False`` (an object array is refused). The npz must match the manifest's
@@ -64,11 +65,12 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["Checkpoint", "Checkpointer", "Snapshot", "snapshot", "load_checkpoint",
-           "read_checkpoint", "trajectory_config", "config_difference", "row_fields",
-           "RESUME_FREE", "FOLDER", "MANIFEST"]
+__all__ = ["Checkpoint", "Checkpointer", "load_checkpoint", "read_checkpoint",
+           "trajectory_config", "config_difference", "row_fields", "RESUME_FREE", "FOLDER",
+           "MANIFEST"]
 
-FORMAT, VERSION = "dcnn-checkpoint", 1
+# version 2: the surrogate's memory is state fields (version 1 kept it in a "surrogate" part)
+FORMAT, VERSION = "dcnn-checkpoint", 2
 FOLDER, MANIFEST = "checkpoint", "manifest.json"
 RESUME_FREE = ("run.iterations", "run.checkpoint_every", "run.progress", "run.threads",
                "run.comm_timeout", "run.reference", "run.backend")
@@ -119,31 +121,6 @@ def row_fields(state) -> tuple[str, ...]:
     return rows
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A state of the loop and what the surrogate remembers beside it (``warm``: warm starts
-    by global agent id, ``None`` for a surrogate without memory; ``calls``: the block-Jacobi
-    surrogate's call count)."""
-
-    state: object
-    warm: dict | None = None
-    calls: int = 0
-
-
-def _surrogate(algorithm):
-    sur = getattr(algorithm, "surrogate", None)
-    return sur if hasattr(sur, "warm_starts") and hasattr(sur, "restore") else None
-
-
-def snapshot(algorithm, state) -> Snapshot:
-    """``state`` with the surrogate's memory as it is now (references, no copies: the
-    surrogates replace their memory tensors rather than change them in place)."""
-    sur = _surrogate(algorithm)
-    if sur is None:
-        return Snapshot(state)
-    return Snapshot(state, dict(sur.warm_starts()), int(getattr(sur, "calls", 0)))
-
-
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().cpu().numpy())
 
@@ -152,15 +129,23 @@ def _spec(kind: str, arr: np.ndarray) -> dict:
     return {"kind": kind, "dtype": arr.dtype.name, "shape": list(arr.shape)}
 
 
-def _encode(snap: Snapshot, *, problem, network) -> tuple[dict, dict, dict | None]:
-    """``(arrays, fields layout, surrogate layout)``; collective (gathers the rows)."""
-    state = snap.state
+def _rows(value: torch.Tensor, network) -> np.ndarray:
+    """All agents' rows of ``value`` (collective; empty rows need no exchange)."""
+    if value.numel() == 0:
+        return np.zeros((network.n_agents, *value.shape[1:]),
+                        dtype=torch.empty(0, dtype=value.dtype).numpy().dtype)
+    return _numpy(network.allgather_rows(value))
+
+
+def _encode(state, *, network) -> tuple[dict, dict]:
+    """``(arrays, fields layout)`` of every field of ``state``; collective (gathers the
+    rows)."""
     rows = set(row_fields(state))
     arrays, layout = {}, {}
     for f in dataclasses.fields(state):
         name, value = f.name, getattr(state, f.name)
         if name in rows:
-            arrays[name] = _numpy(network.allgather_rows(value))
+            arrays[name] = _rows(value, network)
             layout[name] = _spec("rows", arrays[name])
         elif isinstance(value, torch.Tensor):
             arrays[name] = _numpy(value)
@@ -180,21 +165,7 @@ def _encode(snap: Snapshot, *, problem, network) -> tuple[dict, dict, dict | Non
             raise CheckpointError(f"state field {type(state).__name__}.{name} holds a "
                                   f"{type(value).__name__}, which a checkpoint cannot save; "
                                   "keep tensors, tuples of tensors and numbers in the state")
-    if snap.warm is None:
-        return arrays, layout, None
-    X = state.X
-    ids = list(problem.agent_ids)
-    W = torch.zeros(len(ids), X.shape[1], dtype=X.dtype)
-    has = torch.zeros(len(ids), dtype=torch.int64)
-    for a, i in enumerate(ids):
-        if i in snap.warm:
-            W[a], has[a] = snap.warm[i], 1
-    calls = torch.full((len(ids),), int(snap.calls), dtype=torch.int64)
-    sur = {}
-    for key, value in (("warm", W), ("has_warm", has), ("calls", calls)):
-        arrays[f"surrogate.{key}"] = _numpy(network.allgather_rows(value))
-        sur[f"surrogate.{key}"] = _spec("rows", arrays[f"surrogate.{key}"])
-    return arrays, layout, sur
+    return arrays, layout
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -257,18 +228,18 @@ class Checkpointer:
         """Whether iteration ``t`` is written: every ``every``-th and the last one."""
         return self.every > 0 and (t % self.every == 0 or t == iterations)
 
-    def save(self, snap: Snapshot, *, problem, network, history, counters: dict,
+    def save(self, state, *, network, history, counters: dict,
              reason: str = "periodic") -> Path:
-        """Write ``snap`` (collective: every rank calls it; rank 0 writes); returns the folder.
-        Every rank raises the same :class:`CheckpointError` if the write fails."""
-        arrays, layout, sur = _encode(snap, problem=problem, network=network)
+        """Write ``state`` (collective: every rank calls it; rank 0 writes); returns the
+        folder. Every rank raises the same :class:`CheckpointError` if the write fails."""
+        arrays, layout = _encode(state, network=network)
         error = None
         if network.rank == 0:
-            t = int(snap.state.t)
+            t = int(state.t)
             body = {"format": FORMAT, "version": VERSION, "iteration": t,
-                    "reason": reason, "state_class": type(snap.state).__name__,
+                    "reason": reason, "state_class": type(state).__name__,
                     "agents": network.n_agents, "ranks": network.size, "fields": layout,
-                    "surrogate": sur, "config": self.config,
+                    "config": self.config,
                     "config_sha256": _digest(self.config), "info": self.info,
                     "history": [dict(r) for r in history.records],
                     "counters": {k: float(v) for k, v in counters.items()},
@@ -322,8 +293,9 @@ class Checkpoint:
         return self.directory / self.manifest["state_file"]
 
     def restore(self, state0, *, algorithm, problem, network):
-        """The saved state for this process's agents, shaped like ``state0`` (what
-        ``algorithm.init`` returned for the same run), and the surrogate's memory."""
+        """The saved state for this process's agents (``problem.agent_ids``), shaped like
+        ``state0`` (what ``algorithm.init`` returned for the same run): its per-agent rows
+        taken by global agent id, its other fields as saved."""
         m, name = self.manifest, type(state0).__name__
         if m["state_class"] != name:
             raise CheckpointError(f"{self._file} holds a {m['state_class']}, but this run's "
@@ -335,9 +307,7 @@ class Checkpoint:
         ids = list(problem.agent_ids)
         values = {f.name: self._value(f.name, getattr(state0, f.name), ids)
                   for f in dataclasses.fields(state0)}
-        state = dataclasses.replace(state0, **values)
-        self._restore_surrogate(algorithm, problem, ids, int(state.t))
-        return state
+        return dataclasses.replace(state0, **values)
 
     def _value(self, name: str, current, ids: list[int]):
         spec = self.manifest["fields"].get(name)
@@ -377,28 +347,6 @@ class Checkpoint:
                                   "own config")
         return cast[kind](self.arrays[name][()])
 
-    def _restore_surrogate(self, algorithm, problem, ids: list[int], t: int) -> None:
-        sur, saved = _surrogate(algorithm), self.manifest.get("surrogate")
-        if sur is None or saved is None:
-            if (sur is None) != (saved is None):
-                raise CheckpointError(f"{self._file} was written with another surrogate "
-                                      "(memory saved for one and not the other); resume with "
-                                      "the run's own config")
-            return
-        from .problems import batch_problems
-        W, has = self.arrays["surrogate.warm"], self.arrays["surrogate.has_warm"]
-        warm = {i: torch.from_numpy(W[i].copy()) for i in ids if has[i]}
-        calls = {int(self.arrays["surrogate.calls"][i]) for i in ids}
-        if len(calls) > 1:
-            raise CheckpointError(
-                f"{self._file}: the block-Jacobi surrogate's call count differs among this "
-                f"rank's agents {ids[0]}..{ids[-1]} (mini-batches of unequal weight were "
-                f"solved in groups that depend on the layout); resume on "
-                f"{self.manifest['ranks']} rank(s), as the run that wrote it")
-        costs = batch_problems(problem, t, batch_size=getattr(algorithm, "batch_size", None),
-                               seed=getattr(algorithm, "seed", 0))
-        sur.restore([view for _, view in costs.parts], warm, calls=calls.pop() if calls else 0)
-
 
 def _parse(directory: Path, manifest_text: str, data: bytes) -> Checkpoint:
     """Verify and decode a checkpoint's two files (pure: every rank gets the same verdict)."""
@@ -437,9 +385,7 @@ def _parse(directory: Path, manifest_text: str, data: bytes) -> Checkpoint:
     if stamp is None or stamp.shape != () or str(stamp) != _digest(body):
         raise _bad(mpath, f"was edited after the checkpoint was written (its content does "
                           f"not match the sha256 stored in {name})")
-    layout = dict(manifest["fields"])
-    layout.update(manifest.get("surrogate") or {})
-    for field, spec in layout.items():
+    for field, spec in manifest["fields"].items():
         if spec.get("kind") == "tuple":
             continue
         arr = arrays.get(field)

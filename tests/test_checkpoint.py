@@ -2,7 +2,7 @@
 
 Oracles: a run interrupted at a checkpoint and resumed ends bitwise equal (float64) to the
 uninterrupted run, for every method of the one loop (including the surrogate's warm starts
-and the random block choice) and after a SIGKILL, in one process and under ``mpiexec -n 2``;
+and the random block choice, which are state fields like any other) and after a SIGKILL, in one process and under ``mpiexec -n 2``;
 resumed on 4 ranks what 2 ranks wrote, it agrees with the 2-rank run to 1e-10 (the tolerance
 between rank counts). A tampered, truncated or foreign checkpoint is refused with one line
 naming the file; nothing in it is unpickled; a crash while writing keeps the last good one.
@@ -49,6 +49,12 @@ def _algo(name, prob):
                                                     blocks="neuron", block_fraction=0.5,
                                                     seed=1), Diminishing(0.5)),
         "sonata-pl": lambda: Sonata(PL(tau=2.0), Diminishing(0.5), batch_size=5),
+        # tau = "auto" and mini-batches of unequal weight (one view per agent) with a random
+        # half of the blocks: the memory's rows are split over the views and joined again
+        "sonata-pl-auto-batches-blocks": lambda: Sonata(
+            make_blocked(PL(tau="auto"), model=prob.model, blocks="neuron",
+                         block_fraction=0.5, seed=2), Diminishing(0.5), batch_size=4, seed=1),
+        "gt-auto-lr": lambda: GradientTracking(Scaled(Constant(0.5), "auto")),
         "dgd": lambda: Dgd(lr),
         "dsgd": lambda: Dgd(lr, name="dsgd", batch_size=4, seed=2),
         "gt": lambda: GradientTracking(lr),
@@ -61,8 +67,9 @@ def _algo(name, prob):
 
 # cross-entropy: PL solves by Newton, warm-started from the last answer (memory to save)
 LOSS = {"next-pl": "cross_entropy", "next-pl-blocks": "cross_entropy",
-        "sonata-pl": "cross_entropy"}
+        "sonata-pl": "cross_entropy", "sonata-pl-auto-batches-blocks": "cross_entropy"}
 GRAPH = {"sonata-pl": ("directed_ring", "link_failure"),
+         "sonata-pl-auto-batches-blocks": ("directed_ring", "link_failure"),
          "push-diging": ("directed_ring", "link_failure"), "extra": ("ring", "static")}
 
 
@@ -96,8 +103,9 @@ def _without_times(records):
 
 
 @pytest.mark.parametrize("name", ["next-pl", "next-fl-batches", "next-pl-blocks", "sonata-pl",
-                                  "dgd", "dsgd", "gt", "extra", "push-diging",
-                                  "centralized-lbfgs", "centralized-adam"])
+                                  "sonata-pl-auto-batches-blocks", "dgd", "dsgd", "gt",
+                                  "gt-auto-lr", "extra", "push-diging", "centralized-lbfgs",
+                                  "centralized-adam"])
 def test_every_loop_method_resumes_bitwise(tmp_path, name):
     """Stopped at iteration 5 (a checkpoint) and resumed to 9: every field of the final state
     and every History record equal the uninterrupted run's, bit for bit."""
@@ -115,13 +123,22 @@ def test_every_loop_method_resumes_bitwise(tmp_path, name):
     assert _without_times(records) == _without_times(ref_hist.records)
 
 
-def test_the_surrogate_memory_is_what_makes_it_exact(tmp_path, monkeypatch):
-    """Control for the test above: without the warm starts the resumed PL run drifts."""
-    from dcnn import checkpoint
+def test_the_surrogate_memory_is_what_makes_it_exact(tmp_path):
+    """Control for the test above: the warm starts are plain state fields of the checkpoint
+    (no surrogate-specific part), and resumed with them cleared the PL run drifts."""
     ref_state, _ = _loop("next-pl", iterations=9)
     _loop("next-pl", iterations=5, out=tmp_path, every=5)
-    monkeypatch.setattr(checkpoint.Checkpoint, "_restore_surrogate", lambda *a, **k: None)
-    state, _ = _loop("next-pl", iterations=9, resume=read_checkpoint(tmp_path))
+    ckpt = read_checkpoint(tmp_path)
+    assert "surrogate" not in ckpt.manifest
+    fields = ckpt.manifest["fields"]
+    assert fields["warm"]["kind"] == fields["has_warm"]["kind"] == "rows"
+    assert fields["calls"]["kind"] == "int" and fields["tau"]["kind"] == "float"
+    assert ckpt.arrays["has_warm"].all() and int(ckpt.arrays["calls"]) == 5
+    assert ckpt.arrays["warm"].shape == ckpt.arrays["X"].shape
+    same, _ = _loop("next-pl", iterations=9, resume=read_checkpoint(tmp_path))
+    assert same.X.equal(ref_state.X)
+    ckpt.arrays["has_warm"] = np.zeros_like(ckpt.arrays["has_warm"])
+    state, _ = _loop("next-pl", iterations=9, resume=ckpt)
     assert not state.X.equal(ref_state.X)
 
 
@@ -151,6 +168,14 @@ def _rewrite_npz(folder: Path, change) -> None:
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["state_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
     (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_an_older_format_version_is_refused(saved):
+    manifest = json.loads((saved / MANIFEST).read_text())
+    manifest["version"] = 1
+    (saved / MANIFEST).write_text(json.dumps(manifest))
+    error_of(lambda: read_checkpoint(saved), "format version 1", "reads version 2",
+             kind=CheckpointError)
 
 
 def test_a_flipped_byte_or_a_truncated_file_is_refused(saved):

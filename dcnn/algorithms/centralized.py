@@ -20,6 +20,9 @@ one all-reduce of ``P`` numbers; see the DDP baseline). Optimizers, with ``s[n] 
   no step decreases ``U`` (converged to rounding) the remaining iterations leave ``w`` as is.
 
 ``adam`` and ``lbfgs`` need a smooth ``r``; ``gd`` handles l1 by its prox step.
+``Scaled(schedule, "auto")`` resolves at ``init`` to :func:`~dcnn.algorithms.steps.auto_lr`
+(``gd``), :data:`~dcnn.algorithms.steps.ADAM_LR` (``adam``) or 1 (``lbfgs``, unused: it takes
+line-search steps), kept in the state as ``lr``.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ from ..comm import Network
 from ..errors import ConfigError
 from ..problems import LocalProblems
 from ..problems.regularizers import soft_threshold
+from .checks import check_name, check_schedule
+from .steps import ADAM_LR, resolve_lr, with_lr
 
 __all__ = ["CentralizedState", "Centralized", "OPTIMIZERS"]
 
@@ -52,6 +57,7 @@ class CentralizedState:
     g: torch.Tensor      # (P,) grad of the smooth part of U at w (without the l1 part)
     memory: tuple        # lbfgs: (S, Y) pairs (k, P); adam: (m, v); gd: ()
     alpha: float         # step length of the last iteration (lbfgs) or s[t]
+    lr: float = 1.0      # the schedule's lr ("auto" resolved at init)
     done: bool = False   # lbfgs: no further decrease possible (converged to rounding)
 
 
@@ -92,9 +98,11 @@ class Centralized:
     directed_ok = True   # nothing is mixed: any topology is ignored
 
     def __post_init__(self):
+        check_schedule(self.schedule)
+        check_name(self.name)
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"algorithm.optimizer {self.optimizer!r} is unknown; choose one "
-                              f"of: {', '.join(OPTIMIZERS)}")
+            raise ConfigError(f"optimizer {self.optimizer!r} is unknown; choose one of: "
+                              f"{', '.join(OPTIMIZERS)}")
 
     def init(self, problem: LocalProblems, network: Network,
              X0: torch.Tensor) -> CentralizedState:
@@ -108,8 +116,10 @@ class Centralized:
         P = w.numel()
         memory = {"lbfgs": (torch.empty(0, P, dtype=w.dtype), torch.empty(0, P, dtype=w.dtype)),
                   "adam": (torch.zeros_like(w), torch.zeros_like(w)), "gd": ()}[self.optimizer]
+        auto = {"adam": lambda: ADAM_LR, "lbfgs": lambda: 1.0}.get(self.optimizer)
+        lr = resolve_lr(self.schedule, problem=problem, network=network, X0=X0, auto=auto)
         return CentralizedState(t=0, X=X0.clone(), f=f, g=g, memory=memory,
-                                alpha=self.schedule.init())
+                                alpha=with_lr(self.schedule, lr).init(), lr=lr)
 
     def step(self, state: CentralizedState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> CentralizedState:
@@ -121,7 +131,8 @@ class Centralized:
         # w = prox_{s r_1 / N}(w - (s / N) (sum_i grad g_i(w) + grad r_2(w)))
         w_new = soft_threshold(w - (s / N) * state.g, s / N * problem.regularizer.l1)
         _, g = _value_and_grad(problem, network, w_new, with_r=True)
-        return replace(state, X=w_new[None], g=g, alpha=self.schedule.update(s, state.t))
+        return replace(state, X=w_new[None], g=g,
+                       alpha=with_lr(self.schedule, state.lr).update(s, state.t))
 
     def _adam(self, state, problem, network):
         s, w, (m, v) = state.alpha, state.X[0], state.memory
@@ -132,7 +143,7 @@ class Centralized:
         w_new = w - s * (m / (1 - _BETA1 ** k)) / ((v / (1 - _BETA2 ** k)).sqrt() + _EPS)
         _, g = _value_and_grad(problem, network, w_new, with_r=True)
         return replace(state, X=w_new[None], g=g, memory=(m, v),
-                       alpha=self.schedule.update(s, state.t))
+                       alpha=with_lr(self.schedule, state.lr).update(s, state.t))
 
     def _lbfgs(self, state, problem, network):
         w, f, g, (S, Y) = state.X[0], state.f, state.g, state.memory

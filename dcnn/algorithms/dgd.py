@@ -37,6 +37,7 @@ class DgdState:
     t: int
     X: torch.Tensor      # (A, P) iterates w_i
     alpha: float         # the step s[t]
+    lr: float            # the schedule's lr ("auto" resolved at init)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class Dgd(GradientMethod):
     directed_ok = False
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> DgdState:
-        return DgdState(t=0, X=X0.clone(), alpha=self.schedule.init())
+        lr, s = self._start(problem, network, X0)
+        return DgdState(t=0, X=X0.clone(), alpha=s, lr=lr)
 
     def step(self, state: DgdState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> DgdState:
@@ -56,5 +58,4 @@ class Dgd(GradientMethod):
                             batch_size=self.batch_size, seed=self.seed)
         # w_i = prox_{s r / N}(sum_j W_ij w_j - s grad g_i(w_i))
         X_new = problem.regularizer.prox(network.mix(state.X, W) - s * G, s / N)
-        return replace(state, t=state.t + 1, X=X_new,
-                       alpha=self.schedule.update(s, state.t))
+        return replace(state, t=state.t + 1, X=X_new, alpha=self._next(state))

@@ -42,6 +42,7 @@ class ExtraState:
     G: torch.Tensor             # (A, P) s[k + 1] grad F(X[k + 1])
     G_prev: torch.Tensor        # (A, P) s[k] grad F(X[k])
     alpha: float                # the step s[t]
+    lr: float                   # the schedule's lr ("auto" resolved at init)
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,10 @@ class Extra(GradientMethod):
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> ExtraState:
         require_smooth(problem, self.name)
-        s = self.schedule.init()
+        lr, s = self._start(problem, network, X0)
         G = s * self._grad(problem, X0, 0, network)
         return ExtraState(t=0, X=X0.clone(), X_prev=X0.clone(), WX_prev=X0.clone(), G=G,
-                          G_prev=G, alpha=s)
+                          G_prev=G, alpha=s, lr=lr)
 
     def step(self, state: ExtraState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> ExtraState:
@@ -68,7 +69,7 @@ class Extra(GradientMethod):
         else:
             # X[k+2] = W X[k+1] + X[k+1] - (X[k] + W X[k]) / 2 - (s grad F(X[k+1]) - s grad F(X[k]))
             X_new = WX + state.X - 0.5 * (state.X_prev + state.WX_prev) - (state.G - state.G_prev)
-        s_new = self.schedule.update(state.alpha, state.t)
+        s_new = self._next(state)
         G_new = s_new * self._grad(problem, X_new, state.t + 1, network)
         return replace(state, t=state.t + 1, X=X_new, X_prev=state.X, WX_prev=WX, G=G_new,
                        G_prev=state.G, alpha=s_new)

@@ -38,6 +38,7 @@ class GtState:
     Y: torch.Tensor      # (A, P) trackers y_i
     G: torch.Tensor      # (A, P) stored gradients grad f_i(w_i)
     alpha: float         # the step s[t]
+    lr: float            # the schedule's lr ("auto" resolved at init)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ class GradientTracking(GradientMethod):
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> GtState:
         require_smooth(problem, self.name)
+        lr, s = self._start(problem, network, X0)
         G = self._grad(problem, X0, 0, network)
-        return GtState(t=0, X=X0.clone(), Y=G.clone(), G=G, alpha=self.schedule.init())
+        return GtState(t=0, X=X0.clone(), Y=G.clone(), G=G, alpha=s, lr=lr)
 
     def step(self, state: GtState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> GtState:
@@ -62,4 +64,4 @@ class GradientTracking(GradientMethod):
         # y_i = sum_j W_ij y_j + grad f_i(w_i new) - grad f_i(w_i old)
         Y_new = mixed[:, 1] + G_new - state.G
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new,
-                       alpha=self.schedule.update(s, state.t))
+                       alpha=self._next(state))

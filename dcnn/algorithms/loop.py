@@ -29,26 +29,32 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..checkpoint import Checkpoint, Checkpointer, Snapshot, row_fields, snapshot
+from ..checkpoint import Checkpoint, Checkpointer, row_fields
 from ..comm import Network
 from ..errors import ConfigError, DivergenceError
 from ..metrics import History, evaluate
 from ..problems import LocalProblems
 from ..topology import as_topology
 
-__all__ = ["check_compatible", "run_loop", "nonfinite"]
+__all__ = ["check_compatible", "check_X0", "run_loop", "nonfinite"]
 
 # what the state fields are, for the divergence message
 QUANTITIES = {"X": "iterate w", "Y": "tracker y", "G": "stored local gradient",
               "phi": "push-sum weight phi", "U": "push-sum numerator u",
               "v": "push-sum weight v", "X_prev": "previous iterate",
               "WX_prev": "mixed previous iterate", "G_prev": "previous local gradient",
-              "g": "pooled gradient", "memory": "optimizer memory"}
+              "g": "pooled gradient", "memory": "optimizer memory",
+              "warm": "surrogate's warm start w~"}
 _FIX = "lower algorithm.alpha0 (or algorithm.lr), or raise algorithm.tau"
 
 
 def _kind(x: torch.Tensor) -> str:
     return "nan" if bool(torch.isnan(x).any()) else "inf"
+
+
+def _checked(x) -> bool:
+    """Whether ``x`` is a tensor that can hold a NaN or inf (floating, not empty)."""
+    return isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() > 0
 
 
 def _all_finite(tensors, zeros: dict) -> bool:
@@ -72,12 +78,14 @@ def nonfinite(state, *, problem: LocalProblems, network: Network,
     rows = row_fields(state)
     A, F = network.n_local, len(rows)
     shared = [(f, getattr(state, f)) for f in state.__dataclass_fields__ if f not in rows]
-    tensors = [getattr(state, name) for name in rows] + [
+    tensors = [x for x in (getattr(state, name) for name in rows) if _checked(x)] + [
         x for _, v in shared for x in (v if isinstance(v, (tuple, list)) else (v,))
-        if isinstance(x, torch.Tensor)]
+        if _checked(x)]
     codes = [math.inf, math.inf]
     if not _all_finite(tensors, {} if zeros is None else zeros):
         for k, name in enumerate(rows):
+            if not _checked(getattr(state, name)):
+                continue
             T = getattr(state, name).reshape(A, -1)
             ok = torch.isfinite(T).all(1)
             if not bool(ok.all()):
@@ -88,7 +96,7 @@ def nonfinite(state, *, problem: LocalProblems, network: Network,
         for k, (name, value) in enumerate(shared):
             items = value if isinstance(value, (tuple, list)) else (value,)
             for item in items:
-                if isinstance(item, torch.Tensor) and not bool(torch.isfinite(item).all()):
+                if _checked(item) and not bool(torch.isfinite(item).all()):
                     codes[1] = min(codes[1], 2 * k + (_kind(item) == "inf"))
     codes = network.allreduce(torch.tensor(codes, dtype=torch.float64), op="min")
     row_code, shared_code = float(codes[0]), float(codes[1])
@@ -102,6 +110,22 @@ def nonfinite(state, *, problem: LocalProblems, network: Network,
         name = shared[c // 2][0]
         return f"the {QUANTITIES.get(name, name)} is not finite ({'inf' if c % 2 else 'nan'})"
     return None
+
+
+def check_X0(X0, *, problem: LocalProblems, network: Network) -> None:
+    """``X0`` must be the group's initial iterates: a floating tensor of the model's dtype,
+    shape ``(network.n_local, problem.n_params)``."""
+    A, P = network.n_local, problem.n_params
+    dtype = problem.model.dtype
+    fix = f"give X0 = w0.expand({A}, -1).clone() with w0 = problem.model.w0 ({dtype})"
+    if not isinstance(X0, torch.Tensor):
+        raise ConfigError(f"X0 must be a torch tensor of shape ({A}, {P}), got a "
+                          f"{type(X0).__name__}; {fix}")
+    if not X0.is_floating_point() or X0.dtype != dtype:
+        raise ConfigError(f"X0 must have the model's dtype {dtype}, got {X0.dtype}; {fix}")
+    if tuple(X0.shape) != (A, P):
+        raise ConfigError(f"X0 must have shape ({A}, {P}) (this process's agents, the "
+                          f"model's parameters), got {tuple(X0.shape)}; {fix}")
 
 
 def check_compatible(algorithm, *, topology, network: Network):
@@ -133,11 +157,13 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
     ``topology`` is anything with ``weights(t) -> (N, N) array`` (row i = what agent i
     receives); a directed one (``topology.directed``) is refused unless
     ``algorithm.directed_ok``, a time-varying one (not ``topology.static``) if
-    ``algorithm.static_only``. ``X0`` holds the group's initial iterates ``(A, P)``.
+    ``algorithm.static_only``. ``X0`` holds the group's initial iterates ``(A, P)``, a tensor
+of the model's dtype (:func:`check_X0`).
     ``checkpoints`` (a :class:`~dcnn.checkpoint.Checkpointer`) writes checkpoints and the last
     finite state of a diverging run; ``resume`` (a :class:`~dcnn.checkpoint.Checkpoint`)
     continues a saved run; ``guard`` turns the divergence guard on (see the module docstring).
     """
+    check_X0(X0, problem=problem, network=network)
     topology = check_compatible(algorithm, topology=topology, network=network)
     network.reset_counters()
     with torch.no_grad():
@@ -162,22 +188,22 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
         return bytes_offset + float(network.allreduce(
             torch.tensor([float(network.bytes_sent)], dtype=torch.float64))[0])
 
-    def save(snap: Snapshot, reason: str):
-        return checkpoints.save(snap, problem=problem, network=network, history=history,
+    def save(good, reason: str):
+        return checkpoints.save(good, network=network, history=history,
                                 counters={"bytes_sent": bytes_sent(), "step_time": step_time,
                                           "eval_time": eval_time}, reason=reason)
 
-    def diverged(what: str, t: int, good: Snapshot | None):
+    def diverged(what: str, t: int, good):
         if good is None:
             where = "there is no earlier state to save"
         else:
-            k = int(good.state.t)
+            k = int(good.t)
             where = (f"the last finite state (iteration {k}) is in {save(good, 'divergence')}"
                      if checkpoints is not None else
                      f"the last finite state (iteration {k}) was not saved (no output folder)")
         raise DivergenceError(f"{what} at iteration {t}; {where}; {_FIX}")
 
-    def record(state, good: Snapshot | None) -> bool:
+    def record(state, good) -> bool:
         nonlocal eval_time
         t0 = time.perf_counter()
         rec = evaluate(state.X, problem=problem, network=network, test=test, check=not guard)
@@ -200,7 +226,7 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
                 if bad:
                     diverged(bad, start, None)
             stop = record(state, None)
-        good = snapshot(algorithm, state)          # the last state known to be finite
+        good = state          # the last state known to be finite (states are immutable)
         zeros: dict = {}
         for t in range(start, iterations):
             if stop:
@@ -217,7 +243,7 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
                 bar.update(1)
             if (t + 1) % eval_every == 0 or t + 1 == iterations:
                 stop = record(state, good)
-            good = snapshot(algorithm, state)
+            good = state
             if checkpoints is not None and checkpoints.due(t + 1, iterations):
                 save(good, "periodic")
     finally:

@@ -12,7 +12,10 @@ Neural Networks", Neural Networks 91 (2017). Per iteration ``n``, every agent ``
 
 with ``y_i = grad g_i(w_i[0])`` at start. ``sum_i y_i = sum_i grad g_i(w_i)`` holds at every
 iteration because every ``W[n]`` is column-stochastic and the stored gradient is reused.
-The ``z`` and ``y`` exchanges travel in one message (a stacked ``(A, 2, P)`` mix).
+The ``z`` and ``y`` exchanges travel in one message (a stacked ``(A, 2, P)`` mix). What the
+surrogate remembers between iterations (PL's warm starts, the block-Jacobi call count,
+``tau`` with ``"auto"`` resolved at ``init``) is part of :class:`NextState`
+(:mod:`dcnn.algorithms.surrogate_step`).
 
 Stochastic variant (``batch_size = b``; an extension beyond both papers). At iteration ``n``
 agent ``i`` uses the batch ``B_i[n]`` of ``min(b, M_i)`` rows of its shard drawn by
@@ -49,7 +52,9 @@ import numpy as np
 import torch
 
 from ..comm import Network
-from ..problems import LocalProblems, batch_problems, check_batch_size
+from ..problems import LocalProblems, batch_problems
+from .checks import check_batch, check_name, check_schedule, check_seed
+from .surrogate_step import MEMORY_ROWS, check_surrogate, init_memory, local_solve
 
 __all__ = ["NextState", "Next"]
 
@@ -59,18 +64,23 @@ class NextState:
     """Everything NEXT carries between iterations, for the group's agents."""
 
     # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
-    ROWS: ClassVar[tuple[str, ...]] = ("X", "Y", "G")
+    ROWS: ClassVar[tuple[str, ...]] = ("X", "Y", "G", *MEMORY_ROWS)
 
     t: int
     X: torch.Tensor      # (A, P) iterates w_i
     Y: torch.Tensor      # (A, P) trackers y_i
     G: torch.Tensor      # (A, P) stored local gradients grad g_i(w_i)
     alpha: float         # alpha[t]
+    tau: float           # the surrogate's proximal weight ("auto" resolved at init)
+    warm: torch.Tensor   # (A, P) or (A, 0): last w~_i, the surrogate's next warm start
+    has_warm: torch.Tensor  # (A,) bool: row i of warm holds a warm start
+    calls: int           # the surrogate's local steps so far (block-Jacobi block choice)
 
 
 @dataclass(frozen=True)
 class Next:
-    """NEXT with a surrogate (``FL``/``PL``) and a step-size schedule; ``batch_size`` > 0
+    """NEXT with a surrogate (``FL``/``PL``/``Blocked``; ``tau = "auto"`` is resolved by
+    ``init``, collectively, into ``state.tau``) and a step-size schedule; ``batch_size`` > 0
     makes it stochastic (mini-batches drawn from ``seed``, see the module docstring)."""
 
     surrogate: object
@@ -81,22 +91,28 @@ class Next:
     directed_ok = False  # needs doubly stochastic W; Sonata is the directed counterpart
 
     def __post_init__(self):
-        check_batch_size(self.batch_size)
+        check_surrogate(self.surrogate)
+        check_schedule(self.schedule)
+        check_name(self.name)
+        check_batch(self.batch_size)
+        check_seed(self.seed)
 
     def _costs(self, problem: LocalProblems, t: int):
         return batch_problems(problem, t, batch_size=self.batch_size, seed=self.seed)
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> NextState:
-        self.surrogate.check(problem)
+        memory = init_memory(self.surrogate, problem, network, X0)
         G = self._costs(problem, 0).gradients(X0)
-        return NextState(t=0, X=X0.clone(), Y=G.clone(), G=G, alpha=self.schedule.init())
+        return NextState(t=0, X=X0.clone(), Y=G.clone(), G=G, alpha=self.schedule.init(),
+                         **memory)
 
     def step(self, state: NextState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> NextState:
         X, Y, G, alpha = state.X, state.Y, state.G, state.alpha
         # pi~_i = N y_i - grad g_i(w_i)
         Pi = network.n_agents * Y - G
-        Xt = self._costs(problem, state.t).solve(self.surrogate, X, G, Pi, alpha=alpha)
+        Xt, memory = local_solve(self._costs(problem, state.t), self.surrogate, X, G, Pi,
+                                 alpha=alpha, state=state)
         # z_i = w_i + alpha (w~_i - w_i)
         Z = X + alpha * (Xt - X)
         mixed = network.mix(torch.stack((Z, Y), dim=1), W)
@@ -105,4 +121,4 @@ class Next:
         # y_i = sum_j W_ij y_j + grad g_i(w_i new) - grad g_i(w_i old)
         Y_new = mixed[:, 1] + G_new - G
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new,
-                       alpha=self.schedule.update(alpha, state.t))
+                       alpha=self.schedule.update(alpha, state.t), **memory)

@@ -46,6 +46,7 @@ class PushDigingState:
     Y: torch.Tensor      # (A, P) trackers y_i
     G: torch.Tensor      # (A, P) stored gradients grad f_i(w_i)
     alpha: float         # the step s[t]
+    lr: float            # the schedule's lr ("auto" resolved at init)
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,11 @@ class PushDiging(GradientMethod):
     def init(self, problem: LocalProblems, network: Network,
              X0: torch.Tensor) -> PushDigingState:
         require_smooth(problem, self.name)
+        lr, s = self._start(problem, network, X0)
         G = self._grad(problem, X0, 0, network)
         return PushDigingState(t=0, X=X0.clone(), U=X0.clone(),
                                v=torch.ones(X0.shape[0], dtype=X0.dtype), Y=G.clone(), G=G,
-                               alpha=self.schedule.init())
+                               alpha=s, lr=lr)
 
     def step(self, state: PushDigingState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> PushDigingState:
@@ -76,4 +78,4 @@ class PushDiging(GradientMethod):
         # y_i = sum_j C_ij y_j + grad f_i(w_i new) - grad f_i(w_i old)
         Y_new = mixed[:, P:2 * P] + G_new - state.G
         return replace(state, t=state.t + 1, X=X_new, U=U_new, v=v_new, Y=Y_new, G=G_new,
-                       alpha=self.schedule.update(s, state.t))
+                       alpha=self._next(state))

@@ -13,22 +13,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .checks import check_alpha0
 
 __all__ = ["Diminishing", "Constant", "Polynomial", "make_schedule", "SCHEDULES"]
 
 SCHEDULES = ("diminishing", "constant", "polynomial")
 
 
-def _check_alpha0(alpha0: float) -> float:
-    if not 0.0 < alpha0 <= 1.0:
-        raise ConfigError(f"algorithm.alpha0 must lie in (0, 1], got {alpha0}")
-    return float(alpha0)
+def _in(name: str, value, lo: float, hi: float, *, closed_hi: bool, example: str) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and (
+        lo < value <= hi if closed_hi else lo < value < hi)
+    if not ok:
+        raise ConfigError(f"{name} must lie in ({lo}, {hi}{']' if closed_hi else ')'} "
+                          f"(e.g. {example}), got {value!r}")
+
+
+def _number(x):
+    """``x`` as a float if it is a number (the checks name anything else)."""
+    return float(x) if not isinstance(x, bool) and isinstance(x, (int, float)) else x
 
 
 @dataclass(frozen=True)
 class Diminishing:
+    """``alpha[n+1] = alpha[n] (1 - eps alpha[n])`` from ``alpha[0] = alpha0``."""
+
     alpha0: float = 0.5
     eps: float = 0.01
+
+    def __post_init__(self):
+        check_alpha0(self.alpha0)
+        _in("eps", self.eps, 0, 1, closed_hi=False, example="0.01")
 
     def init(self) -> float:
         return self.alpha0
@@ -39,7 +53,12 @@ class Diminishing:
 
 @dataclass(frozen=True)
 class Constant:
+    """``alpha[n] = alpha0``."""
+
     alpha0: float = 0.5
+
+    def __post_init__(self):
+        check_alpha0(self.alpha0)
 
     def init(self) -> float:
         return self.alpha0
@@ -50,8 +69,14 @@ class Constant:
 
 @dataclass(frozen=True)
 class Polynomial:
+    """``alpha[n] = alpha0 / (n + 1)^power``."""
+
     alpha0: float = 0.5
     power: float = 0.6
+
+    def __post_init__(self):
+        check_alpha0(self.alpha0)
+        _in("power", self.power, 0.5, 1, closed_hi=True, example="0.6")
 
     def init(self) -> float:
         return self.alpha0
@@ -62,16 +87,12 @@ class Polynomial:
 
 def make_schedule(name: str = "diminishing", *, alpha0: float = 0.5, eps: float = 0.01,
                   power: float = 0.6):
-    alpha0 = _check_alpha0(alpha0)
+    """The schedule ``name`` (one of :data:`SCHEDULES`) with its options (the others unused)."""
+    check_alpha0(alpha0)
     if name == "diminishing":
-        if not 0.0 < eps < 1.0:
-            raise ConfigError(f"algorithm.eps must lie in (0, 1), got {eps}")
-        return Diminishing(alpha0, float(eps))
+        return Diminishing(float(alpha0), _number(eps))
     if name == "constant":
-        return Constant(alpha0)
+        return Constant(float(alpha0))
     if name == "polynomial":
-        if not 0.5 < power <= 1.0:
-            raise ConfigError(f"algorithm.power must lie in (0.5, 1], got {power}")
-        return Polynomial(alpha0, float(power))
-    raise ConfigError(f"algorithm.schedule {name!r} is unknown; choose one of: "
-                      f"{', '.join(SCHEDULES)}")
+        return Polynomial(float(alpha0), _number(power))
+    raise ConfigError(f"schedule {name!r} is unknown; choose one of: {', '.join(SCHEDULES)}")

@@ -17,7 +17,8 @@ with ``phi_i = 1`` and ``y_i = grad g_i(w_i[0])`` at start. Column stochasticity
 de-biased ``y_i`` tracks the average gradient and ``N y_i`` the total one. The state holds the
 de-biased ``w_i`` and ``y_i`` (what metrics read); ``phi z``, ``phi y`` and ``phi`` travel in one
 message (a stacked ``(A, 2P + 1)`` mix). On a doubly stochastic ``W`` the weights stay
-``phi = 1`` and SONATA is NEXT (:mod:`dcnn.algorithms.next`).
+``phi = 1`` and SONATA is NEXT (:mod:`dcnn.algorithms.next`). The surrogate's memory (warm
+starts, call count, resolved ``tau``) is part of :class:`SonataState`, as in NEXT.
 
 Stochastic variant (``batch_size = b``; an extension beyond the paper): exactly as in
 :mod:`dcnn.algorithms.next`, iteration ``n`` solves the surrogate of the unbiased mini-batch
@@ -40,7 +41,9 @@ import torch
 
 from ..comm import Network
 from ..errors import TopologyError
-from ..problems import LocalProblems, batch_problems, check_batch_size
+from ..problems import LocalProblems, batch_problems
+from .checks import check_batch, check_name, check_schedule, check_seed
+from .surrogate_step import MEMORY_ROWS, check_surrogate, init_memory, local_solve
 from ..topology import check_column_stochastic
 
 __all__ = ["SonataState", "Sonata", "check_push_sum"]
@@ -51,7 +54,7 @@ class SonataState:
     """Everything SONATA carries between iterations, for the group's agents."""
 
     # per-agent rows (A, ...) (checkpoints, divergence guard); the other fields are replicated
-    ROWS: ClassVar[tuple[str, ...]] = ("X", "Y", "G", "phi")
+    ROWS: ClassVar[tuple[str, ...]] = ("X", "Y", "G", "phi", *MEMORY_ROWS)
 
     t: int
     X: torch.Tensor      # (A, P) de-biased iterates w_i
@@ -59,6 +62,10 @@ class SonataState:
     G: torch.Tensor      # (A, P) stored local gradients grad g_i(w_i)
     phi: torch.Tensor    # (A,) push-sum weights phi_i
     alpha: float         # alpha[t]
+    tau: float           # the surrogate's proximal weight ("auto" resolved at init)
+    warm: torch.Tensor   # (A, P) or (A, 0): last w~_i, the surrogate's next warm start
+    has_warm: torch.Tensor  # (A,) bool: row i of warm holds a warm start
+    calls: int           # the surrogate's local steps so far (block-Jacobi block choice)
 
 
 def check_push_sum(W: np.ndarray) -> np.ndarray:
@@ -73,8 +80,9 @@ def check_push_sum(W: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Sonata:
-    """SONATA with a surrogate (``FL``/``PL``) and a step-size schedule; any column-stochastic
-    weights, directed and time-varying included; ``batch_size`` > 0 makes it stochastic."""
+    """SONATA with a surrogate (``FL``/``PL``/``Blocked``; ``tau = "auto"`` is resolved by
+    ``init`` into ``state.tau``) and a step-size schedule; any column-stochastic weights,
+    directed and time-varying included; ``batch_size`` > 0 makes it stochastic."""
 
     surrogate: object
     schedule: object
@@ -84,18 +92,22 @@ class Sonata:
     directed_ok = True
 
     def __post_init__(self):
-        check_batch_size(self.batch_size)
+        check_surrogate(self.surrogate)
+        check_schedule(self.schedule)
+        check_name(self.name)
+        check_batch(self.batch_size)
+        check_seed(self.seed)
 
     def _costs(self, problem: LocalProblems, t: int):
         return batch_problems(problem, t, batch_size=self.batch_size, seed=self.seed)
 
     def init(self, problem: LocalProblems, network: Network,
              X0: torch.Tensor) -> SonataState:
-        self.surrogate.check(problem)
+        memory = init_memory(self.surrogate, problem, network, X0)
         G = self._costs(problem, 0).gradients(X0)
         phi = torch.ones(X0.shape[0], dtype=X0.dtype)
         return SonataState(t=0, X=X0.clone(), Y=G.clone(), G=G, phi=phi,
-                           alpha=self.schedule.init())
+                           alpha=self.schedule.init(), **memory)
 
     def step(self, state: SonataState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> SonataState:
@@ -104,7 +116,8 @@ class Sonata:
         P = X.shape[1]
         # pi~_i = N y_i - grad g_i(w_i)
         Pi = network.n_agents * Y - G
-        Xt = self._costs(problem, state.t).solve(self.surrogate, X, G, Pi, alpha=alpha)
+        Xt, memory = local_solve(self._costs(problem, state.t), self.surrogate, X, G, Pi,
+                                 alpha=alpha, state=state)
         # z_i = w_i + alpha (w~_i - w_i)
         Z = X + alpha * (Xt - X)
         p = phi[:, None]
@@ -118,4 +131,4 @@ class Sonata:
         # y_i = (1 / phi_i) (sum_j A_ij phi_j y_j + grad g_i(w_i new) - grad g_i(w_i old))
         Y_new = (mixed[:, P:2 * P] + G_new - G) / q
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new, phi=phi_new,
-                       alpha=self.schedule.update(alpha, state.t))
+                       alpha=self.schedule.update(alpha, state.t), **memory)

@@ -23,8 +23,11 @@ diminishing schedule needs no change). Uncoupled blocks (e.g. the outputs of a s
 as the neuron blocks of a linear model) lose nothing.
 
 Optionally only a random subset of ``ceil(fraction C)`` blocks is updated per call (chosen
-by a generator seeded with ``(seed, t)``, ``t`` the number of calls since ``check``: every
-MPI rank and every agent of a group picks the same blocks); the others keep ``w~_b = v_b``.
+by a generator seeded with ``(seed, t)``, ``t = memory.calls`` the number of local steps
+since ``init_memory``: every MPI rank and every agent of a group picks the same blocks); the
+others keep ``w~_b = v_b``. Warm starts and that count are the explicit
+:class:`~dcnn.surrogates.memory.Memory` of :mod:`~dcnn.surrogates.pl`; the thread pool is a
+cached resource of the surrogate, not state.
 
 The Jacobian (or, matrix-free, the linearisation of the network at ``v``) is computed once
 per call and shared by the blocks. Matrix-free, the products are autograd passes through one
@@ -48,7 +51,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -57,12 +60,14 @@ import torch
 from torch import nn
 from torch.func import vmap
 
+from ..comm import Network
 from ..errors import ConfigError
 from ..problems import FlatModel, LocalProblems
 from .fl import FL
 from .inner import InnerResult
-from .pl import (PL, Ops, _remember, formed, inner_tolerance, is_direct,
-                 is_least_squares, linearised, local_step, products)
+from .memory import Memory
+from .pl import (PL, Ops, formed, inner_tolerance, is_direct, is_least_squares, linearised,
+                 local_step, products)
 
 __all__ = ["BLOCK_KINDS", "Blocked", "make_blocks", "make_blocked"]
 
@@ -82,19 +87,18 @@ def make_blocks(model: FlatModel, kind: str = "layer", *, n_blocks: int | None =
       with ``seed``.
     """
     if kind not in BLOCK_KINDS:
-        raise ConfigError(f"algorithm.blocks {kind!r} is unknown; choose one of: "
+        raise ConfigError(f"blocks {kind!r} is unknown; choose one of: "
                           f"{', '.join(BLOCK_KINDS)}")
     P = model.n_params
     if kind != "random":
         if n_blocks is not None:
-            raise ConfigError(f"algorithm.n_blocks is only used with algorithm.blocks = "
-                              f"'random', got n_blocks={n_blocks!r} with blocks={kind!r}")
+            raise ConfigError(f"n_blocks is only used with blocks = 'random', got "
+                              f"n_blocks={n_blocks!r} with blocks={kind!r}")
         return _layer_blocks(model) if kind == "layer" else _neuron_blocks(model)
     if n_blocks is None:
-        raise ConfigError("algorithm.n_blocks is needed with algorithm.blocks = 'random' "
-                          "(e.g. n_blocks = 4)")
+        raise ConfigError("n_blocks is needed with blocks = 'random' (e.g. n_blocks = 4)")
     if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or not 1 <= n_blocks <= P:
-        raise ConfigError(f"algorithm.n_blocks must be an integer in [1, {P}] (the number "
+        raise ConfigError(f"n_blocks must be an integer in [1, {P}] (the number "
                           f"of parameters), got {n_blocks!r}")
     perm = torch.randperm(P, generator=torch.Generator().manual_seed(int(seed)))
     return [b.sort().values for b in perm.tensor_split(n_blocks)]
@@ -139,14 +143,14 @@ def _neuron_blocks(model: FlatModel) -> list[torch.Tensor]:
 
 def _check_threads(threads) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"algorithm.threads must be an integer >= 1, got {threads!r}")
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
     return threads
 
 
-def _check_fraction(fraction) -> float:
+def _check_fraction(fraction, name: str = "fraction") -> float:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
             or not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"algorithm.block_fraction must lie in (0, 1], got {fraction!r}")
+        raise ConfigError(f"{name} must lie in (0, 1], got {fraction!r}")
     return float(fraction)
 
 
@@ -155,9 +159,9 @@ class Blocked:
     """The block-Jacobi version of ``base`` (``PL`` or ``FL``) over ``blocks``, solved on
     ``threads`` threads, updating a ``fraction`` of the blocks per call (seeded by ``seed``).
 
-    Same interface as the base surrogate (``check``, ``solve``, ``last_inner``, ``name``,
-    ``tau``). Warm starts and the call counter live in a private mutable field, emptied by
-    ``check`` (as in :class:`PL`); the thread pool is created once and reused.
+    Same interface as the base surrogate (``init_memory``, ``update``, ``solve``, ``name``,
+    ``tau``); the memory is the base's plus the call count. The thread pool is created once
+    and reused (a cached resource, not state).
     """
 
     base: PL | FL
@@ -165,17 +169,19 @@ class Blocked:
     threads: int
     fraction: float = 1.0
     seed: int = 0
-    _state: dict = field(default_factory=dict, init=False, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.base, (PL, FL)):
-            raise ConfigError(f"Blocked needs a PL or FL base surrogate, got "
+            raise ConfigError(f"base must be a PL or FL surrogate, got "
                               f"{type(self.base).__name__}")
         _check_threads(self.threads)
         object.__setattr__(self, "fraction", _check_fraction(self.fraction))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         blocks = list(self.blocks)
         if not blocks:
-            raise ConfigError("algorithm.blocks gave no blocks; build them with make_blocks")
+            raise ConfigError("blocks is empty; build the blocks with make_blocks")
         norm = []
         for k, b in enumerate(blocks):
             b = torch.as_tensor(b)
@@ -194,38 +200,13 @@ class Blocked:
         return self.base.name
 
     @property
-    def tau(self) -> float:
+    def tau(self) -> float | str:
         return self.base.tau
 
-    @property
-    def last_inner(self) -> InnerResult | None:
-        """The last iterative solve over all its blocks: ``x = d``, the most iterations of
-        any block and the norm of the concatenated block residuals, per row."""
-        return self._state.get("last")
-
-    @property
-    def calls(self) -> int:
-        """How many times ``solve`` ran since ``check`` (seeds the random block choice)."""
-        return self._state.get("t", 0)
-
-    def warm_starts(self) -> dict[int, torch.Tensor]:
-        """The remembered warm start ``w~_i`` of each agent, by global agent id."""
-        return {i: W[a] for key, W in self._state.items()
-                if isinstance(key, tuple) and key[0] == "warm" for a, i in enumerate(key[1])}
-
-    def restore(self, problems: Sequence[LocalProblems], warm: Mapping[int, torch.Tensor],
-                calls: int = 0) -> None:
-        """Forget the warm starts and the count (the thread pool stays), then remember
-        ``warm`` for each of ``problems`` (as :meth:`PL.restore`) and ``calls`` calls."""
-        pool = self._state.get("pool")
-        self._state.clear()
-        if pool is not None:
-            self._state["pool"] = pool
-        self._state["t"] = int(calls)
-        _remember(self._state, problems, warm)
-
-    def check(self, problem: LocalProblems) -> None:
-        """The blocks must partition ``0..P-1``; forget warm starts and restart the count."""
+    def init_memory(self, problem: LocalProblems, X0: torch.Tensor, *,
+                    network: Network | None = None) -> Memory:
+        """The blocks must partition ``0..P-1``; then the base's fresh memory (no warm
+        starts, count 0; ``tau = "auto"`` resolved, collective)."""
         P = problem.n_params
         every = torch.cat(self.blocks)
         inside = (every >= 0) & (every < P)
@@ -236,11 +217,7 @@ class Blocked:
                               f"missing, {int((counts > 1).sum())} repeated, "
                               f"{int((~inside).sum())} out of range; build them with "
                               "make_blocks")
-        self.base.check(problem)
-        pool = self._state.get("pool")
-        self._state.clear()
-        if pool is not None:
-            self._state["pool"] = pool
+        return self.base.init_memory(problem, X0, network=network)
 
     def chosen(self, t: int) -> list[int]:
         """The blocks updated by call ``t`` (all of them when ``fraction = 1``)."""
@@ -251,33 +228,37 @@ class Blocked:
         rng = np.random.default_rng([int(self.seed), int(t)])
         return sorted(int(b) for b in rng.choice(n, size=k, replace=False))
 
+    def update(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
+               Pi: torch.Tensor, *, alpha: float, memory: Memory) -> tuple[torch.Tensor, Memory]:
+        """The block-Jacobi step on the blocks of call ``memory.calls``, and the memory
+        after it (count + 1; for PL the answer is every agent's next warm start)."""
+        idxs = [self.blocks[b] for b in self.chosen(memory.calls)]
+        if isinstance(self.base, FL):
+            W, memory = self.base.update(problem, V, G, Pi, alpha=alpha, memory=memory)
+            if len(idxs) == len(self.blocks):
+                return W, memory
+            return _scatter(V.clone(), idxs, [W[:, idx] for idx in idxs]), memory
+        return self._update_pl(problem, V, G, Pi, alpha, idxs, memory)
+
     def solve(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
               Pi: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
-        t = self._state.get("t", 0)
-        self._state["t"] = t + 1
-        idxs = [self.blocks[b] for b in self.chosen(t)]
-        if isinstance(self.base, FL):
-            W = self.base.solve(problem, V, G, Pi, alpha=alpha)
-            if len(idxs) == len(self.blocks):
-                return W
-            return _scatter(V.clone(), idxs, [W[:, idx] for idx in idxs])
-        return self._solve_pl(problem, V, G, Pi, alpha, idxs)
+        """One step from a fresh memory (call 0, cold; ``tau`` must be a number)."""
+        memory = self.init_memory(problem, V)
+        return self.update(problem, V, G, Pi, alpha=alpha, memory=memory)[0]
 
-    def _solve_pl(self, problem, V, G, Pi, alpha, idxs) -> torch.Tensor:
+    def _update_pl(self, problem, V, G, Pi, alpha, idxs, memory: Memory):
         base, P = self.base, problem.n_params
         free = base.matrix_free(problem)
         direct = is_direct(problem, free)
         ops, out = _linearisation(problem, V) if free else (products(problem, V, free=False),
                                                             None)
         h = None if is_least_squares(problem) else linearised(problem, V, out)
-        key = ("warm", problem.agent_ids, tuple(V.shape))
         D0 = tol = None
         if not direct:
-            prev = self._state.get(key)
-            D0 = torch.zeros_like(V) if prev is None else prev - V
+            D0 = memory.start(V)
             # each block to tol / sqrt(#blocks): the concatenated residual meets PL's tol
             tol = inner_tolerance(V, G, Pi, base.inner_tol, alpha) / math.sqrt(len(idxs))
-        opts = base.options(tol=tol)
+        opts = base.options(tau=memory.tau, tol=tol)
 
         def block(idx: torch.Tensor):
             sub = ops if len(idx) == P else _restrict(ops, idx, P)
@@ -288,12 +269,10 @@ class Blocked:
         D = _scatter(torch.zeros_like(V), idxs, [d for d, _ in results])
         W = V + D
         if direct:
-            self._state.pop("last", None)
-        else:
-            its = torch.stack([r.iterations for _, r in results]).amax(0)
-            res = torch.stack([r.residual for _, r in results]).square().sum(0).sqrt()
-            self._state[key], self._state["last"] = W, InnerResult(D, its, res)
-        return W
+            return W, memory.counted()
+        its = torch.stack([r.iterations for _, r in results]).amax(0)
+        res = torch.stack([r.residual for _, r in results]).square().sum(0).sqrt()
+        return W, memory.remember(W, InnerResult(D, its, res))
 
     def _map(self, fn: Callable, items: list) -> list:
         if self.threads == 1 or len(items) == 1:
@@ -307,12 +286,12 @@ class Blocked:
             torch.set_num_threads(n)
 
     def _pool(self) -> ThreadPoolExecutor:
-        pool = self._state.get("pool")
+        pool = self._cache.get("pool")
         if pool is None:
             pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dcnn-block",
                                       initializer=torch.set_num_threads, initargs=(1,))
             weakref.finalize(self, pool.shutdown, wait=False)
-            self._state["pool"] = pool
+            self._cache["pool"] = pool
         return pool
 
 
@@ -377,7 +356,7 @@ def make_blocked(base: PL | FL, *, model: FlatModel, threads: int = 1, blocks: s
     blocks.
     """
     _check_threads(threads)
-    block_fraction = _check_fraction(block_fraction)
+    block_fraction = _check_fraction(block_fraction, "block_fraction")
     if threads == 1 and block_fraction == 1.0 and blocks == "layer" and n_blocks is None:
         return base
     if blocks == "random" and n_blocks is None:

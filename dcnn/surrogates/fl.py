@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..comm import Network
 from ..problems import LocalProblems
+from .memory import Memory, check_tau
+from .tau import resolve_tau
 
 __all__ = ["FL", "fl_solve"]
 
@@ -28,14 +31,30 @@ def fl_solve(V: torch.Tensor, B: torch.Tensor, regularizer, tau: float) -> torch
 
 @dataclass(frozen=True)
 class FL:
-    """Fully linearised surrogate with proximal weight ``tau``."""
+    """Fully linearised surrogate with proximal weight ``tau`` (``"auto"``: resolved by
+    :meth:`init_memory`, see :mod:`dcnn.surrogates.tau`). It remembers nothing but ``tau``
+    and the call count (no warm starts)."""
 
-    tau: float = 1.0
+    tau: float | str = 1.0
     name: str = "fl"
 
-    def check(self, problem: LocalProblems) -> None:
-        """Every loss and regulariser is supported."""
+    def __post_init__(self):
+        object.__setattr__(self, "tau", check_tau(self.tau))
+
+    def init_memory(self, problem: LocalProblems, X0: torch.Tensor, *,
+                    network: Network | None = None) -> Memory:
+        """Every loss and regulariser is supported; ``tau = "auto"`` is resolved here
+        (collective)."""
+        tau = resolve_tau(self.tau, self.name, problem=problem, network=network, X0=X0)
+        return Memory.empty(X0, tau=tau, warm=False)
+
+    def update(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
+               Pi: torch.Tensor, *, alpha: float, memory: Memory) -> tuple[torch.Tensor, Memory]:
+        """``w~ = prox_{r / tau}(v - (grad g(v) + pi~) / tau)`` and the memory after it."""
+        return fl_solve(V, G + Pi, problem.regularizer, memory.tau), memory.counted()
 
     def solve(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
               Pi: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
-        return fl_solve(V, G + Pi, problem.regularizer, self.tau)
+        """One local step from no memory (a pure function; ``tau`` must be a number)."""
+        memory = self.init_memory(problem, V)
+        return self.update(problem, V, G, Pi, alpha=alpha, memory=memory)[0]

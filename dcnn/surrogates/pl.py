@@ -44,12 +44,12 @@ float32 only.) With a constant step the tolerance does not decay, but since ever
 starts from the last ``w~_i`` and takes at least one step, a fixed point of NEXT solves its
 subproblem exactly: inexactness slows convergence, it does not bias the limit.
 
-Warm starts: ``d_0 = w~_prev - v``, the previous call's answer. ``solve``'s signature is fixed
-by NEXT and SONATA, so that memory lives in a private mutable field of the otherwise frozen
-surrogate (excluded from ``==``, ``hash`` and ``repr``), keyed by the group's agent ids and
-shape; ``check(problem)`` (called by ``Next.init``) empties it, so every run starts cold and
-is reproducible. ``last_inner`` exposes the last solve's iterations and residuals;
-``warm_starts()`` / ``restore(...)`` hand the memory to a checkpoint and back, per agent.
+Warm starts: ``d_0 = w~_prev - v``, the agent's previous answer. That memory is explicit
+state (:class:`~dcnn.surrogates.memory.Memory`): ``init_memory`` starts every agent cold,
+``update(..., memory=m)`` returns the answer and the memory after it, and NEXT and SONATA keep
+it in their state, so a run is reproducible and a checkpoint saves it like any other field.
+``memory.inner`` holds the last solve's iterations and residuals (a diagnostic). ``solve`` is
+one step from a fresh memory, a pure function.
 
 ``J`` is formed (``problem.jacobians``) unless ``solver = "cg"``, or ``solver = "auto"`` and the
 stacked Jacobian would take more than :data:`JACOBIAN_BUDGET_BYTES`; then every product with
@@ -62,15 +62,18 @@ surrogate of :mod:`dcnn.surrogates.blocks` calls it once per block.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
+from ..comm import Network
 from ..errors import ConfigError
 from ..problems import LocalProblems, per_sample_loss
 from .inner import InnerResult, cg, fista, newton, power_iteration
+from .memory import Memory, check_tau
+from .tau import resolve_tau
 
 __all__ = ["PL", "pl_solve", "jacobian_bytes", "JACOBIAN_BUDGET_BYTES", "SOLVERS"]
 
@@ -163,56 +166,42 @@ class _Linearised:
 class PL:
     """Partially linearised surrogate with proximal weight ``tau``, any loss and regulariser.
 
-    ``solver``: ``"auto"``, ``"cholesky"``, ``"woodbury"`` (direct linear solves on a formed
-    Jacobian; ``"auto"`` switches to ``"cg"`` past :data:`JACOBIAN_BUDGET_BYTES`) or ``"cg"``
-    (matrix-free). ``inner_tol``, ``inner_iters``: the inexact inner solves stop at a
-    residual ``<= inner_tol * alpha`` or after ``inner_iters`` iterations.
+    ``tau``: a number > 0, or ``"auto"`` (resolved by :meth:`init_memory`, see
+    :mod:`dcnn.surrogates.tau`). ``solver``: ``"auto"``, ``"cholesky"``, ``"woodbury"``
+    (direct linear solves on a formed Jacobian; ``"auto"`` switches to ``"cg"`` past
+    :data:`JACOBIAN_BUDGET_BYTES`) or ``"cg"`` (matrix-free). ``inner_tol``, ``inner_iters``:
+    the inexact inner solves stop at a residual ``<= inner_tol * alpha`` or after
+    ``inner_iters`` iterations.
     """
 
-    tau: float = 1.0
+    tau: float | str = 1.0
     solver: str = "auto"
     inner_tol: float = 1e-6
     inner_iters: int = 500
     name: str = "pl"
-    _memory: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "tau", check_tau(self.tau))
         if self.solver not in SOLVERS:
-            raise ConfigError(f"algorithm.solver {self.solver!r} is unknown; choose one of: "
+            raise ConfigError(f"solver {self.solver!r} is unknown; choose one of: "
                               f"{', '.join(SOLVERS)}")
         if isinstance(self.inner_tol, bool) or not isinstance(self.inner_tol, (int, float)) \
                 or not self.inner_tol > 0:
-            raise ConfigError(f"PL inner_tol must be a number > 0 (e.g. 1e-6), "
+            raise ConfigError(f"inner_tol must be a number > 0 (e.g. 1e-6), "
                               f"got {self.inner_tol!r}")
         if isinstance(self.inner_iters, bool) or not isinstance(self.inner_iters, int) \
                 or self.inner_iters < 1:
-            raise ConfigError(f"PL inner_iters must be an integer >= 1 (e.g. 500), "
+            raise ConfigError(f"inner_iters must be an integer >= 1 (e.g. 500), "
                               f"got {self.inner_iters!r}")
 
-    def check(self, problem: LocalProblems) -> None:
-        """Every loss and regulariser is supported; forget the warm starts of an earlier run
-        (``Next.init`` calls this, so each run starts cold and is reproducible)."""
-        self._memory.clear()
-
-    @property
-    def last_inner(self) -> InnerResult | None:
-        """The last iterative inner solve (``None`` after a direct solve or before any)."""
-        return self._memory.get("last")
-
-    def warm_starts(self) -> dict[int, torch.Tensor]:
-        """The remembered warm start ``w~_i`` of each agent, by global agent id (what a
-        checkpoint saves, :mod:`dcnn.checkpoint`); empty after a direct solve."""
-        return {i: W[a] for key, W in self._memory.items() if key != "last"
-                for a, i in enumerate(key[1])}
-
-    def restore(self, problems: Sequence[LocalProblems], warm: Mapping[int, torch.Tensor],
-                calls: int = 0) -> None:
-        """Forget everything, then remember ``warm[i]`` for the agents of each of ``problems``
-        (the views ``solve`` will be called with) that all have one: resuming a checkpoint
-        continues with the warm starts an uninterrupted run would have. ``calls`` is unused
-        (the block-Jacobi surrogate counts its calls)."""
-        self._memory.clear()
-        _remember(self._memory, problems, warm)
+    def init_memory(self, problem: LocalProblems, X0: torch.Tensor, *,
+                    network: Network | None = None) -> Memory:
+        """Every agent cold (every loss and regulariser is supported); ``tau = "auto"`` is
+        resolved here (collective). Warm starts are kept unless every step is one direct
+        solve (squared loss, smooth ``r``, formed ``J``)."""
+        tau = resolve_tau(self.tau, self.name, problem=problem, network=network, X0=X0)
+        return Memory.empty(X0, tau=tau,
+                            warm=not is_direct(problem, self.matrix_free(problem)))
 
     def matrix_free(self, problem: LocalProblems) -> bool:
         """Whether products with ``J`` go through ``jvp``/``vjp`` instead of a formed ``J``."""
@@ -220,38 +209,32 @@ class PL:
             return jacobian_bytes(problem) > JACOBIAN_BUDGET_BYTES
         return self.solver == "cg"
 
-    def solve(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
-              Pi: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
+    def update(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
+               Pi: torch.Tensor, *, alpha: float, memory: Memory) -> tuple[torch.Tensor, Memory]:
+        """``w~`` of the module docstring for every agent of ``problem``, each iterative solve
+        warm-started from ``memory``; returns ``w~`` and the memory after the step."""
         free = self.matrix_free(problem)
+        opts = self.options(tau=memory.tau, tol=None)
         if is_direct(problem, free):
             d, _ = local_step(problem, products(problem, V, free=False), None, V, G, Pi, None,
-                              **self.options(tol=None))
-            self._memory.pop("last", None)
-            return V + d
-        key = ("warm", problem.agent_ids, tuple(V.shape))
-        prev = self._memory.get(key)
-        D0 = torch.zeros_like(V) if prev is None else prev - V
+                              **opts)
+            return V + d, memory.counted()
         ops = products(problem, V, free=free)
         h = None if is_least_squares(problem) else linearised(problem, V)
-        d, res = local_step(problem, ops, h, V, G, Pi, D0,
-                            **self.options(tol=inner_tolerance(V, G, Pi, self.inner_tol, alpha)))
+        opts["tol"] = inner_tolerance(V, G, Pi, self.inner_tol, alpha)
+        d, res = local_step(problem, ops, h, V, G, Pi, memory.start(V), **opts)
         W = V + d
-        self._memory[key], self._memory["last"] = W, res
-        return W
+        return W, memory.remember(W, res)
 
-    def options(self, *, tol) -> dict:
-        """The keyword options of :func:`local_step` for this surrogate."""
-        return {"tau": self.tau, "solver": self.solver, "tol": tol, "iters": self.inner_iters}
+    def solve(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
+              Pi: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
+        """One local step from a cold start (a pure function; ``tau`` must be a number)."""
+        memory = self.init_memory(problem, V)
+        return self.update(problem, V, G, Pi, alpha=alpha, memory=memory)[0]
 
-
-def _remember(memory: dict, problems: Sequence[LocalProblems],
-              warm: Mapping[int, torch.Tensor]) -> None:
-    """Store ``warm`` under the keys ``solve`` looks up for each of ``problems``."""
-    for problem in problems:
-        ids = tuple(problem.agent_ids)
-        if ids and all(i in warm for i in ids):
-            W = torch.stack([warm[i] for i in ids])
-            memory[("warm", ids, tuple(W.shape))] = W
+    def options(self, *, tau: float, tol) -> dict:
+        """The keyword options of :func:`local_step` for this surrogate and ``tau``."""
+        return {"tau": tau, "solver": self.solver, "tol": tol, "iters": self.inner_iters}
 
 
 # ---- the local step as pure functions (shared with the block-Jacobi surrogate) -------------

@@ -14,6 +14,9 @@ once. With iid shards ``H_i ~ H / N`` where ``H`` is the Hessian of ``sum_i g_i`
   linearisation is trusted: ``tau = L / N = max_i L_i``, the local curvature scale. The
   diminishing step ``alpha[n]`` takes care of the rest (NEXT converges for any ``tau > 0``).
 
+``PL(tau="auto")`` and ``FL(tau="auto")`` resolve it in ``init_memory`` (NEXT's and SONATA's
+``init``), so the number lives in the algorithm's state (``state.tau``).
+
 This is a heuristic (documented as such): the curvature of a neural network changes along
 the run, and the estimate is taken once at ``w[0]``.
 """
@@ -25,7 +28,7 @@ from torch.func import grad, jvp, vmap
 from ..comm import Network
 from ..problems import LocalProblems
 
-__all__ = ["local_curvatures", "auto_tau"]
+__all__ = ["local_curvatures", "auto_tau", "resolve_tau"]
 
 
 def local_curvatures(problem: LocalProblems, W: torch.Tensor, *, iters: int = 30,
@@ -54,3 +57,18 @@ def auto_tau(surrogate: str, *, problem: LocalProblems, network: Network,
     L = network.n_agents * float(network.allreduce(local.reshape(1), op="max")[0])
     L = max(L, 1e-8)
     return L if surrogate == "fl" else L / network.n_agents
+
+
+def resolve_tau(tau, surrogate: str, *, problem: LocalProblems, network: Network | None,
+                X0: torch.Tensor) -> float:
+    """``tau`` as a number: itself, or :func:`auto_tau` at ``X0`` for ``"auto"`` (collective
+    then: every rank of ``network`` must call it)."""
+    if tau != "auto":
+        return float(tau)
+    if network is None:
+        from ..errors import ConfigError
+        raise ConfigError(f"tau = \"auto\" needs the network to agree on one value; call "
+                          f"{surrogate.upper()}.init_memory(problem, X0, network=network) "
+                          "(NEXT and SONATA do), or give tau as a number")
+    with torch.no_grad():
+        return auto_tau(surrogate, problem=problem, network=network, W=X0)

@@ -27,11 +27,13 @@ def test_one_block_equals_unblocked_pl(loss, O, reg):
     V, G, Pi = _point(prob)
     pl, one = PL(tau=0.5, inner_tol=1e-10), Blocked(PL(tau=0.5, inner_tol=1e-10),
                                                     [torch.arange(prob.n_params)], threads=2)
-    pl.check(prob)
-    one.check(prob)
+    m, mb = pl.init_memory(prob, V), one.init_memory(prob, V)
     for _ in range(2):   # the second call starts warm
-        W, Wb = pl.solve(prob, V, G, Pi, alpha=0.5), one.solve(prob, V, G, Pi, alpha=0.5)
+        W, m = pl.update(prob, V, G, Pi, alpha=0.5, memory=m)
+        Wb, mb = one.update(prob, V, G, Pi, alpha=0.5, memory=mb)
         assert torch.equal(W, Wb)
+        assert torch.equal(m.warm, mb.warm) and torch.equal(m.has_warm, mb.has_warm)
+        assert m.calls == mb.calls
         V = V + 0.3 * (W - V)
         G = prob.gradients(V)
 
@@ -111,7 +113,6 @@ def test_threads_1_and_2_give_identical_results(loss, O, reg, solver):
         out = []
         for threads in (1, 2):
             s = Blocked(PL(tau=0.5, solver=solver, inner_tol=1e-10), blocks, threads=threads)
-            s.check(prob)
             out.append(s.solve(prob, V, G, Pi, alpha=1.0))
             assert torch.get_num_threads() == n        # the intra-op threads are restored
         torch.testing.assert_close(out[0], out[1], atol=1e-12, rtol=0, msg=kind)
@@ -126,7 +127,6 @@ def test_blocked_fl_is_fl_and_a_fraction_keeps_the_other_blocks_at_v():
                        fl.solve(prob, V, G, Pi))
     for base in (fl, PL(tau=0.5)):
         part = Blocked(base, blocks, threads=2, fraction=0.5, seed=7)
-        part.check(prob)
         W = part.solve(prob, V, G, Pi)
         chosen = part.chosen(0)
         assert len(blocks) == 6 and len(chosen) == 3
@@ -149,11 +149,16 @@ def test_block_choice_is_seeded_by_seed_and_call_count():
     picks = [a.chosen(t) for t in range(20)]
     assert picks == [b.chosen(t) for t in range(20)]
     assert len({tuple(p) for p in picks}) > 1 and all(len(p) == 3 for p in picks)
-    a.check(prob)
-    W0 = a.solve(prob, V, G, Pi)
-    a.solve(prob, V, G, Pi)
-    a.check(prob)                      # restarts the count: call 0 again
-    assert torch.equal(a.solve(prob, V, G, Pi), W0)
+    m0 = a.init_memory(prob, V)
+    W0, m1 = a.update(prob, V, G, Pi, alpha=1.0, memory=m0)
+    W1, m2 = a.update(prob, V, G, Pi, alpha=1.0, memory=m1)
+    assert (m0.calls, m1.calls, m2.calls) == (0, 1, 2)
+    off = [b for k, b in enumerate(blocks) if k not in a.chosen(0)]
+    assert all(torch.equal(W0[:, b], V[:, b]) for b in off)          # call 0's blocks only
+    assert torch.equal(a.solve(prob, V, G, Pi), W0)       # a fresh memory is call 0 again
+    # the count, not the surrogate, picks the blocks: from m1 the step is call 1's again
+    again, _ = a.update(prob, V, G, Pi, alpha=1.0, memory=m1)
+    assert torch.equal(again, W1) and not torch.equal(W1, W0)
 
 
 # ---- NEXT oracles ---------------------------------------------------------------------------
@@ -254,12 +259,12 @@ def test_bad_options_give_one_line_config_errors():
     model = FlatModel(mlp(n_inputs=3, hidden=(4,), n_outputs=1, seed=0))
     P = model.n_params
     bad = [
-        (dict(threads=0), "algorithm.threads must be an integer >= 1, got 0"),
-        (dict(threads=2.0), "algorithm.threads.*2.0"),
-        (dict(threads=2, block_fraction=0.0), r"algorithm.block_fraction must lie in \(0, 1\]"),
+        (dict(threads=0), "^threads must be an integer >= 1, got 0$"),
+        (dict(threads=2.0), "^threads.*2.0"),
+        (dict(threads=2, block_fraction=0.0), r"^block_fraction must lie in \(0, 1\]"),
         (dict(block_fraction=1.5), "block_fraction.*1.5"),
-        (dict(threads=2, blocks="rows"), "algorithm.blocks 'rows' is unknown; choose one of: "
-                                          "layer, neuron, random"),
+        (dict(threads=2, blocks="rows"), "^blocks 'rows' is unknown; choose one of: "
+                                          "layer, neuron, random$"),
         (dict(threads=2, blocks="layer", n_blocks=3), "n_blocks is only used with.*'random'"),
         (dict(threads=2, blocks="random", n_blocks=0), rf"n_blocks must be an integer in "
                                                         rf"\[1, {P}\].*got 0"),
@@ -278,7 +283,9 @@ def test_bad_options_give_one_line_config_errors():
     prob = _tiny(O=1, hidden=(4,))
     halves = Blocked(PL(), [torch.arange(5), torch.arange(4, P + 1)], threads=1)
     with pytest.raises(ConfigError, match="partition.*0 missing, 1 repeated, 1 out of range"):
-        halves.check(prob)
+        halves.init_memory(prob, prob.model.w0.expand(prob.n_agents, -1))
+    with pytest.raises(ConfigError, match="^fraction must lie in .*got 0$"):
+        Blocked(PL(), make_blocks(model), threads=1, fraction=0)
 
 
 def test_make_blocked_defaults_keep_the_base_and_random_uses_threads_blocks():

@@ -81,9 +81,9 @@ def test_local_step_solves_the_subproblem(loss, O, reg, solver):
     V, G, Pi = _point(prob)
     tau = 0.5
     pl = PL(tau=tau, solver=solver, inner_tol=1e-10)
-    pl.check(prob)
-    W = pl.solve(prob, V, G, Pi, alpha=1.0)
-    assert (pl.last_inner.residual <= 1e-10).all()
+    W, memory = pl.update(prob, V, G, Pi, alpha=1.0, memory=pl.init_memory(prob, V))
+    assert (memory.inner.residual <= 1e-10).all()
+    assert torch.equal(pl.solve(prob, V, G, Pi, alpha=1.0), W)   # solve: update from cold
     if prob.regularizer.l1 > 0:
         assert (W.abs() < 1e-12).any()   # the l1 part is active at this lam
     for a in range(prob.n_agents):
@@ -138,8 +138,8 @@ def test_100k_parameter_step_runs_without_forming_the_jacobian(monkeypatch, loss
     def no_jacobian(W):
         raise AssertionError("the Jacobian was formed")
     monkeypatch.setattr(prob, "jacobians", no_jacobian)
-    W = pl.solve(prob, V, G, Pi, alpha=1.0)
-    assert (pl.last_inner.iterations < 500).all()
+    W, memory = pl.update(prob, V, G, Pi, alpha=1.0, memory=pl.init_memory(prob, V))
+    assert (memory.inner.iterations < 500).all()
     assert (_residual_by_products(prob, V, Pi, 1.0, W) <= 2e-8).all()
     assert (_residual_by_products(prob, V, Pi, 1.0, V) > 1e-3).all()   # W moved somewhere
 
@@ -159,20 +159,39 @@ def test_jvp_and_vjp_match_the_formed_jacobian_and_ignore_padding():
     assert pad.any() and (prob.jvp(V, D)[pad] == 0).all()
 
 
-def test_warm_start_saves_iterations_and_check_forgets_it():
+def test_warm_start_saves_iterations_and_lives_in_the_memory_only():
+    """The memory an update returns warm-starts the next one; a fresh memory starts cold, and
+    the surrogate itself keeps nothing (the same call twice gives the same answer)."""
     prob = _tiny("cross_entropy", 3, "l1")
     V, G, Pi = _point(prob)
     pl = PL(tau=0.5, inner_tol=1e-9)
-    pl.check(prob)
-    W1 = pl.solve(prob, V, G, Pi, alpha=1.0)
-    cold = pl.last_inner.iterations.clone()
+    m0 = pl.init_memory(prob, V)
+    assert m0.warm.shape == V.shape and not m0.has_warm.any() and m0.calls == 0
+    W1, m1 = pl.update(prob, V, G, Pi, alpha=1.0, memory=m0)
+    assert torch.equal(m1.warm, W1) and m1.has_warm.all() and m1.calls == 1
+    assert not m0.has_warm.any()                     # the memory given is not changed
+    cold = m1.inner.iterations
     V2 = V + 1e-3 * (W1 - V)
-    pl.solve(prob, V2, prob.gradients(V2), Pi, alpha=1.0)
-    warm = pl.last_inner.iterations.clone()
-    pl.check(prob)
-    assert pl.last_inner is None
-    pl.solve(prob, V2, prob.gradients(V2), Pi, alpha=1.0)
-    assert (warm < pl.last_inner.iterations).all() and (warm < cold).all()
+    G2 = prob.gradients(V2)
+    W_warm, m2 = pl.update(prob, V2, G2, Pi, alpha=1.0, memory=m1)
+    W_cold, m2c = pl.update(prob, V2, G2, Pi, alpha=1.0, memory=m0)
+    warm = m2.inner.iterations
+    assert (warm < m2c.inner.iterations).all() and (warm < cold).all()
+    torch.testing.assert_close(W_warm, W_cold, atol=1e-8, rtol=0)   # same subproblem
+    again, _ = pl.update(prob, V2, G2, Pi, alpha=1.0, memory=m1)
+    assert torch.equal(again, W_warm)
+
+
+def test_direct_solves_keep_no_warm_start():
+    """Squared loss + l2 on a formed J: one linear solve a step, nothing to warm-start."""
+    prob = _tiny("squared", 2, "l2", lam=0.1)
+    V, G, Pi = _point(prob)
+    pl = PL(tau=1.3)
+    m0 = pl.init_memory(prob, V)
+    assert m0.warm.shape == (prob.n_agents, 0)
+    W, m1 = pl.update(prob, V, G, Pi, alpha=0.5, memory=m0)
+    assert m1.inner is None and m1.calls == 1 and m1.warm.shape == (prob.n_agents, 0)
+    assert torch.equal(W, pl.solve(prob, V, G, Pi, alpha=0.5))
 
 
 def test_options_are_validated_with_the_bad_value_named():
@@ -188,9 +207,14 @@ def test_options_are_validated_with_the_bad_value_named():
         PL(inner_iters=2.5)
     s = make_surrogate("pl", tau=2.0, solver="cg", inner_tol=1e-7, inner_iters=50)
     assert (s.tau, s.solver, s.inner_tol, s.inner_iters) == (2.0, "cg", 1e-7, 50)
+    for bad in (-1, 0, float("inf"), "big", None):
+        with pytest.raises(ConfigError, match=r'^tau must be a finite number > 0 or "auto", '
+                                              rf"got {bad!r}$"):
+            PL(tau=bad)
     # every loss / regulariser combination is accepted
     for loss, O, reg in CASES:
-        PL().check(_tiny(loss, O, reg))
+        prob = _tiny(loss, O, reg)
+        assert PL().init_memory(prob, prob.model.w0.expand(prob.n_agents, -1)).tau == 1.0
 
 
 # ---- NEXT oracles --------------------------------------------------------------------------

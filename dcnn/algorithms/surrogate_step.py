@@ -1,0 +1,70 @@
+"""NEXT's and SONATA's local step, with the surrogate's memory carried in their state.
+
+The state keeps the surrogate's :class:`~dcnn.surrogates.Memory` as plain fields: the per-agent
+rows ``warm`` ``(A, P)`` (the last ``w~_i``, the next inner solve's start; ``(A, 0)`` for a
+surrogate without warm starts) and ``has_warm`` ``(A,)``, and the replicated ``calls`` (local
+steps so far) and ``tau`` (``"auto"`` resolved at ``init``). So a checkpoint saves them like
+any other field, and a resumed run continues with the warm starts the uninterrupted one uses.
+The memory's ``inner`` (the last inner solve) is a diagnostic and stays out of the state.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ..comm import Network
+from ..errors import ConfigError
+from ..problems import LocalProblems
+from ..problems.batches import BatchProblems
+from ..surrogates import Memory
+
+__all__ = ["MEMORY_ROWS", "check_surrogate", "init_memory", "memory_fields", "memory_of",
+           "local_solve"]
+
+MEMORY_ROWS = ("warm", "has_warm")
+
+
+def check_surrogate(surrogate) -> None:
+    """``surrogate`` has the explicit-state interface (``FL``, ``PL``, ``Blocked``)."""
+    if not (callable(getattr(surrogate, "init_memory", None))
+            and callable(getattr(surrogate, "update", None))):
+        raise ConfigError(f"surrogate must be a surrogate with init_memory() and update(), "
+                          f"e.g. PL(tau=1.0) or FL(tau='auto'), got {surrogate!r}")
+
+
+def init_memory(surrogate, problem: LocalProblems, network: Network,
+                X0: torch.Tensor) -> dict:
+    """The state fields of the surrogate's fresh memory (collective for ``tau = "auto"``)."""
+    return memory_fields(surrogate.init_memory(problem, X0, network=network))
+
+
+def memory_fields(memory: Memory) -> dict:
+    """``memory`` as state fields (its diagnostic ``inner`` left out)."""
+    return {"tau": memory.tau, "warm": memory.warm, "has_warm": memory.has_warm,
+            "calls": memory.calls}
+
+
+def memory_of(state) -> Memory:
+    """The surrogate's memory kept in ``state``."""
+    return Memory(warm=state.warm, has_warm=state.has_warm, calls=state.calls, tau=state.tau)
+
+
+def local_solve(costs: BatchProblems, surrogate, X: torch.Tensor, G: torch.Tensor,
+                Pi: torch.Tensor, *, alpha: float, state) -> tuple[torch.Tensor, dict]:
+    """``w~_i`` for every agent of the group and the memory fields after the step.
+
+    The mini-batch views of one iteration (:class:`~dcnn.problems.batches.BatchProblems`)
+    each take their agents' rows of the memory; every view starts from the same count, so
+    they all pick the same random blocks, and the count advances once per iteration.
+    """
+    memory = memory_of(state)
+    if len(costs.parts) == 1 and costs.parts[0][0] is None:
+        Xt, memory = surrogate.update(costs.parts[0][1], X, G, Pi, alpha=alpha, memory=memory)
+        return Xt, memory_fields(memory)
+    Xt, joined = torch.empty_like(X), memory
+    for pos, view in costs.parts:
+        Xt[pos], part = surrogate.update(view, X[pos], G[pos], Pi[pos], alpha=alpha,
+                                         memory=memory.rows(pos))
+        joined = joined.put(pos, part)
+    return Xt, memory_fields(replace(joined, calls=memory.calls + 1))
