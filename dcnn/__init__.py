@@ -20,7 +20,8 @@ from .surrogates import FL, PL, make_surrogate
 __version__ = "0.1.0"
 
 _LAZY = {"RunResult": "runner", "local_problems": "runner", "run_experiment": "runner",
-         "resume_experiment": "runner",
+         "resume_experiment": "runner", "Experiment": "experiment", "prepare": "prepare",
+         "register": "methods", "MethodSpec": "methods", "Supports": "methods",
          "make_topology": "topology", "run_compare": "compare", "train_engine": "baselines"}
 
 
@@ -41,4 +42,5 @@ __all__ = ["Constant", "Diminishing", "Next", "NextState", "Polynomial", "make_s
            "resume_experiment", "History", "evaluate",
            "FlatModel", "LocalProblems", "make_regularizer", "mlp", "centralized_reference",
            "RunResult", "local_problems", "run_experiment", "FL", "PL", "make_surrogate",
-           "make_topology", "__version__"]
+           "make_topology", "Experiment", "prepare", "register", "MethodSpec", "Supports",
+           "__version__"]

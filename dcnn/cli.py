@@ -95,6 +95,18 @@ def _cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def _plugin_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                   help="import this file or module first: it registers your own methods "
+                   "with dcnn.methods.register (repeatable)")
+
+
+def _load_plugins(args) -> None:
+    from .methods import load_plugin
+    for ref in getattr(args, "plugin", []):
+        load_plugin(ref)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dcnn", description="Decentralized consensus training "
                                 "of neural networks (NEXT) and its baselines.")
@@ -108,12 +120,13 @@ def _parser() -> argparse.ArgumentParser:
                      "checkpoint (run.checkpoint_every) to run.iterations; --set may change "
                      "only run.iterations and how it runs (progress, threads, checkpoints)")
     run.add_argument("--quiet", action="store_true", help="no progress bar, log or table")
+    _plugin_option(run)
     run.set_defaults(func=_cmd_run)
     cmp = sub.add_parser("compare", help="several methods on the same shards, graph and seed")
     cmp.add_argument("config", nargs="?", help="a TOML config (default: the default experiment)")
-    cmp.add_argument("--methods", help="comma-separated, e.g. next-pl,next-fl,gt,dgd,extra,"
-                     "centralized (default: those of these six the topology allows; on a "
-                     "directed graph sonata-pl,sonata-fl,push-diging,centralized-lbfgs)")
+    cmp.add_argument("--methods", help="comma-separated registered methods or variants, e.g. "
+                     "next-pl,next-fl,gt,dgd,extra,centralized (default: the registry's "
+                     "defaults for the graph's kind that the topology allows)")
     cmp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key for every method (repeatable)")
     cmp.add_argument("--out", help="output folder (default: runs/<time>-compare-<data>)")
@@ -121,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="objective target: U_ref + GAP * (U_0 - U_ref), the fraction of the "
                      "initial gap to the centralized objective left (default 0.01)")
     cmp.add_argument("--quiet", action="store_true", help="no progress, log or table")
+    _plugin_option(cmp)
     cmp.set_defaults(func=_cmd_compare)
     info = sub.add_parser("info", help="versions, MPI library, ranks, threads")
     info.set_defaults(func=_cmd_info)
@@ -159,6 +173,7 @@ def _fail(exc: BaseException, code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _load_plugins(args)
         return args.func(args)
     except DcnnError as exc:
         return _fail(exc, 2)

@@ -1,7 +1,7 @@
 """``dcnn compare``: several methods on identical shards, graphs and seeds, one report.
 
-Each method is a variant of :data:`dcnn.algorithms.VARIANTS` (``next-pl``, ``gt``,
-``centralized-lbfgs``, ...), optionally followed by ``algorithm`` keys of its own
+Each method is a registered method or one of its variants (:func:`dcnn.methods.variants`:
+``next-pl``, ``gt``, ``centralized-lbfgs``, ...), optionally followed by ``algorithm`` keys of its own
 (``gt:alpha0=0.25``, ``dgd:schedule=constant:alpha0=0.1``), applied as ``algorithm``
 overrides to one config, so the data,
 partition, model, initial point, topology sequence and evaluation are the same for all; every
@@ -44,10 +44,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .algorithms import ALGORITHMS, method_overrides
 from .comm import Network, make_network
 from .config import Config, _apply, parse_set, resolve
 from .errors import ConfigError, DivergenceError, LaunchError
+from .methods import default_methods, get_method, parse_variant
 from .metrics import History, metric_name
 from .report import _clean, plottable
 from .runner import run_experiment
@@ -56,8 +56,9 @@ from .topology import DIRECTED_GRAPHS
 __all__ = ["CompareResult", "run_compare", "compare_rows", "format_compare", "plot_compare",
            "parse_method", "DEFAULT_METHODS", "DEFAULT_METHODS_DIRECTED", "ROW_KEYS"]
 
-DEFAULT_METHODS = ("next-pl", "next-fl", "gt", "dgd", "extra", "centralized-lbfgs")
-DEFAULT_METHODS_DIRECTED = ("sonata-pl", "sonata-fl", "push-diging", "centralized-lbfgs")
+# the registry's defaults for the built-in methods (default_methods() reads it anew)
+DEFAULT_METHODS = default_methods(directed=False)
+DEFAULT_METHODS_DIRECTED = default_methods(directed=True)
 ROW_KEYS = ("method", "status", "final_objective", "objective_gap", "final_test_metric",
             "final_consensus_error", "rounds", "bytes_per_agent", "time_s",
             "test_rounds", "test_bytes_per_agent", "test_time_s",
@@ -82,7 +83,7 @@ class CompareResult:
 def parse_method(spec: str) -> dict:
     """``"gt:alpha0=0.25"`` -> ``{"name": "gt", "alpha0": 0.25}`` (the ``algorithm`` keys)."""
     variant, *pairs = spec.split(":")
-    keys = method_overrides(variant)
+    keys = parse_variant(variant)
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"method {spec!r}: {pair!r} is not key=value; write e.g. "
@@ -94,14 +95,10 @@ def parse_method(spec: str) -> dict:
 
 def _fits(spec: str, cfg: Config) -> str | None:
     """Why method ``spec`` cannot run on ``cfg``'s topology, or ``None``."""
-    method = ALGORITHMS[parse_method(spec)["name"]]
-    directed = cfg.topology.graph in DIRECTED_GRAPHS
-    if directed and not method.cls.directed_ok:
-        return "needs an undirected graph"
+    supports = get_method(parse_method(spec)["name"]).supports
     time_varying = cfg.topology.dynamic != "static" or cfg.topology.cutoff_agent is not None
-    if getattr(method.cls, "static_only", False) and time_varying:
-        return "needs a static graph"
-    return None
+    return supports.refusal(directed=cfg.topology.graph in DIRECTED_GRAPHS,
+                            time_varying=time_varying)
 
 
 def _config_for(cfg: Config, spec: str) -> Config:
@@ -249,17 +246,18 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
 
 def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                 network: Network | None = None, gap: float = 0.01,
-                verbose: bool = True) -> CompareResult:
-    """Run every method of ``methods`` (default :data:`DEFAULT_METHODS`, or
-    :data:`DEFAULT_METHODS_DIRECTED` on a directed graph, less those the topology does not
-    allow) on ``cfg``; write the comparison into ``out`` (rank 0)."""
+                verbose: bool = True, model=None, data=None) -> CompareResult:
+    """Run every method of ``methods`` (default: the registry's
+    :func:`~dcnn.methods.default_methods` for the graph's kind, less those the topology does
+    not allow) on ``cfg``; write the comparison into ``out`` (rank 0). ``model`` and ``data``
+    (your own ``nn.Module``/factory and arrays, as for :func:`dcnn.run_experiment`) replace
+    the config's."""
     if not 0 < gap < 1:
         raise ConfigError(f"--gap must lie in (0, 1) (the fraction of the initial objective "
                           f"gap left at the target, e.g. 0.01), got {gap}")
     explicit = methods is not None
     if methods is None:
-        methods = DEFAULT_METHODS_DIRECTED if cfg.topology.graph in DIRECTED_GRAPHS \
-            else DEFAULT_METHODS
+        methods = default_methods(directed=cfg.topology.graph in DIRECTED_GRAPHS)
     methods = list(methods)
     if not methods:
         raise ConfigError("no method given; e.g. --methods next-pl,gt,dgd")
@@ -282,16 +280,17 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
     if out is not None:
         if out == "auto":
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            out = network.broadcast(str(Path("runs") / f"{stamp}-compare-{cfg.data.name}"))
+            out = network.broadcast(str(Path("runs") / f"{stamp}-compare-{Path(str(cfg.data.name)).stem}"))
         out_dir = Path(out)
     reference = None      # solved with the first method, then shared
     configs = {m: _config_for(cfg, m) for m in methods}     # every spec checked up front
     if cfg.run.checkpoint_every:
-        engines = [m for m, c in configs.items() if ALGORITHMS[c.algorithm.name].kind == "engine"]
+        engines = [m for m, c in configs.items()
+                   if not get_method(c.algorithm.name).supports.resumable]
         if engines or out_dir is None:
             raise ConfigError(f"run.checkpoint_every = {cfg.run.checkpoint_every} needs an "
-                              "output folder and methods of the one loop"
-                              + (f" ({engines[0]!r} is an engine baseline)" if engines else
+                              "output folder and methods that can be checkpointed"
+                              + (f" ({engines[0]!r} cannot)" if engines else
                                  " (give --out DIR)") + "; set run.checkpoint_every = 0")
     histories, summaries = {}, {}
     for k, m in enumerate(methods, 1):
@@ -301,7 +300,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
         c.run.reference = cfg.run.reference
         try:
             res = run_experiment(c, out=None if out_dir is None else out_dir / m,
-                                 network=network, verbose=False, reference=reference)
+                                 network=network, verbose=False, reference=reference,
+                                 model=model, data=data)
         except DivergenceError as exc:
             histories[m], summaries[m] = None, None
             log(f"compare: [{k}/{len(methods)}] {m}: diverged ({exc})")

@@ -7,9 +7,9 @@ config as plain nested dicts (what ``config.json`` of a run holds).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ConfigError
+from .methods.options import check_value
 
 __all__ = ["Config", "RunConfig", "DataConfig", "ModelConfig", "TopologyConfig",
            "AlgorithmConfig", "load_config", "parse_set", "resolve"]
@@ -87,36 +88,77 @@ class TopologyConfig:
     cutoff_length: int | None = None
 
 
-@dataclass
 class AlgorithmConfig:
-    name: str = "next"
-    surrogate: str = "pl"
-    tau: float | str = "auto"
-    lr: float | str = "auto"
-    optimizer: str = "auto"
-    schedule: str = "auto"
-    alpha0: float = 0.5
-    eps: float = 0.01
-    power: float = 0.6
-    solver: str = "auto"
-    inner_tol: float = 1e-6
-    inner_iters: int = 500
-    batch_size: int = 0
-    threads: int = 1
-    blocks: str = "layer"
-    n_blocks: int | None = None
-    block_fraction: float = 1.0
-    pipeline_schedule: str = "gpipe"
-    microbatches: int = 0
-    stages: int = 0
-    sil_noise: float = 0.1
-    recovery: int = 0
-    models: int = 2
-    exchange_every: int = 50
-    burn_in: int = 100
-    distill_weight: float = 1.0
-    local_mode: str = "greedy"
-    chunk: int = 2
+    """``algorithm.name`` and the ``algorithm.*`` keys that were set; any other key reads as
+    its default. The keys are the options of the registered methods
+    (:mod:`dcnn.methods`): a key is accepted if some method declares it, and each method
+    reads only its own (:meth:`options`)."""
+
+    def __init__(self, name: str | None = None, **values):
+        if name is None:
+            from .methods import default_method
+            name = default_method()
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, key: str):
+        if key.startswith("_"):
+            raise AttributeError(key)
+        if key in self._values:
+            return self._values[key]
+        declared = _option_fields().get(key)
+        if declared is None:
+            raise AttributeError(f"algorithm has no key {key!r}")
+        mine = [f for method, f, _ in declared if method == self.name]
+        return (mine or [declared[0][1]])[0].default
+
+    def __setattr__(self, key: str, value) -> None:
+        if key == "name":
+            object.__setattr__(self, "name", value)
+        else:
+            self._values[key] = value
+
+    def __deepcopy__(self, memo):
+        return AlgorithmConfig(self.name, **copy.deepcopy(self._values, memo))
+
+    def __copy__(self):
+        return AlgorithmConfig(self.name, **self._values)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, AlgorithmConfig) and resolve_algorithm(self) == \
+            resolve_algorithm(other)
+
+    def __repr__(self) -> str:
+        keys = "".join(f", {k}={v!r}" for k, v in self._values.items())
+        return f"AlgorithmConfig(name={self.name!r}{keys})"
+
+    @property
+    def spec(self):
+        """The registry entry of ``name`` (:class:`dcnn.methods.MethodSpec`)."""
+        from .methods import get_method
+        return get_method(self.name)
+
+    def options(self):
+        """The method's typed options: the keys it reads, set or defaulted, validated."""
+        from .methods.options import options_from
+        return options_from(self.spec.options, self._values, method=self.name)
+
+    @property
+    def explicit(self) -> dict:
+        """The keys that were set (a copy)."""
+        return dict(self._values)
+
+
+def _option_fields() -> dict:
+    from .methods import option_fields
+    return option_fields()
+
+
+def resolve_algorithm(a: AlgorithmConfig) -> dict:
+    """``{"name": ..., **the method's options}``: what the chosen method reads."""
+    import dataclasses as dc
+    return {"name": a.name, **{f.name: getattr(a.options(), f.name)
+                               for f in dc.fields(a.spec.options)}}
 
 
 @dataclass
@@ -131,17 +173,6 @@ class Config:
 _CHOICES = {
     ("run", "dtype"): ("float64", "float32"),
     ("run", "backend"): ("auto", "local", "mpi"),
-    ("algorithm", "name"): ("next", "sonata", "dgd", "dsgd", "gt", "extra", "push-diging",
-                            "centralized", "ddp", "pipeline", "tensor-parallel", "sil",
-                            "codistillation", "local-parallel", "sequence-parallel"),
-    ("algorithm", "local_mode"): ("greedy", "overlapping", "chunked"),
-    ("model", "name"): ("mlp", "transformer"),
-    ("algorithm", "optimizer"): ("auto", "lbfgs", "gd", "adam"),
-    ("algorithm", "pipeline_schedule"): ("gpipe", "1f1b", "interleaved"),
-    ("algorithm", "surrogate"): ("fl", "pl"),
-    ("algorithm", "schedule"): ("auto", "diminishing", "constant", "polynomial"),
-    ("algorithm", "solver"): ("auto", "cholesky", "woodbury", "cg"),
-    ("algorithm", "blocks"): ("layer", "neuron", "random"),
     # mirrors of registries that live in heavier modules (tests/test_bad_input.py checks that
     # they agree with dcnn.data and dcnn.problems): a typo fails before any data is loaded
     ("data", "partition"): ("iid", "dirichlet"),
@@ -165,28 +196,6 @@ _RANGES = {  # (section, key): (test, description)
     ("model", "hidden"): (lambda v: all(h >= 1 for h in v),
                           "a list of layer widths >= 1 (e.g. [10, 10]; [] for a linear model)"),
     ("topology", "B"): (lambda v: v >= 1, ">= 1"),
-    ("algorithm", "tau"): (lambda v: v == "auto" or (not isinstance(v, str) and v > 0),
-                           "> 0 or \"auto\""),
-    ("algorithm", "lr"): (lambda v: v == "auto" or (not isinstance(v, str) and v > 0),
-                          "> 0 or \"auto\""),
-    ("algorithm", "alpha0"): (lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("algorithm", "eps"): (lambda v: 0 < v < 1, "in (0, 1)"),
-    ("algorithm", "power"): (lambda v: 0.5 < v <= 1, "in (0.5, 1]"),
-    ("algorithm", "inner_tol"): (lambda v: v > 0, "> 0"),
-    ("algorithm", "inner_iters"): (lambda v: v >= 1, ">= 1"),
-    ("algorithm", "batch_size"): (lambda v: v >= 0, ">= 0 (0 = the whole shard)"),
-    ("algorithm", "threads"): (lambda v: v >= 1, ">= 1"),
-    ("algorithm", "n_blocks"): (lambda v: v >= 1, ">= 1"),
-    ("algorithm", "block_fraction"): (lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("algorithm", "microbatches"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
-    ("algorithm", "stages"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
-    ("algorithm", "sil_noise"): (lambda v: v >= 0, ">= 0"),
-    ("algorithm", "recovery"): (lambda v: v >= 0, ">= 0"),
-    ("algorithm", "models"): (lambda v: v >= 2, ">= 2"),
-    ("algorithm", "exchange_every"): (lambda v: v >= 1, ">= 1"),
-    ("algorithm", "burn_in"): (lambda v: v >= 0, ">= 0"),
-    ("algorithm", "distill_weight"): (lambda v: v >= 0, ">= 0"),
-    ("algorithm", "chunk"): (lambda v: v >= 1, ">= 1"),
     ("model", "tokens"): (lambda v: v >= 1, ">= 1"),
     ("model", "d_model"): (lambda v: v >= 1, ">= 1"),
     ("model", "heads"): (lambda v: v >= 1, ">= 1"),
@@ -206,44 +215,31 @@ def _closest(value: str, valid) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return repr(value)
+def _keys(obj) -> dict:
+    """``{key: type hint}`` of a config section (the algorithm's: ``name`` and every key some
+    registered method declares)."""
+    if isinstance(obj, AlgorithmConfig):
+        return {"name": str, **{k: fs[0][2] for k, fs in _option_fields().items()}}
+    return get_type_hints(type(obj))
 
 
-def _check_type(where: str, value: Any, hint, default: Any = None) -> Any:
-    """``value`` converted to the key's type, or a ConfigError naming it and an example."""
-    text = str(hint)
-    example = "" if default is None else f"; e.g. {where} = {_toml(default)}"
-    if "list" in text:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                     for v in value):
-            return list(value)
-        raise ConfigError(f"{where} must be a list of integers, got {value!r}{example}")
-    if value is None and "None" in text:
-        return None
-    if "bool" in text:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be true or false, got {value!r}{example}")
-    if "int" in text and "float" not in text:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be an integer, got {value!r}{example}")
-    if "float" in text:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(f"{where} must be a finite number, got {value!r}{example}")
-            return float(value)
-        if "str" in text and isinstance(value, str):
-            return value
-        raise ConfigError(f"{where} must be a number, got {value!r}{example}")
-    if isinstance(value, str):
-        return value
-    raise ConfigError(f"{where} must be a string, got {value!r}{example}")
+def _apply_algorithm(a: AlgorithmConfig, key: str, value: Any) -> None:
+    where = f"algorithm.{key}"
+    if key == "name":
+        value = check_value(where, value, str, AlgorithmConfig().name)
+        from .methods import get_method
+        get_method(value)
+        a.name = value
+        return
+    from .methods.options import check_field
+    errors = []
+    for _, f, hint in _option_fields()[key]:   # valid for one method that reads it
+        try:
+            setattr(a, key, check_field(where, value, f, hint))
+            return
+        except ConfigError as exc:
+            errors.append(exc)
+    raise errors[0]
 
 
 def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
@@ -251,13 +247,17 @@ def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
     if section not in sections:
         raise ConfigError(f"unknown config section {section!r}{_suggest(section, sections)}")
     obj = getattr(cfg, section)
-    hints = get_type_hints(type(obj))
+    hints = _keys(obj)
     if key not in hints:
         raise ConfigError(f"unknown config key '{section}.{key}'"
                           f"{_suggest(key, hints, section + '.')}")
-    value = _check_type(f"{section}.{key}", value, hints[key],
-                        getattr(type(obj)(), key))
-    choices = _CHOICES.get((section, key))
+    if section == "algorithm":
+        _apply_algorithm(obj, key, value)
+        return
+    value = check_value(f"{section}.{key}", value, hints[key], getattr(type(obj)(), key))
+    if (section, key) == ("model", "name"):
+        _check_model_name(value)
+    choices = _CHOICES.get((section, key)) or _topology_choices().get((section, key))
     if choices is not None and value not in choices:
         raise ConfigError(f"{section}.{key} = {value!r} is not allowed; "
                           f"{_closest(str(value), choices)}choose one of: {', '.join(choices)}")
@@ -265,6 +265,25 @@ def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
     if rng is not None and value is not None and not rng[0](value):
         raise ConfigError(f"{section}.{key} must be {rng[1]}, got {value!r}")
     setattr(obj, key, value)
+
+
+MODELS = ("mlp", "transformer")
+
+
+def _topology_choices() -> dict:
+    """The graph and dynamic names :func:`dcnn.topology.make_topology` accepts."""
+    from .topology import DIRECTED_GRAPHS, DYNAMICS, GRAPHS
+    return {("topology", "graph"): (*GRAPHS, *DIRECTED_GRAPHS),
+            ("topology", "dynamic"): tuple(DYNAMICS)}
+
+
+def _check_model_name(value: str) -> None:
+    """A built-in model, or ``"path/to/file.py:Name"`` / ``"package.module:name"``."""
+    if value in MODELS or ":" in value:
+        return
+    raise ConfigError(f"model.name = {value!r} is not allowed; {_closest(value, MODELS)}"
+                      f"choose one of: {', '.join(MODELS)}, or your own model as "
+                      "'path/to/file.py:ClassOrFactory' or 'package.module:factory'")
 
 
 def parse_set(item: str) -> tuple[str, str, Any]:
@@ -327,7 +346,7 @@ def _merge(cfg: Config, data: dict, origin: str) -> None:
     for section, keys in data.items():
         if not isinstance(keys, dict):
             home = [f.name for f in dataclasses.fields(Config)
-                    if section in get_type_hints(type(getattr(cfg, f.name)))]
+                    if section in _keys(getattr(cfg, f.name))]
             fix = f"; write it under [{home[0]}]" if home else \
                 f"; sections are {', '.join(f.name for f in dataclasses.fields(Config))}"
             raise ConfigError(f"{origin}: '{section}' must be a section (a table of keys), "
@@ -342,5 +361,7 @@ def _merge(cfg: Config, data: dict, origin: str) -> None:
 
 
 def resolve(cfg: Config) -> dict:
-    """The complete config as nested plain dicts."""
-    return dataclasses.asdict(cfg)
+    """The complete config as nested plain dicts; the algorithm section holds ``name`` and
+    the options of that method (validated; defaults filled in)."""
+    return {f.name: resolve_algorithm(cfg.algorithm) if f.name == "algorithm" else
+            dataclasses.asdict(getattr(cfg, f.name)) for f in dataclasses.fields(Config)}

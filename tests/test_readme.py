@@ -43,6 +43,7 @@ def _run(cmd: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProce
 @pytest.fixture
 def scratch(tmp_path):
     (tmp_path / "experiments").symlink_to(ROOT / "experiments")
+    (tmp_path / "tests").symlink_to(ROOT / "tests")          # the plugin example
     return tmp_path
 
 
@@ -106,11 +107,21 @@ def test_documented_command_runs(cmd, scratch):
         assert res.stdout.strip()
 
 
-def test_python_block_runs(tmp_path):
-    (code,) = _blocks(README, "python")
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
+                         cwd=cwd, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    start, objective, consensus = map(float, res.stdout.split())
+    return res
+
+
+def test_python_blocks_run(tmp_path):
+    own, loop = _blocks(README, "python")
+    # your own model and arrays through dcnn.Experiment: a test accuracy, then the table
+    out = _python(own, tmp_path).stdout.splitlines()
+    assert 50.0 < float(out[0]) <= 100.0, out[0]
+    assert out[1].split()[0] == "method" and [x.split()[0] for x in out[2:6]] == \
+        ["next-pl", "gt", "dgd", "centralized"]
+    # the low-level loop
+    start, objective, consensus = map(float, _python(loop, tmp_path).stdout.split())
     # the noise floor of this regression is about 0.01 (noise variance), the start about 5
     assert objective < 0.02 * start and consensus < 1e-3

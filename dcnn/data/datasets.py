@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .files import SUFFIXES, RawData, read_data_file
+from .files import SUFFIXES, RawData, check_pair, read_data_file
 
-__all__ = ["TASKS", "BUNDLED", "Dataset", "load_dataset"]
+__all__ = ["TASKS", "BUNDLED", "Dataset", "load_dataset", "dataset_from_arrays"]
 
 TASKS = ("regression", "binary", "multiclass")
 _BUNDLED_TASKS = {"digits": "multiclass", "breast_cancer": "binary", "wine": "multiclass",
@@ -119,12 +119,49 @@ def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0, task: 
     _check_options(name, test_fraction, seed, task, standardize)
     label = os.fspath(name)
     raw, fixed_task = _read_raw(label, target_column)
+    return _prepare(raw, label, fixed_task if task == "auto" else task,
+                    test_fraction=test_fraction, seed=seed, standardize=standardize,
+                    target_column=target_column)
+
+
+def dataset_from_arrays(X, y, *, X_test=None, y_test=None, name: str = "arrays",
+                        test_fraction: float = 0.2, seed: int = 0, task: str = "auto",
+                        standardize: bool = True) -> Dataset:
+    """A :class:`Dataset` from your own arrays, through the same steps as
+    :func:`load_dataset`: ``X`` ``(M, d)`` features, ``y`` ``(M,)`` labels or targets (or
+    ``(M, k)`` regression targets); a seeded split unless ``X_test``/``y_test`` are given.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ds = dataset_from_arrays(rng.normal(size=(50, 3)), rng.integers(0, 2, 50))
+    >>> ds.task, ds.n_train, ds.n_test
+    ('binary', 40, 10)
+    """
+    _check_options(name, test_fraction, seed, task, standardize)
+    if (X_test is None) != (y_test is None):
+        raise DataError("give both X_test and y_test, or neither")
+    X, y = check_pair("data arrays", X, y)
+    if X_test is not None:
+        X_test, y_test = check_pair("data arrays", X_test, y_test, "X_test", "y_test")
+        if X_test.shape[1] != X.shape[1] or y_test.shape[1:] != y.shape[1:]:
+            raise DataError(f"X_test/y_test have shapes {X_test.shape}/{y_test.shape} but "
+                            f"X/y have {X.shape}/{y.shape}; give the test part the same "
+                            "features and target layout")
+    if len(X) < 2:
+        raise DataError(f"data arrays have {len(X)} sample(s); give at least 2")
+    return _prepare(RawData(X, y, X_test, y_test), name, task, test_fraction=test_fraction,
+                    seed=seed, standardize=standardize, target_column=-1)
+
+
+def _prepare(raw: RawData, label: str, task: str, *, test_fraction: float, seed: int,
+             standardize: bool, target_column: int) -> Dataset:
+    """Task and labels -> seeded split (unless given) -> standardisation -> Dataset."""
     has_test = raw.X_test is not None
     if test_fraction == 0 and not has_test:
         raise DataError(f"test_fraction 0 needs a file with its own test part (X_test and "
                         f"y_test in a .npz), which '{label}' lacks; use a value such as 0.2")
     y_all = raw.y if not has_test else np.concatenate([raw.y, raw.y_test])
-    task, y_all, classes = _resolve_task(y_all, fixed_task if task == "auto" else task, label)
+    task, y_all, classes = _resolve_task(y_all, task, label)
     _check_varies(raw.y, label, target_column)
     if has_test:
         X_tr, X_te = raw.X, raw.X_test

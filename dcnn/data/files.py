@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["SUFFIXES", "RawData", "read_data_file"]
+__all__ = ["SUFFIXES", "RawData", "read_data_file", "check_pair"]
 
 SUFFIXES = (".npz", ".csv")
 _SAVE_HINT = "save it with np.savez(path, X=X, y=y) (optionally X_test=..., y_test=...)"
@@ -189,10 +189,11 @@ def _read_npz(p: Path) -> RawData:
         given, missing = ("X_test", "y_test") if "X_test" in arrays else ("y_test", "X_test")
         raise DataError(f"data file '{p}' has '{given}' but no '{missing}'; give both or "
                         "neither")
-    X, y = _npz_pair(p, arrays["X"], arrays["y"], "X", "y")
+    X, y = check_pair(f"data file '{p}'", arrays["X"], arrays["y"], "X", "y")
     if "X_test" not in arrays:
         return RawData(X, y, None, None)
-    X_test, y_test = _npz_pair(p, arrays["X_test"], arrays["y_test"], "X_test", "y_test")
+    X_test, y_test = check_pair(f"data file '{p}'", arrays["X_test"], arrays["y_test"],
+                                "X_test", "y_test")
     if len(X_test) == 0:
         raise DataError(f"data file '{p}' has an empty X_test; give at least one test sample "
                         "or leave X_test and y_test out")
@@ -205,22 +206,26 @@ def _read_npz(p: Path) -> RawData:
     return RawData(X, y, X_test, y_test)
 
 
-def _npz_pair(p: Path, X: np.ndarray, y: np.ndarray, xk: str, yk: str):
+def check_pair(where: str, X, y, xk: str = "X", yk: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` as float64 features and targets, or a DataError naming ``where`` (e.g.
+    ``data file 'a.npz'``), the array and the fix: real numbers, ``X`` 2-D (1-D is one
+    feature), ``y`` 1-D or 2-D, one target per row, no NaN or inf."""
+    X, y = np.asarray(X), np.asarray(y)
     for key, arr in ((xk, X), (yk, y)):
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) \
                 or np.issubdtype(arr.dtype, np.complexfloating):
-            raise DataError(f"data file '{p}' has {key} of dtype {arr.dtype}; give real "
+            raise DataError(f"{where} has {key} of dtype {arr.dtype}; give real "
                             "numbers (float or int arrays)")
     if X.ndim == 1:
         X = X.reshape(-1, 1)
     if X.ndim != 2 or X.shape[1] == 0:
-        raise DataError(f"data file '{p}' has {xk} of shape {X.shape}; give a (samples, "
+        raise DataError(f"{where} has {xk} of shape {X.shape}; give a (samples, "
                         "features) array with at least one feature")
     if y.ndim not in (1, 2):
-        raise DataError(f"data file '{p}' has {yk} of shape {y.shape}; give a (samples,) or "
+        raise DataError(f"{where} has {yk} of shape {y.shape}; give a (samples,) or "
                         "(samples, outputs) array")
     if len(X) != len(y):
-        raise DataError(f"data file '{p}' has {len(X)} rows in {xk} but {len(y)} in {yk}; give "
+        raise DataError(f"{where} has {len(X)} rows in {xk} but {len(y)} in {yk}; give "
                         "one target per sample")
     X = X.astype(np.float64)
     y = _as_target(y)
@@ -228,8 +233,8 @@ def _npz_pair(p: Path, X: np.ndarray, y: np.ndarray, xk: str, yk: str):
         bad = np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)))
         if len(bad):
             i, j = bad[0]
-            raise DataError(f"data file '{p}' has a NaN or inf in {key} at row {i}, column {j} "
-                            "(0-based); clean the arrays before saving")
+            raise DataError(f"{where} has a NaN or inf in {key} at row {i}, column {j} "
+                            "(0-based); remove or impute those values first")
     return X, y
 
 

@@ -15,7 +15,7 @@ Xiong et al., ICML 2020, arXiv 2002.04745; attention of Vaswani et al., NeurIPS 
 Everything but the attention sum and the mean-pool acts on each token alone. The pieces are
 pure functions of the parameter dict (``named_parameters`` names) and a slice of tokens
 (:func:`embed`, :func:`project_qkv`, :func:`attention`, :func:`finish_block`,
-:func:`pool_head`), so :mod:`dcnn.baselines.sequence_parallel` can run them on one rank's
+:func:`pool_head`), so :mod:`dcnn.baselines.schemes.sequence_parallel` can run them on one rank's
 tokens and replace :func:`attention` by ring attention. The module's ``forward`` composes them
 on all tokens; it works with :class:`dcnn.problems.FlatModel` (``functional_call``) and under
 ``torch.func.vmap`` like the MLP.

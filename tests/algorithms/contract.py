@@ -78,3 +78,35 @@ def run_case(name: str, network=None):
     res = run_experiment(cfg, out=None, network=network, verbose=False)
     opt = optimum()
     return (res.history.last["objective"] - opt) / opt, res
+
+
+def contract_overrides(name: str) -> list[str]:
+    """A graph the registered method ``name`` supports (its ``Supports``): time-varying
+    undirected if it can, else directed, else static."""
+    from dcnn.methods import get_method
+    s = get_method(name).supports
+    if not s.topology or (s.undirected and s.time_varying):
+        return TIME_VARYING
+    if s.directed and s.time_varying:
+        return DIGRAPH
+    return STATIC
+
+
+def contract_check(name: str, *, overrides=(), rounds: int = 1000, network=None):
+    """``(relative gap, RunResult)`` of any registered method (a plugin's too) on the ridge
+    problem over a graph it supports, after checking what every method must deliver: a finite
+    History with every column at iterations 0, ..., ``rounds``, and a final objective below
+    the start."""
+    cfg = load_config(overrides=[*BASE, *contract_overrides(name), f"algorithm.name='{name}'",
+                                 *overrides, f"run.iterations={rounds}",
+                                 f"run.eval_every={rounds // 4}"])
+    res = run_experiment(cfg, out=None, network=network, verbose=False)
+    its = res.history.column("iteration")
+    assert its[0] == 0 and its[-1] == rounds, its
+    for rec in res.history.records:
+        for key in ("objective", "grad_norm", "consensus_error", "test_metric",
+                    "bytes_per_agent", "time_s"):
+            assert rec[key] == rec[key] and abs(rec[key]) < float("inf"), (name, key, rec)
+    assert res.history.last["objective"] < res.history.records[0]["objective"]
+    opt = optimum()
+    return (res.history.last["objective"] - opt) / opt, res

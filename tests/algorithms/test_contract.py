@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from dcnn.algorithms import ALGORITHMS, VARIANTS
+from dcnn.methods import REGISTRY, parse_variant
 
 from contract import CASES, NO_RIDGE_CASE, NOT_ON_TWO_RANKS, run_case
 
@@ -19,9 +19,9 @@ def _inprocess(name):
 
 
 def test_every_registered_method_has_a_case():
-    names = {VARIANTS[c]["name"] for c in CASES}
+    names = {parse_variant(c)["name"] for c in CASES}
     assert names.isdisjoint(NO_RIDGE_CASE)
-    assert names | set(NO_RIDGE_CASE) == set(ALGORITHMS)
+    assert names | set(NO_RIDGE_CASE) == set(REGISTRY)
 
 
 @pytest.mark.parametrize("name", list(CASES))

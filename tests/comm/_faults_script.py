@@ -35,8 +35,7 @@ def inject(network) -> None:
 
 def break_dgd() -> None:
     """DGD's step calls ``inject`` on rank RANK at iteration K."""
-    from dcnn.algorithms.registry import ALGORITHMS
-    cls = ALGORITHMS["dgd"].cls
+    from dcnn.algorithms import Dgd as cls
     step = cls.step
 
     def faulty_step(self, state, problem, network, W):

@@ -1,0 +1,128 @@
+"""The decentralized methods of the one loop: NEXT and SONATA (surrogate steps) and the
+gradient baselines (DGD, D-PSGD, gradient tracking, EXTRA, Push-DIGing).
+
+The update equations and references are in each algorithm's module of
+:mod:`dcnn.algorithms`; here each method is one registry entry with a builder that resolves
+``schedule = "auto"`` (the method's own), ``tau = "auto"`` and ``lr = "auto"`` (curvature
+estimates at ``w[0]``, collective) and the method's default batch size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..algorithms import (Dgd, Extra, GradientTracking, Next, PushDiging, Scaled, Sonata,
+                          auto_lr, make_schedule)
+from ..algorithms.loop import check_compatible
+from ..surrogates import make_blocked, make_surrogate
+from ..surrogates.tau import auto_tau
+from .options import GradientOptions, SurrogateOptions
+from .registry import MethodSpec, Supports, register
+from .runs import LoopMethod
+
+__all__ = ["step_schedule", "build_surrogate_method", "build_gradient_method"]
+
+
+def step_schedule(spec: MethodSpec, o) -> tuple[str, object]:
+    """``(name, schedule)``: ``o.schedule``, or the method's own when ``"auto"``."""
+    name = spec.schedule if o.schedule == "auto" else o.schedule
+    return name, make_schedule(name, alpha0=o.alpha0, eps=o.eps, power=o.power)
+
+
+def _batch(spec: MethodSpec, o) -> int | None:
+    return o.batch_size or spec.batch_size or None
+
+
+def _checked(exp, algorithm, info: dict) -> LoopMethod:
+    # refuse a graph the algorithm cannot run on before anything is written
+    check_compatible(algorithm, topology=exp.topology, network=exp.network)
+    return LoopMethod(algorithm, info)
+
+
+def build_surrogate_method(cls):
+    """The builder of a surrogate method (``cls``: :class:`Next` or :class:`Sonata`)."""
+    def build(exp, o: SurrogateOptions) -> LoopMethod:
+        spec = _SPECS[cls]
+        schedule_name, schedule = step_schedule(spec, o)
+        tau = o.tau
+        if tau == "auto":
+            with torch.no_grad():
+                tau = auto_tau(o.surrogate, problem=exp.problem, network=exp.network,
+                               W=exp.X0)
+        surrogate = make_blocked(
+            make_surrogate(o.surrogate, tau=tau, solver=o.solver, inner_tol=o.inner_tol,
+                           inner_iters=o.inner_iters),
+            model=exp.model, threads=o.threads, blocks=o.blocks, n_blocks=o.n_blocks,
+            block_fraction=o.block_fraction, seed=exp.seed)
+        batch = _batch(spec, o)
+        info = {"schedule": schedule_name, "surrogate": o.surrogate, "tau": float(tau),
+                "batch_size": batch}
+        return _checked(exp, cls(surrogate=surrogate, schedule=schedule, batch_size=batch,
+                                 seed=exp.seed), info)
+    return build
+
+
+def build_gradient_method(cls, name: str):
+    """The builder of a gradient method ``cls`` registered as ``name``."""
+    def build(exp, o: GradientOptions) -> LoopMethod:
+        spec = _BY_NAME[name]
+        schedule_name, schedule = step_schedule(spec, o)
+        lr = o.lr
+        if lr == "auto":
+            with torch.no_grad():
+                lr = auto_lr(problem=exp.problem, network=exp.network, X0=exp.X0)
+        batch = _batch(spec, o)
+        info = {"schedule": schedule_name, "lr": float(lr), "batch_size": batch}
+        return _checked(exp, cls(schedule=Scaled(schedule, float(lr)), name=name,
+                                 batch_size=batch, seed=exp.seed), info)
+    return build
+
+
+def _surrogate_label(name: str):
+    return lambda o: f"{name}-{o.surrogate}"
+
+
+_SPECS = {
+    Next: register(MethodSpec(
+        "next", "NEXT: surrogate step + dynamic consensus (undirected)", SurrogateOptions,
+        build_surrogate_method(Next), Supports(), schedule="diminishing",
+        variants={"next-pl": {"surrogate": "pl"}, "next-fl": {"surrogate": "fl"}},
+        label=_surrogate_label("next"),
+        compare_default={"undirected": ("next-pl", "next-fl")}), default=True),
+    Sonata: register(MethodSpec(
+        "sonata", "SONATA: NEXT's step with push-sum (directed)", SurrogateOptions,
+        build_surrogate_method(Sonata), Supports(directed=True), schedule="diminishing",
+        variants={"sonata-pl": {"surrogate": "pl"}, "sonata-fl": {"surrogate": "fl"}},
+        label=_surrogate_label("sonata"),
+        compare_default={"directed": ("sonata-pl", "sonata-fl")})),
+}
+
+
+@dataclass(frozen=True)
+class _Gradient:
+    name: str
+    cls: type
+    summary: str
+    supports: Supports
+    schedule: str = "constant"
+    batch_size: int = 0
+    default: str = ""
+
+
+_GRADIENT = (
+    _Gradient("gt", GradientTracking, "gradient tracking (DIGing)", Supports(l1=False),
+              default="undirected"),
+    _Gradient("dgd", Dgd, "decentralized (proximal) gradient descent", Supports(),
+              schedule="diminishing", default="undirected"),
+    _Gradient("dsgd", Dgd, "D-PSGD: DGD on mini-batches (default 16 rows per agent)",
+              Supports(), batch_size=16),
+    _Gradient("extra", Extra, "EXTRA (static graphs)",
+              Supports(time_varying=False, l1=False), default="undirected"),
+    _Gradient("push-diging", PushDiging, "Push-DIGing (directed, time-varying)",
+              Supports(directed=True, l1=False), default="directed"),
+)
+_BY_NAME = {g.name: register(MethodSpec(
+    g.name, g.summary, GradientOptions, build_gradient_method(g.cls, g.name), g.supports,
+    schedule=g.schedule, batch_size=g.batch_size,
+    compare_default={g.default: (g.name,)} if g.default else {})) for g in _GRADIENT}

@@ -1,0 +1,189 @@
+"""Typed, validated method options: one frozen dataclass per method, fields declared once.
+
+A method's options are the ``algorithm.*`` keys it reads (beside ``algorithm.name``). Each
+field is declared with :func:`option`: its default, and either the allowed ``choices`` or a
+``check`` with a description of the valid range. Constructing an options object validates every
+field and names the Python argument in the message (``alpha0 must be in (0, 1], got 2``);
+the config layer adds the ``algorithm.`` prefix for TOML keys.
+
+Shared groups (:class:`StepOptions` for every method, :class:`SurrogateOptions`,
+:class:`GradientOptions`, :class:`TrainerOptions`) are inherited, so a key has one meaning
+everywhere it appears. A method may narrow a key's ``choices`` (an engine refuses
+``optimizer = "lbfgs"``) but not change its type or default: the registry checks that.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["option", "check_value", "validate_options", "options_from", "StepOptions",
+           "SurrogateOptions", "GradientOptions", "TrainerOptions", "NoOptions"]
+
+
+def option(default: Any, *, choices: tuple | None = None,
+           check: tuple[Callable[[Any], bool], str] | None = None, doc: str = ""):
+    """A dataclass field of an options class (see the module docstring)."""
+    return dataclasses.field(default=default,
+                             metadata={"choices": choices, "check": check, "doc": doc})
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def check_value(where: str, value: Any, hint, default: Any = None) -> Any:
+    """``value`` converted to the type ``hint`` (a type or its text), or a ConfigError naming
+    ``where``, the bad value and an example. ``float | str`` accepts a number or a string
+    (``"auto"``); NaN and inf are refused."""
+    text = str(hint)
+    example = "" if default is None else f"; e.g. {where} = {_toml(default)}"
+    if "list" in text:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                     for v in value):
+            return list(value)
+        raise ConfigError(f"{where} must be a list of integers, got {value!r}{example}")
+    if value is None and "None" in text:
+        return None
+    if "bool" in text:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}{example}")
+    if "int" in text and "float" not in text:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be an integer, got {value!r}{example}")
+    if "float" in text:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} must be a finite number, got {value!r}{example}")
+            return float(value)
+        if "str" in text and isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a number, got {value!r}{example}")
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{where} must be a string, got {value!r}{example}")
+
+
+def _closest(value: str, valid) -> str:
+    import difflib
+    close = difflib.get_close_matches(value, list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def check_field(where: str, value: Any, f: dataclasses.Field, hint) -> Any:
+    """``value`` typed and checked against the field ``f`` (choices or range)."""
+    value = check_value(where, value, hint, f.default)
+    choices, rule = f.metadata.get("choices"), f.metadata.get("check")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where} = {value!r} is not allowed; "
+                          f"{_closest(str(value), choices)}choose one of: "
+                          f"{', '.join(map(str, choices))}")
+    if rule is not None and value is not None and not rule[0](value):
+        raise ConfigError(f"{where} must be {rule[1]}, got {value!r}")
+    return value
+
+
+def fields_of(cls) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """``{name: (field, type hint)}`` of an options class."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def validate_options(obj, prefix: str = "") -> None:
+    """Check (and normalise, e.g. ``1`` -> ``1.0``) every field of ``obj`` in place."""
+    for name, (f, hint) in fields_of(type(obj)).items():
+        value = check_field(prefix + name, getattr(obj, name), f, hint)
+        object.__setattr__(obj, name, value)
+
+
+def options_from(cls, values: dict, *, prefix: str = "algorithm.", method: str = ""):
+    """An options object of ``cls`` from ``values`` (keys it does not declare are ignored:
+    they belong to other methods); errors name ``prefix + key``."""
+    known = fields_of(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key in known:
+            kwargs[key] = check_field(prefix + key, value, *known[key])
+    obj = cls.__new__(cls)
+    for name, (f, _) in known.items():
+        object.__setattr__(obj, name, kwargs.get(name, f.default))
+    try:
+        validate_options(obj, prefix)
+        post = getattr(obj, "check", None)
+        if post is not None:
+            post()
+    except ConfigError as exc:
+        if method and prefix and not str(exc).startswith(prefix):
+            raise ConfigError(f"{prefix}name = {method!r}: {exc}") from None
+        raise
+    return obj
+
+
+@dataclass(frozen=True)
+class _Validated:
+    def __post_init__(self):
+        validate_options(self)
+        check = getattr(self, "check", None)
+        if check is not None:
+            check()
+
+
+@dataclass(frozen=True)
+class NoOptions(_Validated):
+    """A method without options of its own."""
+
+
+@dataclass(frozen=True)
+class StepOptions(_Validated):
+    """The step-size schedule and mini-batches: every method has them."""
+
+    schedule: str = option("auto", choices=("auto", "diminishing", "constant", "polynomial"),
+                           doc="the method's own default when auto")
+    alpha0: float = option(0.5, check=(lambda v: 0 < v <= 1, "in (0, 1]"))
+    eps: float = option(0.01, check=(lambda v: 0 < v < 1, "in (0, 1)"))
+    power: float = option(0.6, check=(lambda v: 0.5 < v <= 1, "in (0.5, 1]"))
+    batch_size: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = the whole shard)"))
+
+
+@dataclass(frozen=True)
+class SurrogateOptions(StepOptions):
+    """NEXT and SONATA: the surrogate, its proximal weight and its inner solver."""
+
+    surrogate: str = option("pl", choices=("fl", "pl"))
+    tau: float | str = option("auto", check=(
+        lambda v: v == "auto" or (not isinstance(v, str) and v > 0), "> 0 or \"auto\""))
+    solver: str = option("auto", choices=("auto", "cholesky", "woodbury", "cg"))
+    inner_tol: float = option(1e-6, check=(lambda v: v > 0, "> 0"))
+    inner_iters: int = option(500, check=(lambda v: v >= 1, ">= 1"))
+    threads: int = option(1, check=(lambda v: v >= 1, ">= 1"))
+    blocks: str = option("layer", choices=("layer", "neuron", "random"))
+    n_blocks: int | None = option(None, check=(lambda v: v >= 1, ">= 1"))
+    block_fraction: float = option(1.0, check=(lambda v: 0 < v <= 1, "in (0, 1]"))
+
+
+_LR = (lambda v: v == "auto" or (not isinstance(v, str) and v > 0), "> 0 or \"auto\"")
+
+
+@dataclass(frozen=True)
+class GradientOptions(StepOptions):
+    """The gradient methods: the step ``lr * alpha[n]``."""
+
+    lr: float | str = option("auto", check=_LR)
+
+
+@dataclass(frozen=True)
+class TrainerOptions(GradientOptions):
+    """Methods with an optimiser (centralized, the engines and schemes)."""
+
+    optimizer: str = option("auto", choices=("auto", "lbfgs", "gd", "adam"))

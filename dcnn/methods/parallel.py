@@ -1,0 +1,156 @@
+"""The parallel trainers of :mod:`dcnn.baselines` as methods: PyTorch's engines (DDP,
+pipeline, tensor parallel) and the other schemes (synthetic intermediate labels,
+codistillation, local parallelism, sequence parallelism).
+
+They train one model (or, for codistillation, several) on a process group formed from the
+launch, ignore the graph, and take centralized gradient descent's step: ``lr * alpha0 / N`` on
+``grad U`` (Adam: ``lr * alpha0``), with a constant schedule. Their state lives inside
+torch.distributed, so they refuse checkpoints (``Supports.resumable = False``).
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from .centralized import optimizer_of, resolve_lr
+from .decentralized import step_schedule
+from .options import TrainerOptions, option
+from .registry import MethodSpec, Supports, register
+from .runs import TrainerMethod
+
+__all__ = ["PipelineOptions", "SilOptions", "CodistillationOptions", "LocalOptions",
+           "engine_step", "common_arguments"]
+
+_PARALLEL = Supports(directed=True, topology=False, resumable=False)
+
+
+@dataclass(frozen=True)
+class PipelineOptions(TrainerOptions):
+    pipeline_schedule: str = option("gpipe", choices=("gpipe", "1f1b", "interleaved"))
+    microbatches: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
+
+
+_STAGES = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
+
+
+@dataclass(frozen=True)
+class SilOptions(TrainerOptions):
+    stages: int = _STAGES
+    sil_noise: float = option(0.1, check=(lambda v: v >= 0, ">= 0"))
+    recovery: int = option(0, check=(lambda v: v >= 0, ">= 0"))
+
+
+@dataclass(frozen=True)
+class CodistillationOptions(TrainerOptions):
+    models: int = option(2, check=(lambda v: v >= 2, ">= 2"))
+    exchange_every: int = option(50, check=(lambda v: v >= 1, ">= 1"))
+    burn_in: int = option(100, check=(lambda v: v >= 0, ">= 0"))
+    distill_weight: float = option(1.0, check=(lambda v: v >= 0, ">= 0"))
+
+
+@dataclass(frozen=True)
+class LocalOptions(TrainerOptions):
+    stages: int = _STAGES
+    local_mode: str = option("greedy", choices=("greedy", "overlapping", "chunked"))
+    chunk: int = option(2, check=(lambda v: v >= 1, ">= 1"))
+
+
+def engine_step(spec: MethodSpec, exp, o) -> dict:
+    """The resolved step of a trainer: ``info`` with ``optimizer``, ``lr`` (the user's scale),
+    ``batch_size``, and the trainer's own ``engine_optimizer`` / ``engine_lr``."""
+    schedule_name, schedule = step_schedule(spec, o)
+    if schedule_name != "constant":
+        raise ConfigError(f"algorithm.name = {spec.name!r} takes a constant step; set "
+                          "algorithm.schedule = 'constant' (or 'auto')")
+    optimizer = optimizer_of(o, "gd")
+    if optimizer == "lbfgs":
+        raise ConfigError(f"algorithm.name = {spec.name!r} trains with 'gd' or 'adam', not "
+                          "'lbfgs'; set algorithm.optimizer = 'gd' or 'adam'")
+    lr = resolve_lr(exp, o.lr, optimizer)
+    # the step of centralized gradient descent: s / N on grad U (Adam: s on grad U)
+    step = lr * schedule.init()
+    return {"schedule": schedule_name, "optimizer": optimizer, "lr": lr,
+            "batch_size": o.batch_size or spec.batch_size or None,
+            "engine_optimizer": "sgd" if optimizer == "gd" else "adam",
+            "engine_lr": step / exp.network.n_agents if optimizer == "gd" else step}
+
+
+def common_arguments(exp, info: dict, *, progress: bool) -> dict:
+    """The keyword arguments every trainer of :mod:`dcnn.baselines` takes."""
+    return dict(module=exp.model.module, shards=exp.shards, test=exp.test, loss=exp.loss,
+                task=exp.task, regularizer=exp.regularizer, iterations=exp.iterations,
+                optimizer=info["engine_optimizer"], lr=info["engine_lr"],
+                batch_size=info["batch_size"], eval_every=exp.eval_every, seed=exp.seed,
+                progress=progress,
+                # the process group's timeout (gloo's, for every collective and send)
+                timeout=datetime.timedelta(seconds=min(exp.comm_timeout, 1e7)))
+
+
+def _engine(name: str):
+    def build(exp, o) -> TrainerMethod:
+        info = engine_step(_SPECS[name], exp, o)
+        extra = {}
+        if name == "pipeline":
+            info["pipeline_schedule"] = o.pipeline_schedule
+
+        def train(exp, *, progress: bool):
+            from ..baselines import auto_microbatches, train_engine
+            kw = {}
+            if name == "pipeline":
+                total = sum(len(x) for x, _ in exp.shards)
+                batch = min(info["batch_size"] or total, total)
+                m = o.microbatches or auto_microbatches(o.pipeline_schedule, batch=batch,
+                                                        ranks=exp.network.size)
+                extra["microbatches"] = m
+                kw = {"schedule": o.pipeline_schedule, "microbatches": m}
+            history, details = train_engine(method=name, **common_arguments(
+                exp, info, progress=progress), **kw)
+            return history, {**extra, **details}
+        return TrainerMethod(train, info)
+    return build
+
+
+def _scheme(name: str, keys: dict[str, str], shown: tuple[str, ...] = ()):
+    """A scheme whose trainer takes the options ``keys`` (``{argument: option}``)."""
+    def build(exp, o) -> TrainerMethod:
+        info = engine_step(_SPECS[name], exp, o)
+        info.update({k: getattr(o, k) for k in shown})
+        extra = {arg: getattr(o, key) for arg, key in keys.items()}
+
+        def train(exp, *, progress: bool):
+            from ..baselines import SCHEMES
+            history, details = SCHEMES[name](**common_arguments(exp, info, progress=progress),
+                                             **extra)
+            return history, {**extra, **details}
+        return TrainerMethod(train, info)
+    return build
+
+
+_SPECS = {spec.name: register(spec) for spec in (
+    MethodSpec("ddp", "data parallel: torch DistributedDataParallel, one shard block per rank",
+               TrainerOptions, _engine("ddp"), _PARALLEL),
+    MethodSpec("pipeline", "pipeline: torch.distributed.pipelining, MLP split over ranks",
+               PipelineOptions, _engine("pipeline"), _PARALLEL,
+               variants={f"pipeline-{s}": {"pipeline_schedule": s}
+                         for s in ("gpipe", "1f1b", "interleaved")},
+               label=lambda o: f"pipeline-{o.pipeline_schedule}"),
+    MethodSpec("tensor-parallel", "tensor parallel: torch.distributed.tensor.parallel",
+               TrainerOptions, _engine("tensor-parallel"), _PARALLEL),
+    MethodSpec("sil", "synthetic intermediate labels: parts trained apart, then joined",
+               SilOptions, _scheme("sil", {"stages": "stages", "noise": "sil_noise",
+                                           "recovery": "recovery"}), _PARALLEL),
+    MethodSpec("codistillation", "codistillation: models on disjoint shards distil from "
+               "stale copies of each other", CodistillationOptions,
+               _scheme("codistillation", {k: k for k in ("models", "exchange_every", "burn_in",
+                                                         "distill_weight")}), _PARALLEL),
+    MethodSpec("local-parallel", "local parallelism: blocks with local losses, pipelined "
+               "forward-only", LocalOptions,
+               _scheme("local-parallel", {k: k for k in ("stages", "local_mode", "chunk")},
+                       shown=("local_mode",)), _PARALLEL,
+               variants={f"local-{m}": {"local_mode": m}
+                         for m in ("greedy", "overlapping", "chunked")},
+               label=lambda o: f"local-{o.local_mode}"),
+    MethodSpec("sequence-parallel", "sequence parallel: a transformer's tokens over ranks, "
+               "ring attention", TrainerOptions, _scheme("sequence-parallel", {}), _PARALLEL),
+)}
