@@ -1,10 +1,10 @@
 """``dcnn compare``: several methods on identical shards, graphs and seeds, one report.
 
 Each method is a registered method or one of its variants (:func:`dcnn.methods.variants`:
-``next-pl``, ``gt``, ``centralized-lbfgs``, ...), optionally followed by ``algorithm`` keys of its own
-(``gt:alpha0=0.25``, ``dgd:schedule=constant:alpha0=0.1``), applied as ``algorithm``
-overrides to one config, so the data,
-partition, model, initial point, topology sequence and evaluation are the same for all; every
+``next-pl``, ``gt``, ``centralized-lbfgs``, ...), optionally followed by ``algorithm`` keys of
+its own (``gt:alpha0=0.25``, ``dgd:schedule=constant:alpha0=0.1``), applied as ``algorithm``
+overrides to one config, so the data, partition, model, initial point, topology sequence and
+evaluation are the same for all (the model and data may be your own: ``model=``, ``data=``); every
 method runs under the same launch (one process, or ``mpiexec -n R``). The centralized
 reference is solved once and shared.
 
@@ -280,7 +280,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
     if out is not None:
         if out == "auto":
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            out = network.broadcast(str(Path("runs") / f"{stamp}-compare-{Path(str(cfg.data.name)).stem}"))
+            name = f"{stamp}-compare-{Path(str(cfg.data.name)).stem}"
+            out = network.broadcast(str(Path("runs") / name))
         out_dir = Path(out)
     reference = None      # solved with the first method, then shared
     configs = {m: _config_for(cfg, m) for m in methods}     # every spec checked up front

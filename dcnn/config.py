@@ -2,8 +2,11 @@
 
 Every key has a default, so an empty config is the default experiment. Unknown sections or
 keys are refused with the closest valid name, wrong types (and NaN/inf numbers) with the key,
-the bad value and an example, out-of-range values and unknown choices with what is expected. :func:`resolve` returns the complete, validated
-config as plain nested dicts (what ``config.json`` of a run holds).
+the bad value and an example, out-of-range values and unknown choices with what is expected.
+The ``algorithm`` section is the registry's (:mod:`dcnn.methods`): ``name`` is a registered
+method and every other key an option some method declares, typed and checked by that
+declaration. :func:`resolve` returns the complete, validated config as plain nested dicts
+(what ``config.json`` of a run holds), the algorithm section with the chosen method's options.
 """
 from __future__ import annotations
 

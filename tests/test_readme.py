@@ -116,11 +116,13 @@ def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_python_blocks_run(tmp_path):
     own, loop = _blocks(README, "python")
-    # your own model and arrays through dcnn.Experiment: a test accuracy, then the table
+    # your own model and arrays through dcnn.Experiment: the comparison table
     out = _python(own, tmp_path).stdout.splitlines()
-    assert 50.0 < float(out[0]) <= 100.0, out[0]
-    assert out[1].split()[0] == "method" and [x.split()[0] for x in out[2:6]] == \
-        ["next-pl", "gt", "dgd", "centralized"]
+    assert out[0].split()[0] == "method"
+    rows = {x.split()[0]: x.split() for x in out[1:5]}
+    assert list(rows) == ["next-pl", "gt", "dgd", "centralized"]
+    # every method learns the task (chance is 50 %; the table's 4th column is accuracy)
+    assert all(float(r[3]) > 70.0 for r in rows.values()), rows
     # the low-level loop
     start, objective, consensus = map(float, _python(loop, tmp_path).stdout.split())
     # the noise floor of this regression is about 0.01 (noise variance), the start about 5

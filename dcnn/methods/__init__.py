@@ -10,17 +10,16 @@ validation and the contract tests then know it.
 from .options import (GradientOptions, NoOptions, StepOptions, SurrogateOptions,
                       TrainerOptions, option)
 from .registry import (REGISTRY, Built, MethodSpec, Supports, default_method,
-                       default_methods, get_method,
-                       load_plugin, method_names, option_fields, parse_variant, register, unregister,
-                       variants)
+                       default_methods, get_method, load_plugin, method_names, option_fields,
+                       parse_variant, register, unregister, variants)
 from .runs import LoopMethod, TrainerMethod, TrainerState
 from . import decentralized, centralized, parallel  # noqa: E402,F401  (the built-in entries)
 
 __all__ = ["REGISTRY", "MethodSpec", "Supports", "Built", "register", "unregister",
            "get_method", "load_plugin", "method_names", "variants", "parse_variant",
-           "option_fields", "default_method", "default_methods", "option", "StepOptions", "SurrogateOptions", "GradientOptions",
-           "TrainerOptions", "NoOptions", "LoopMethod", "TrainerMethod", "TrainerState",
-           "method_table"]
+           "option_fields", "default_method", "default_methods", "option",
+           "StepOptions", "SurrogateOptions", "GradientOptions", "TrainerOptions",
+           "NoOptions", "LoopMethod", "TrainerMethod", "TrainerState", "method_table"]
 
 
 def method_table() -> str:

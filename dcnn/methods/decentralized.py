@@ -16,7 +16,7 @@ from ..algorithms import (Dgd, Extra, GradientTracking, Next, PushDiging, Scaled
                           auto_lr, make_schedule)
 from ..algorithms.loop import check_compatible
 from ..surrogates import make_blocked, make_surrogate
-from ..surrogates.tau import auto_tau
+from ..surrogates.tau import resolve_tau
 from .options import GradientOptions, SurrogateOptions
 from .registry import MethodSpec, Supports, register
 from .runs import LoopMethod
@@ -45,11 +45,9 @@ def build_surrogate_method(cls):
     def build(exp, o: SurrogateOptions) -> LoopMethod:
         spec = _SPECS[cls]
         schedule_name, schedule = step_schedule(spec, o)
-        tau = o.tau
-        if tau == "auto":
-            with torch.no_grad():
-                tau = auto_tau(o.surrogate, problem=exp.problem, network=exp.network,
-                               W=exp.X0)
+        # resolved here (collective) so the log and the summary show it before the run
+        tau = resolve_tau(o.tau, o.surrogate, problem=exp.problem, network=exp.network,
+                          X0=exp.X0)
         surrogate = make_blocked(
             make_surrogate(o.surrogate, tau=tau, solver=o.solver, inner_tol=o.inner_tol,
                            inner_iters=o.inner_iters),

@@ -111,17 +111,18 @@ def _engine(name: str):
     return build
 
 
-def _scheme(name: str, keys: dict[str, str], shown: tuple[str, ...] = ()):
-    """A scheme whose trainer takes the options ``keys`` (``{argument: option}``)."""
+def _scheme(name: str, trainer: str, keys: dict[str, str], shown: tuple[str, ...] = ()):
+    """A scheme trained by ``dcnn.baselines.<trainer>``, which takes the options ``keys``
+    (``{argument: option}``) beside the common arguments."""
     def build(exp, o) -> TrainerMethod:
         info = engine_step(_SPECS[name], exp, o)
         info.update({k: getattr(o, k) for k in shown})
         extra = {arg: getattr(o, key) for arg, key in keys.items()}
 
         def train(exp, *, progress: bool):
-            from ..baselines import SCHEMES
-            history, details = SCHEMES[name](**common_arguments(exp, info, progress=progress),
-                                             **extra)
+            from .. import baselines
+            history, details = getattr(baselines, trainer)(
+                **common_arguments(exp, info, progress=progress), **extra)
             return history, {**extra, **details}
         return TrainerMethod(train, info)
     return build
@@ -138,19 +139,24 @@ _SPECS = {spec.name: register(spec) for spec in (
     MethodSpec("tensor-parallel", "tensor parallel: torch.distributed.tensor.parallel",
                TrainerOptions, _engine("tensor-parallel"), _PARALLEL),
     MethodSpec("sil", "synthetic intermediate labels: parts trained apart, then joined",
-               SilOptions, _scheme("sil", {"stages": "stages", "noise": "sil_noise",
-                                           "recovery": "recovery"}), _PARALLEL),
+               SilOptions,
+               _scheme("sil", "train_sil",
+                       {"stages": "stages", "noise": "sil_noise", "recovery": "recovery"}),
+               _PARALLEL),
     MethodSpec("codistillation", "codistillation: models on disjoint shards distil from "
                "stale copies of each other", CodistillationOptions,
-               _scheme("codistillation", {k: k for k in ("models", "exchange_every", "burn_in",
-                                                         "distill_weight")}), _PARALLEL),
+               _scheme("codistillation", "train_codistillation",
+                       {k: k for k in ("models", "exchange_every", "burn_in",
+                                       "distill_weight")}), _PARALLEL),
     MethodSpec("local-parallel", "local parallelism: blocks with local losses, pipelined "
                "forward-only", LocalOptions,
-               _scheme("local-parallel", {k: k for k in ("stages", "local_mode", "chunk")},
+               _scheme("local-parallel", "train_local_parallel",
+                       {k: k for k in ("stages", "local_mode", "chunk")},
                        shown=("local_mode",)), _PARALLEL,
                variants={f"local-{m}": {"local_mode": m}
                          for m in ("greedy", "overlapping", "chunked")},
                label=lambda o: f"local-{o.local_mode}"),
     MethodSpec("sequence-parallel", "sequence parallel: a transformer's tokens over ranks, "
-               "ring attention", TrainerOptions, _scheme("sequence-parallel", {}), _PARALLEL),
+               "ring attention", TrainerOptions,
+               _scheme("sequence-parallel", "train_sequence_parallel", {}), _PARALLEL),
 )}

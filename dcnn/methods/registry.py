@@ -28,8 +28,8 @@ from ..errors import ConfigError
 from .options import fields_of
 
 __all__ = ["Supports", "MethodSpec", "Built", "REGISTRY", "register", "unregister",
-           "get_method", "method_names", "load_plugin", "default_method", "variants", "parse_variant", "option_fields",
-           "default_methods"]
+           "get_method", "method_names", "load_plugin", "default_method", "variants",
+           "parse_variant", "option_fields", "default_methods"]
 
 
 @dataclass(frozen=True)

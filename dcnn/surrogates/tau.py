@@ -31,29 +31,31 @@ from ..problems import LocalProblems
 __all__ = ["local_curvatures", "auto_tau", "resolve_tau"]
 
 
-def local_curvatures(problem: LocalProblems, W: torch.Tensor, *, iters: int = 30,
+def local_curvatures(problem: LocalProblems, X: torch.Tensor, *, iters: int = 30,
                      seed: int = 0) -> torch.Tensor:
-    """``|lambda_max(hess g_i(w_i))|`` for each agent of the group, shape ``(A,)``."""
+    """``|lambda_max(hess g_i(w_i))|`` for each agent of the group at its row of the stacked
+    parameters ``X`` ``(A, P)``; shape ``(A,)``."""
     def hvp(w, v, x, t, m):
         g = lambda u: grad(problem._agent_loss)(u, x, t, m)  # noqa: E731
         return jvp(g, (w,), (v,))[1]
 
     batched = vmap(hvp)
     gen = torch.Generator().manual_seed(seed)
-    V = torch.randn(W.shape, generator=gen, dtype=W.dtype)
+    V = torch.randn(X.shape, generator=gen, dtype=X.dtype)
     V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True)
-    lam = torch.zeros(W.shape[0], dtype=W.dtype)
+    lam = torch.zeros(X.shape[0], dtype=X.dtype)
     for _ in range(iters):
-        HV = batched(W, V, problem.X, problem.T, problem.mask)
+        HV = batched(X, V, problem.X, problem.T, problem.mask)
         lam = torch.linalg.vector_norm(HV, dim=1)
-        V = HV / lam.clamp_min(torch.finfo(W.dtype).tiny)[:, None]
+        V = HV / lam.clamp_min(torch.finfo(X.dtype).tiny)[:, None]
     return lam
 
 
 def auto_tau(surrogate: str, *, problem: LocalProblems, network: Network,
-             W: torch.Tensor) -> float:
-    """The ``tau`` of the module docstring for ``surrogate`` (``"fl"`` or ``"pl"``)."""
-    local = local_curvatures(problem, W).max()
+             X0: torch.Tensor) -> float:
+    """The ``tau`` of the module docstring for ``surrogate`` (``"fl"`` or ``"pl"``) at the
+    group's stacked parameters ``X0`` ``(A, P)``."""
+    local = local_curvatures(problem, X0).max()
     L = network.n_agents * float(network.allreduce(local.reshape(1), op="max")[0])
     L = max(L, 1e-8)
     return L if surrogate == "fl" else L / network.n_agents
@@ -71,4 +73,4 @@ def resolve_tau(tau, surrogate: str, *, problem: LocalProblems, network: Network
                           f"{surrogate.upper()}.init_memory(problem, X0, network=network) "
                           "(NEXT and SONATA do), or give tau as a number")
     with torch.no_grad():
-        return auto_tau(surrogate, problem=problem, network=network, W=X0)
+        return auto_tau(surrogate, problem=problem, network=network, X0=X0)

@@ -27,5 +27,5 @@ def test_curvature_matches_dense_hessian_and_tau_rule():
         assert 0 < dense - float(lam[i]) + 1e-12 and abs(float(lam[i]) - dense) <= 1e-4 * dense
     net = LocalNetwork(4)
     L = 4 * float(lam.max())
-    assert abs(auto_tau("fl", problem=prob, network=net, W=W) / L - 1) < 1e-3
-    assert abs(auto_tau("pl", problem=prob, network=net, W=W) / (L / 4) - 1) < 1e-3
+    assert abs(auto_tau("fl", problem=prob, network=net, X0=W) / L - 1) < 1e-3
+    assert abs(auto_tau("pl", problem=prob, network=net, X0=W) / (L / 4) - 1) < 1e-3

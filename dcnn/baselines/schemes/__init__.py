@@ -18,7 +18,8 @@ from .sequence_parallel import SequenceParallel, train_sequence_parallel
 from .sil import SIL, train_sil
 
 # the other parallel schemes, by method name: each trainer takes the keywords of
-# train_engine (less method, schedule and microbatches) plus its own (dcnn.runner.SCHEME_KEYS)
+# train_engine (less method, schedule and microbatches) plus its own (their registry
+# entries in dcnn.methods.parallel name them)
 SCHEMES = {"sil": train_sil, "codistillation": train_codistillation,
            "local-parallel": train_local_parallel,
            "sequence-parallel": train_sequence_parallel}
