@@ -117,9 +117,9 @@ def _first(history: History, hit) -> dict | None:
 
 
 def _blew_up(history: History) -> bool:
-    """A run whose final objective is more than 100 times its start (and NaN-free so far)."""
+    """A run whose final objective is not finite, or more than 100 times its start."""
     start, last = history.records[0]["objective"], history.last["objective"]
-    return last > 100.0 * abs(start)
+    return not math.isfinite(last) or last > 100.0 * abs(start)
 
 
 def compare_rows(histories: dict[str, History], *, reference: dict | None, task: str,

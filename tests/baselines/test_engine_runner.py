@@ -104,3 +104,13 @@ def test_process_group_waits_run_comm_timeout(name, monkeypatch):
     monkeypatch.setattr(dist, "init_process_group", spy)
     _run(f"algorithm.name='{name}'", "run.comm_timeout=7.5")
     assert seen == [7.5]
+
+
+def test_a_diverging_trainer_stops_with_one_line():
+    """The trainers' guard: a non-finite evaluated objective (dcnn.metrics.evaluate checks
+    it, identically on every rank) ends the run with a DivergenceError, which dcnn compare
+    reports as diverged."""
+    from dcnn.errors import DivergenceError
+    error_of(lambda: _run("algorithm.name='ddp'", "algorithm.lr=1e4", "model.hidden=[]",
+                          "run.iterations=400", "run.eval_every=20"),
+             "objective is NaN or inf", "algorithm.alpha0", kind=DivergenceError)
