@@ -57,6 +57,7 @@ import os
 import re
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,16 +214,20 @@ class Checkpointer:
     the last finite state when the run diverges) and at the end of the run.
 
     ``config`` is the run's resolved config (its :func:`trajectory_config` is recorded),
-    ``info`` the resolved values a resume reuses (``tau``, ``lr``).
+    ``info`` the resolved values a resume reuses (``tau``, ``lr``) and the sha256 of the
+    run's data and model (``inputs``), which a resume must match. ``before_first`` runs on
+    rank 0 before the first write (the runner writes ``config.json`` there).
     """
 
-    def __init__(self, directory: str | Path, *, every: int, config: dict, info: dict):
+    def __init__(self, directory: str | Path, *, every: int, config: dict, info: dict,
+                 before_first: Callable[[], object] | None = None):
         if isinstance(every, bool) or not isinstance(every, int) or every < 0:
             raise CheckpointError(f"run.checkpoint_every must be an integer >= 0, got {every!r}")
         self.directory = Path(directory)
         self.every = every
         self.config = trajectory_config(config)
-        self.info = {k: v for k, v in info.items() if k in ("tau", "lr")}
+        self.info = {k: v for k, v in info.items() if k in ("tau", "lr", "inputs")}
+        self._before_first = before_first
 
     def due(self, t: int, iterations: int) -> bool:
         """Whether iteration ``t`` is written: every ``every``-th and the last one."""
@@ -245,6 +250,9 @@ class Checkpointer:
                     "counters": {k: float(v) for k, v in counters.items()},
                     "state_file": f"state-{t:08d}-{uuid.uuid4().hex[:8]}.npz"}
             try:
+                if self._before_first is not None:
+                    self._before_first()
+                    self._before_first = None
                 _commit(self.directory, body, arrays)
             except OSError as exc:
                 error = (f"cannot write the checkpoint into {self.directory}: "

@@ -28,15 +28,18 @@ comparison: its row says ``diverged`` (with an output folder, the last finite st
 method stopped by the divergence guard is in its folder's ``checkpoint``). With
 ``run.checkpoint_every = k`` every method writes checkpoints into its own folder (engine
 methods cannot; they are refused up front). A method refused when it starts because it does
-not fit the launch (:class:`~dcnn.errors.LaunchError`: more ranks than pipeline stages,
-tokens that do not split over the ranks, ...) is skipped with its one-line reason, logged and
-kept under ``skipped`` in ``compare.json``; the others still run. With l1 the reference is
+not fit the launch or the problem (a :class:`~dcnn.errors.ConfigError` such as a
+:class:`~dcnn.errors.LaunchError`: more ranks than pipeline stages, tokens that do not split
+over the ranks, a model that is not the MLP a split needs, l1 for a method without prox
+steps) is skipped with its one-line reason, logged and kept under ``skipped`` in
+``compare.json``; the others still run. With l1 the reference is
 solved by FISTA, else by L-BFGS-B.
 """
 from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -81,14 +84,19 @@ class CompareResult:
 
 
 def parse_method(spec: str) -> dict:
-    """``"gt:alpha0=0.25"`` -> ``{"name": "gt", "alpha0": 0.25}`` (the ``algorithm`` keys)."""
+    """``"gt:alpha0=0.25"`` -> ``{"name": "gt", "alpha0": 0.25}`` (the ``algorithm`` keys);
+    a key the method does not read is refused."""
     variant, *pairs = spec.split(":")
     keys = parse_variant(variant)
+    own = {f.name for f in dataclasses.fields(get_method(keys["name"]).options)}
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"method {spec!r}: {pair!r} is not key=value; write e.g. "
                               "gt:alpha0=0.25")
-        section, key, value = parse_set(f"algorithm.{pair}")
+        _, key, value = parse_set(f"algorithm.{pair}")
+        if key not in own:
+            raise ConfigError(f"method {spec!r}: {keys['name']!r} has no option {key!r}; its "
+                              f"options are {', '.join(sorted(own))}")
         keys[key] = value
     return keys
 
@@ -256,6 +264,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
         raise ConfigError(f"--gap must lie in (0, 1) (the fraction of the initial objective "
                           f"gap left at the target, e.g. 0.01), got {gap}")
     explicit = methods is not None
+    if isinstance(methods, str):             # "next-pl,gt" as on the command line
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
     if methods is None:
         methods = default_methods(directed=cfg.topology.graph in DIRECTED_GRAPHS)
     methods = list(methods)
@@ -285,6 +295,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
         out_dir = Path(out)
     reference = None      # solved with the first method, then shared
     configs = {m: _config_for(cfg, m) for m in methods}     # every spec checked up front
+    for c in configs.values():
+        c.algorithm.options()                                 # and every method's options
     if cfg.run.checkpoint_every:
         engines = [m for m, c in configs.items()
                    if not get_method(c.algorithm.name).supports.resumable]
@@ -307,10 +319,11 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             histories[m], summaries[m] = None, None
             log(f"compare: [{k}/{len(methods)}] {m}: diverged ({exc})")
             continue
-        except LaunchError as exc:
-            # a method that does not fit this launch (e.g. more ranks than pipeline stages),
-            # found when it starts: the same check and message on every rank, before any
-            # traffic, so the others still run and nothing done is lost
+        except ConfigError as exc:
+            # a method that does not fit this launch or this model (more ranks than pipeline
+            # stages, a model that is not the MLP it splits, ...), found when it starts: the
+            # same check and message on every rank, before any traffic, so the others still
+            # run and nothing done is lost (LaunchError is a ConfigError)
             skipped[m] = str(exc)
             log(f"compare: [{k}/{len(methods)}] {m}: skipped ({exc})")
             continue
@@ -337,7 +350,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
         (out_dir / "compare.json").write_text(json.dumps(_clean(
             {"rows": rows, "targets": targets, "centralized": reference,
              "metric_name": metric, "methods": ran, "skipped": skipped,
-             "config": resolve(cfg)}), indent=2) + "\n")
+             "config": resolve(cfg), "algorithm_keys": cfg.algorithm.explicit}),
+            indent=2) + "\n")
         ok = {r["method"] for r in rows if r["status"] == "ok"}
         plot_compare({m: h for m, h in histories.items() if m in ok},
                      out_dir / "compare.png", metric=metric, reference=reference,

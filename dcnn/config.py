@@ -128,8 +128,8 @@ class AlgorithmConfig:
         return AlgorithmConfig(self.name, **self._values)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, AlgorithmConfig) and resolve_algorithm(self) == \
-            resolve_algorithm(other)
+        return isinstance(other, AlgorithmConfig) and (self.name, self._values) == \
+            (other.name, other._values)
 
     def __repr__(self) -> str:
         keys = "".join(f", {k}={v!r}" for k, v in self._values.items())
@@ -230,7 +230,16 @@ def _apply_algorithm(a: AlgorithmConfig, key: str, value: Any) -> None:
     where = f"algorithm.{key}"
     if key == "name":
         value = check_value(where, value, str, AlgorithmConfig().name)
-        from .methods import get_method
+        from .methods import REGISTRY, get_method, parse_variant
+        if value not in REGISTRY and ":" not in value:
+            try:                             # a variant: next-fl = next with surrogate fl
+                keys = parse_variant(value)
+            except ConfigError:
+                keys = None
+            if keys is not None:
+                for k, v in keys.items():
+                    _apply_algorithm(a, k, v)
+                return
         get_method(value)
         a.name = value
         return

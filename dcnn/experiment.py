@@ -19,8 +19,9 @@
 >>> result.history.last["objective"] < result.history.records[0]["objective"]
 True
 
-Every argument is checked when the experiment is made; a bad one is refused in one line that
-names the argument (``agents must be >= 1, got 0``). Any other config key is set with
+Every argument is checked when the experiment is made (the model and data are built and
+checked when it runs); a bad one is refused in one line that names the argument (``agents
+must be >= 1, got 0``). Any other config key is set with
 ``settings={"section.key": value}`` (the keys of ``dcnn run --set``).
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .config import Config, load_config
 from .errors import ConfigError
@@ -91,9 +94,17 @@ class Experiment:
         if not isinstance(self.settings, dict):
             raise ConfigError(f"settings must be a dict of 'section.key': value, got "
                               f"{type(self.settings).__name__}")
+        if not (self.model is None or isinstance(self.model, (str, torch.nn.Module))
+                or callable(self.model)):
+            raise ConfigError(f"model must be an nn.Module, a class or factory returning one, "
+                              f"or 'file.py:Name'; got {type(self.model).__name__}")
         if self.config is not None and not isinstance(self.config, Config):
             raise ConfigError(f"config must be a dcnn.Config, got {type(self.config).__name__}")
         self.to_config()                        # every argument checked now
+
+    @property
+    def _model(self):
+        return None if isinstance(self.model, str) else self.model
 
     @property
     def data(self):
@@ -111,6 +122,8 @@ class Experiment:
         from .config import _apply
         cfg = copy.deepcopy(self.config) if self.config is not None else load_config()
         cfg.run.progress = False
+        if isinstance(self.model, str):        # "file.py:Name": the config's model.name
+            _apply(cfg, "model", "name", self.model)
         for arg, key in _KEYS.items():
             value = getattr(self, arg)
             if value is None:
@@ -129,11 +142,11 @@ class Experiment:
             raise ConfigError(f"method must be a string such as 'gt', got {self.method!r}")
         try:
             keys = {} if self.method is None else parse_method(self.method)
+            for key, value in keys.items():
+                _apply(cfg, "algorithm", key, value)
+            cfg.algorithm.options()
         except ConfigError as exc:
-            raise ConfigError(f"method: {exc}") from None
-        for key, value in keys.items():
-            _apply(cfg, "algorithm", key, value)
-        cfg.algorithm.options()
+            raise ConfigError(f"method {self.method!r}: {exc}") from None
         return cfg
 
     def run(self, *, out: str | Path | None = None, network=None, verbose: bool = False):
@@ -141,7 +154,7 @@ class Experiment:
         state); ``out`` writes the report files there."""
         from .runner import run_experiment
         return run_experiment(self.to_config(), out=out, network=network, verbose=verbose,
-                              model=self.model, data=self.data)
+                              model=self._model, data=self.data)
 
     def compare(self, methods=None, *, out: str | Path | None = None, network=None,
                 gap: float = 0.01, verbose: bool = False):
@@ -149,4 +162,4 @@ class Experiment:
         :class:`dcnn.compare.CompareResult` (``.table()`` prints it)."""
         from .compare import run_compare
         return run_compare(self.to_config(), methods=methods, out=out, network=network,
-                           gap=gap, verbose=verbose, model=self.model, data=self.data)
+                           gap=gap, verbose=verbose, model=self._model, data=self.data)

@@ -28,7 +28,8 @@ from .problems import FlatModel, LocalProblems, Regularizer, make_regularizer, m
 from .problems.user_model import build_module
 from .topology import make_topology
 
-__all__ = ["Prepared", "prepare", "make_model", "local_problems", "as_dataset", "DTYPES"]
+__all__ = ["Prepared", "prepare", "make_model", "local_problems", "as_dataset", "DTYPES",
+           "fingerprint"]
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -96,6 +97,9 @@ def make_model(m, *, n_inputs: int, n_outputs: int, seed: int, dtype: torch.dtyp
         return transformer(n_inputs=n_inputs, n_outputs=n_outputs, tokens=m.tokens,
                            d_model=m.d_model, heads=m.heads, ffn=m.ffn, seed=seed,
                            dtype=dtype)
+    if m.name.startswith("<python>"):
+        raise ConfigError(f"model.name = {m.name!r}: this run's model was a Python object; "
+                          "give it again (run_experiment/resume_experiment(..., model=...))")
     if m.name == "mlp":
         return mlp(n_inputs=n_inputs, hidden=m.hidden, n_outputs=n_outputs,
                    activation=m.activation, seed=seed, dtype=dtype)
@@ -131,6 +135,10 @@ def as_dataset(data, cfg: Config) -> Dataset:
     options = dict(test_fraction=d.test_fraction, seed=r.seed, task=d.task,
                    standardize=d.standardize)
     if data is None:
+        if d.name == "<python arrays>":
+            raise DataError("data.name = '<python arrays>': this run's data were Python "
+                            "arrays; give them again (run_experiment/resume_experiment(..., "
+                            "data=...))")
         return load_dataset(d.name, target_column=d.target_column, **options)
     if isinstance(data, Dataset):
         return data
@@ -148,6 +156,35 @@ def as_dataset(data, cfg: Config) -> Dataset:
                     f"(X, y, X_test, y_test) or a dict of those; got {type(data).__name__}")
 
 
+def _probe(problem: LocalProblems, X0: torch.Tensor, what: str) -> None:
+    """One gradient of a user model, so that a model dcnn cannot treat as a pure function of
+    its flat parameters fails here, in one line, not inside a method."""
+    try:
+        problem.gradients(X0)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"model {what}: its forward cannot be evaluated as a pure function of "
+                          f"the parameters for every agent at once (torch.func.vmap: "
+                          f"{detail}); call model.eval() first and avoid random operations or "
+                          "in-place buffer updates (BatchNorm in training mode, Dropout) in "
+                          "forward") from None
+
+
+def fingerprint(exp: Prepared) -> dict:
+    """The sha256 of the run's data (train and test arrays) and of its model (parameter
+    names, shapes and initial values): what a checkpoint must be resumed with."""
+    import hashlib
+    ds, data, model = exp.dataset, hashlib.sha256(), hashlib.sha256()
+    for arr in (ds.X_train, ds.y_train, ds.X_test, ds.y_test):
+        a = np.ascontiguousarray(arr)
+        data.update(f"{a.dtype}{a.shape}".encode())
+        data.update(a.tobytes())
+    w0 = exp.model.w0.detach().to(torch.float64).contiguous()
+    model.update(repr(exp.model.names).encode())
+    model.update(w0.numpy().tobytes())
+    return {"data": data.hexdigest(), "model": model.hexdigest()}
+
+
 def _check_same_model(model: FlatModel, network: Network) -> None:
     """Every rank must start from the same model: compare the size and a checksum of w0."""
     w0 = model.w0.detach().to(torch.float64)
@@ -162,8 +199,8 @@ def _check_same_model(model: FlatModel, network: Network) -> None:
                           "every rank)")
 
 
-def prepare(cfg: Config, *, network: Network | None = None, model=None, data=None,
-            log=lambda msg: None) -> Prepared:
+def prepare(cfg: Config, *, network: Network | None = None, model=None,
+            data=None) -> Prepared:
     """The experiment ``cfg`` describes, on ``network`` (default: from ``run.backend``);
     ``model`` (an nn.Module, a class or factory) and ``data`` (see :func:`as_dataset`)
     replace the config's ``model.name`` and ``data.name``."""
@@ -192,6 +229,8 @@ def prepare(cfg: Config, *, network: Network | None = None, model=None, data=Non
                              seed=r.seed, **params)
     topology.check(iterations=r.iterations, B=tp.B)
     X0 = flat.w0.expand(network.n_local, -1).clone()
+    if model is not None or m.name not in ("mlp", "transformer"):
+        _probe(problem, X0, m.name if model is None else type(model).__name__)
     test = (torch.as_tensor(ds.X_test, dtype=dtype), torch.as_tensor(T_test, dtype=dtype))
     return Prepared(cfg=cfg, dataset=ds, T_train=T_train, T_test=T_test, parts=parts,
                     model=flat, regularizer=reg, problem=problem, topology=topology,

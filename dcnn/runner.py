@@ -13,6 +13,7 @@ torch.distributed) refuse ``run.checkpoint_every > 0``.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -30,9 +31,10 @@ from .checkpoint import (FOLDER, RESUME_FREE, Checkpoint, Checkpointer, config_d
 from .comm import Network, make_network
 from .config import Config, _apply, load_config, parse_set, resolve
 from .errors import CheckpointError, ConfigError
-from .prepare import Prepared, local_problems, make_model, prepare
+from .prepare import Prepared, fingerprint, local_problems, make_model, prepare
+from .topology import DIRECTED_GRAPHS
 from .metrics import History, metric_name, rounds_to_target, target_metric
-from .methods import Built, get_method
+from .methods import Built, get_method, method_names
 from .reference import centralized_reference
 from .report import format_table, write_config, write_report
 
@@ -88,6 +90,47 @@ def build(exp: Prepared, *, resumed_info: dict | None = None) -> tuple[Built, ob
                    if v is not None and getattr(options, k, None) == "auto"}
         options = dataclasses.replace(options, **changes)
     return spec.build(exp, options), options
+
+
+def check_supports(cfg: Config) -> None:
+    """Refuse, before anything runs, a graph or regulariser the method's registry entry
+    (:class:`~dcnn.methods.Supports`) says it cannot handle."""
+    name, tp = cfg.algorithm.name, cfg.topology
+    supports = get_method(name).supports
+    kind = dict(directed=tp.graph in DIRECTED_GRAPHS,
+                time_varying=tp.dynamic != "static" or tp.cutoff_agent is not None)
+    why = supports.refusal(**kind)
+    if why:
+        able = [n for n in method_names() if get_method(n).supports.topology
+                and get_method(n).supports.refusal(**kind) is None]
+        raise ConfigError(f"algorithm.name = {name!r} {why} and the topology is {tp.graph!r} "
+                          f"({tp.dynamic}); change topology.graph / topology.dynamic, or use "
+                          f"a method that runs on it: {', '.join(able)}")
+    if not supports.l1 and cfg.model.regularizer in ("l1", "elastic_net"):
+        able = [n for n in method_names() if get_method(n).supports.l1]
+        raise ConfigError(f"algorithm {name!r} needs a smooth regularizer, got "
+                          f"model.regularizer = {cfg.model.regularizer!r}; use 'l2' or 'none', "
+                          f"or a method with prox steps ({', '.join(able)})")
+
+
+PYTHON_MODEL, PYTHON_DATA = "<python>", "<python arrays>"
+
+
+def recorded_config(cfg: Config, *, model=None, data=None) -> Config:
+    """The config as ``config.json`` and the checkpoints record it: a model or data given as
+    Python objects by a marker (a resume must be given them again), a model file by its
+    absolute path."""
+    out = copy.deepcopy(cfg)
+    if model is not None:
+        name = getattr(model, "__qualname__", type(model).__name__)
+        out.model.name = f"{PYTHON_MODEL}:{name}"
+    elif ":" in out.model.name:
+        source, _, obj = out.model.name.rpartition(":")
+        if source.endswith(".py") or "/" in source:
+            out.model.name = f"{Path(source).expanduser().resolve()}:{obj}"
+    if data is not None:
+        out.data.name = PYTHON_DATA
+    return out
 
 
 def _check_checkpointing(cfg: Config, out, resume: Checkpoint | None) -> None:
@@ -161,8 +204,13 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                           "with dcnn.load_config(...)")
     if out not in (None, "auto") and Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
+    if isinstance(model, str):               # "file.py:Name": the config's own way
+        cfg = copy.deepcopy(cfg)
+        _apply(cfg, "model", "name", model)
+        model = None
     r, tp = cfg.run, cfg.topology
     cfg.algorithm.options()                  # the method's options, checked before any work
+    check_supports(cfg)
     _check_checkpointing(cfg, out, resume)
     network = network or make_network(r.agents, backend=r.backend, timeout=r.comm_timeout)
     log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
@@ -170,8 +218,20 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     threads = configure_threads(r.threads, ranks=network.size)
     log(f"{r.agents} agents on {network.size} rank(s), {threads} torch thread(s) per rank")
     exp = prepare(cfg, network=network, model=model, data=data)
+    inputs = fingerprint(exp)
+    if resume is not None and resume.info.get("inputs", inputs) != inputs:
+        which = [k for k in inputs if resume.info["inputs"].get(k) != inputs[k]]
+        raise CheckpointError(f"the checkpoint in {resume.directory} was written for other "
+                              f"{' and '.join(which)} (their sha256 differ); resume with the "
+                              "run's own data and model (from Python: resume_experiment(out, "
+                              "model=..., data=...))")
     built, options = build(exp, resumed_info=resume.info if resume is not None else None)
     spec = get_method(cfg.algorithm.name)
+    ignored = sorted(set(cfg.algorithm.explicit) - {f.name for f in
+                                                    dataclasses.fields(spec.options)})
+    if ignored:
+        log(f"algorithm keys not read by {cfg.algorithm.name!r} (ignored): "
+            f"{', '.join(ignored)}")
     label, info = spec.label_of(options), built.info
     ds = exp.dataset
     log(f"{ds.name}: {ds.n_train} train / {ds.n_test} test samples, task {ds.task}; "
@@ -183,11 +243,13 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         raise ConfigError(f"--out {out_dir} holds the checkpoint of an earlier run; continue "
                           f"it with --resume {out_dir}, or give another --out folder")
     checkpoints = None
+    recorded = resolve(recorded_config(cfg, model=model, data=data))
     if out_dir is not None:
-        if network.rank == 0:
-            write_config(out_dir, resolve(cfg))
+        # config.json is written with the first checkpoint (what --resume reads) or with the
+        # report: a run refused while it starts leaves the folder as it was
         checkpoints = Checkpointer(out_dir / FOLDER, every=r.checkpoint_every,
-                                   config=resolve(cfg), info=info)
+                                   config=recorded, info={**info, "inputs": inputs},
+                                   before_first=lambda: write_config(out_dir, recorded))
     if resume is not None:
         log(f"resuming from iteration {resume.iteration} ({resume.directory})")
     state, history = built.execute(exp, progress=r.progress and verbose,
@@ -198,7 +260,7 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     summary = summarize(exp, label=label, options=options, info=info, state=state,
                         history=history, reference=ref, threads=threads)
     if out_dir is not None and network.rank == 0:
-        write_report(out_dir, history=history, summary=summary, config=resolve(cfg))
+        write_report(out_dir, history=history, summary=summary, config=recorded)
         log(f"results in {out_dir}/ (history.csv, summary.json, curves.png, config.json)")
     if verbose and network.rank == 0:
         print(format_table(summary), flush=True)
@@ -227,7 +289,8 @@ def _saved_config(directory: Path) -> Config:
 
 
 def resume_experiment(out: str | Path, *, overrides: list[str] | tuple = (),
-                      network: Network | None = None, verbose: bool = True) -> RunResult:
+                      network: Network | None = None, verbose: bool = True, model=None,
+                      data=None) -> RunResult:
     """Continue the run whose output folder is ``out`` from its checkpoint
     (``out/checkpoint``) to ``run.iterations``, and write the complete report into ``out``.
 
@@ -235,7 +298,8 @@ def resume_experiment(out: str | Path, *, overrides: list[str] | tuple = (),
     keys of :data:`dcnn.checkpoint.RESUME_FREE` (e.g. ``run.iterations`` to extend the run),
     since every other key changes the trajectory. On the rank count that wrote the
     checkpoint the result is bitwise that of the uninterrupted run; on another rank count
-    (same ``run.agents``) it agrees to rounding.
+    (same ``run.agents``) it agrees to rounding. A run whose ``model`` or ``data`` were Python
+    objects is resumed with the same objects (their sha256 must match the checkpoint's).
     """
     out = Path(out)
     cfg = _saved_config(out)
@@ -254,4 +318,5 @@ def resume_experiment(out: str | Path, *, overrides: list[str] | tuple = (),
         raise ConfigError(f"run.iterations = {cfg.run.iterations} is below the checkpoint's "
                           f"iteration {ckpt.iteration}; resume with --set "
                           f"run.iterations={ckpt.iteration} or more")
-    return run_experiment(cfg, out=out, network=network, verbose=verbose, resume=ckpt)
+    return run_experiment(cfg, out=out, network=network, verbose=verbose, resume=ckpt,
+                          model=model, data=data)

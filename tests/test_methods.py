@@ -133,3 +133,69 @@ def test_docstring_examples_run(module):
     import doctest
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_what_a_method_does_not_support_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    base = ["--set", "run.iterations=3", "--set", "run.reference=false", "--quiet",
+            "--out", str(out)]
+    res, _ = dcnn_cli("run", "--set", "algorithm.name='gt'", "--set",
+                      "model.regularizer='l1'", *base, timeout=120)
+    assert res.returncode == 2 and "smooth regularizer" in res.stderr
+    assert "next" in res.stderr and "dgd" in res.stderr        # who can, from the registry
+    assert not out.exists()
+    # compare skips such a method with its reason and runs the others
+    cfg = load_config(overrides=["run.iterations=3", "run.eval_every=3", "run.agents=4",
+                                 "run.progress=false", "run.reference=false",
+                                 "model.regularizer='l1'"])
+    res = dcnn.run_compare(cfg, methods="next-fl,gt,dgd", out=tmp_path / "cmp",
+                           verbose=False)
+    assert list(res.histories) == ["next-fl", "dgd"]
+    skipped = json.loads((tmp_path / "cmp" / "compare.json").read_text())["skipped"]
+    assert list(skipped) == ["gt"] and "smooth regularizer" in skipped["gt"]
+
+
+def test_variants_and_per_method_keys():
+    cfg = load_config(overrides=["algorithm.name='next-fl'"])
+    assert resolve(cfg)["algorithm"]["name"] == "next"
+    assert resolve(cfg)["algorithm"]["surrogate"] == "fl"
+    from dcnn.compare import parse_method
+    assert parse_method("gt:alpha0=0.25") == {"name": "gt", "alpha0": 0.25}
+    error_of(lambda: parse_method("gt:tau=1"), "'gt' has no option 'tau'", "alpha0",
+             kind=ConfigError)
+    # an engine's own rules are options checks, so compare refuses them up front
+    error_of(lambda: dcnn.run_compare(load_config(overrides=["run.progress=false"]),
+                                      methods=["gt", "ddp:schedule=diminishing"], out=None,
+                                      verbose=False),
+             "takes a constant step", kind=ConfigError)
+
+
+def test_register_refuses_a_name_option_bad_defaults_and_rolls_back_a_failed_plugin(
+        tmp_path):
+    from dataclasses import dataclass
+
+    from dcnn.methods import option
+
+    def build(exp, o):
+        raise AssertionError("never built")
+
+    @dataclass(frozen=True)
+    class Named(StepOptions):
+        name: str = option("x")
+
+    @dataclass(frozen=True, eq=False)
+    class BadDefault(StepOptions):
+        width: int = option(0, check=(lambda v: v >= 1, ">= 1"))
+
+    error_of(lambda: register(MethodSpec("named", "x", Named, build)), "option 'name'",
+             kind=ConfigError)
+    error_of(lambda: register(MethodSpec("bad", "x", BadDefault, build)),
+             "width must be >= 1, got 0", kind=ConfigError)
+    plugin = tmp_path / "half.py"
+    plugin.write_text("from dcnn.methods import MethodSpec, StepOptions, register\n"
+                      "register(MethodSpec('half', 'x', StepOptions, None))\n"
+                      "raise RuntimeError('broken after registering')\n")
+    for _ in range(2):                       # the same message twice: nothing left behind
+        error_of(lambda: load_plugin(str(plugin)), "broken after registering",
+                 kind=ConfigError)
+    assert "half" not in REGISTRY and "named" not in REGISTRY and "bad" not in REGISTRY

@@ -176,3 +176,56 @@ def test_model_name_refuses_what_is_neither_builtin_nor_a_reference():
 def test_bad_arrays_are_refused_in_one_line(data, fragments):
     error_of(lambda: dcnn.run_experiment(load_config(overrides=SMALL), out=None,
                                          verbose=False, data=data), *fragments, kind=DataError)
+
+
+def test_python_data_and_model_are_recorded_and_resumed_only_with_them(tmp_path, csv_file):
+    """config.json marks a model or data given as Python objects; a resume must get them
+    again, and the checkpoint's sha256 of both must match."""
+    _, X, y = csv_file
+    cfg = load_config(overrides=[*SMALL, "run.checkpoint_every=5", "run.iterations=5"])
+    out = tmp_path / "run"
+    dcnn.run_experiment(cfg, out=out, verbose=False, model=TwoBranch, data=(X, y))
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["data"]["name"] == "<python arrays>"
+    assert saved["model"]["name"] == "<python>:TwoBranch"
+    more = ["run.iterations=10"]
+    error_of(lambda: dcnn.resume_experiment(out, overrides=more, verbose=False,
+                                            model=TwoBranch),
+             "were Python arrays", "data=", kind=DataError)
+    error_of(lambda: dcnn.resume_experiment(out, overrides=more, verbose=False, data=(X, y)),
+             "was a Python object", "model=", kind=ConfigError)
+    from dcnn.errors import CheckpointError
+    error_of(lambda: dcnn.resume_experiment(out, overrides=more, verbose=False,
+                                            model=TwoBranch, data=(X, 1 - y)),
+             "other data", kind=CheckpointError)
+    res = dcnn.resume_experiment(out, overrides=more, verbose=False, model=TwoBranch,
+                                 data=(X, y))
+    full = dcnn.run_experiment(load_config(overrides=SMALL), out=None, verbose=False,
+                               model=TwoBranch, data=(X, y))
+    assert res.state.X.equal(full.state.X)                 # bitwise the uninterrupted run
+
+
+def test_a_model_file_is_recorded_by_its_absolute_path(tmp_path, csv_file, monkeypatch):
+    csv, _, _ = csv_file
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(overrides=[*SMALL, f"data.name='{csv}'",
+                                 "model.name='tests/_user_model.py:TwoBranch'"])
+    dcnn.run_experiment(cfg, out=tmp_path / "run", verbose=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["name"] == MODEL
+
+
+def test_a_model_that_is_not_a_pure_function_is_refused_in_one_line(csv_file):
+    _, X, y = csv_file
+    bn = lambda n_inputs, n_outputs: torch.nn.Sequential(  # noqa: E731
+        torch.nn.Linear(n_inputs, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, n_outputs))
+    error_of(lambda: dcnn.run_experiment(load_config(overrides=SMALL), out=None,
+                                         verbose=False, model=bn, data=(X, y)),
+             "pure function", "model.eval()", kind=ConfigError)
+
+
+def test_empty_test_arrays_are_refused(csv_file):
+    _, X, y = csv_file
+    from dcnn.data import dataset_from_arrays
+    error_of(lambda: dataset_from_arrays(X, y, X_test=X[:0], y_test=y[:0]),
+             "X_test is empty", kind=DataError)

@@ -143,6 +143,9 @@ def dataset_from_arrays(X, y, *, X_test=None, y_test=None, name: str = "arrays",
     X, y = check_pair("data arrays", X, y)
     if X_test is not None:
         X_test, y_test = check_pair("data arrays", X_test, y_test, "X_test", "y_test")
+        if len(X_test) == 0:
+            raise DataError("X_test is empty; give at least one test sample, or leave "
+                            "X_test and y_test out (a seeded test_fraction is held out)")
         if X_test.shape[1] != X.shape[1] or y_test.shape[1:] != y.shape[1:]:
             raise DataError(f"X_test/y_test have shapes {X_test.shape}/{y_test.shape} but "
                             f"X/y have {X.shape}/{y.shape}; give the test part the same "

@@ -230,6 +230,8 @@ def check_pair(where: str, X, y, xk: str = "X", yk: str = "y") -> tuple[np.ndarr
     X = X.astype(np.float64)
     y = _as_target(y)
     for key, arr in ((xk, X), (yk, y)):
+        if arr.size == 0:
+            continue
         bad = np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)))
         if len(bad):
             i, j = bad[0]

@@ -8,7 +8,7 @@ from ..algorithms import Centralized, Scaled, auto_lr
 from ..algorithms.steps import ADAM_LR
 from .decentralized import step_schedule
 from .options import TrainerOptions
-from .registry import MethodSpec, Supports, register
+from .registry import MethodSpec, Supports, get_method, register
 from .runs import LoopMethod
 
 __all__ = ["resolve_lr", "optimizer_of"]
@@ -33,7 +33,7 @@ def resolve_lr(exp, lr, optimizer: str) -> float:
 
 
 def _build(exp, o: TrainerOptions) -> LoopMethod:
-    schedule_name, schedule = step_schedule(SPEC, o)
+    schedule_name, schedule = step_schedule(get_method("centralized"), o)
     optimizer = optimizer_of(o, "lbfgs")
     lr = resolve_lr(exp, o.lr, optimizer)
     info = {"schedule": schedule_name, "optimizer": optimizer}
@@ -42,7 +42,7 @@ def _build(exp, o: TrainerOptions) -> LoopMethod:
     return LoopMethod(Centralized(schedule=Scaled(schedule, lr), optimizer=optimizer), info)
 
 
-SPEC = register(MethodSpec(
+register(MethodSpec(
     "centralized", "pooled data: L-BFGS, gradient descent or Adam", TrainerOptions, _build,
     Supports(directed=True),
     variants={f"centralized-{o}": {"optimizer": o} for o in ("lbfgs", "gd", "adam")},

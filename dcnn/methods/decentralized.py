@@ -18,7 +18,7 @@ from ..algorithms.loop import check_compatible
 from ..surrogates import make_blocked, make_surrogate
 from ..surrogates.tau import resolve_tau
 from .options import GradientOptions, SurrogateOptions
-from .registry import MethodSpec, Supports, register
+from .registry import MethodSpec, Supports, get_method, register
 from .runs import LoopMethod
 
 __all__ = ["step_schedule", "build_surrogate_method", "build_gradient_method"]
@@ -40,10 +40,11 @@ def _checked(exp, algorithm, info: dict) -> LoopMethod:
     return LoopMethod(algorithm, info)
 
 
-def build_surrogate_method(cls):
-    """The builder of a surrogate method (``cls``: :class:`Next` or :class:`Sonata`)."""
+def build_surrogate_method(cls, name: str):
+    """The builder of a surrogate method ``cls`` (:class:`Next`, :class:`Sonata`, or one of
+    the same interface) registered as ``name``."""
     def build(exp, o: SurrogateOptions) -> LoopMethod:
-        spec = _SPECS[cls]
+        spec = get_method(name)
         schedule_name, schedule = step_schedule(spec, o)
         # resolved here (collective) so the log and the summary show it before the run
         tau = resolve_tau(o.tau, o.surrogate, problem=exp.problem, network=exp.network,
@@ -64,7 +65,7 @@ def build_surrogate_method(cls):
 def build_gradient_method(cls, name: str):
     """The builder of a gradient method ``cls`` registered as ``name``."""
     def build(exp, o: GradientOptions) -> LoopMethod:
-        spec = _BY_NAME[name]
+        spec = get_method(name)
         schedule_name, schedule = step_schedule(spec, o)
         lr = o.lr
         if lr == "auto":
@@ -81,20 +82,21 @@ def _surrogate_label(name: str):
     return lambda o: f"{name}-{o.surrogate}"
 
 
-_SPECS = {
-    Next: register(MethodSpec(
+for _spec in (
+    MethodSpec(
         "next", "NEXT: surrogate step + dynamic consensus (undirected)", SurrogateOptions,
-        build_surrogate_method(Next), Supports(), schedule="diminishing",
+        build_surrogate_method(Next, "next"), Supports(), schedule="diminishing",
         variants={"next-pl": {"surrogate": "pl"}, "next-fl": {"surrogate": "fl"}},
         label=_surrogate_label("next"),
-        compare_default={"undirected": ("next-pl", "next-fl")}), default=True),
-    Sonata: register(MethodSpec(
+        compare_default={"undirected": ("next-pl", "next-fl")}),
+    MethodSpec(
         "sonata", "SONATA: NEXT's step with push-sum (directed)", SurrogateOptions,
-        build_surrogate_method(Sonata), Supports(directed=True), schedule="diminishing",
+        build_surrogate_method(Sonata, "sonata"), Supports(directed=True), schedule="diminishing",
         variants={"sonata-pl": {"surrogate": "pl"}, "sonata-fl": {"surrogate": "fl"}},
         label=_surrogate_label("sonata"),
-        compare_default={"directed": ("sonata-pl", "sonata-fl")})),
-}
+        compare_default={"directed": ("sonata-pl", "sonata-fl")}),
+):
+    register(_spec, default=_spec.name == "next")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ _GRADIENT = (
     _Gradient("push-diging", PushDiging, "Push-DIGing (directed, time-varying)",
               Supports(directed=True, l1=False), default="directed"),
 )
-_BY_NAME = {g.name: register(MethodSpec(
-    g.name, g.summary, GradientOptions, build_gradient_method(g.cls, g.name), g.supports,
-    schedule=g.schedule, batch_size=g.batch_size,
-    compare_default={g.default: (g.name,)} if g.default else {})) for g in _GRADIENT}
+for _g in _GRADIENT:
+    register(MethodSpec(_g.name, _g.summary, GradientOptions,
+                        build_gradient_method(_g.cls, _g.name), _g.supports,
+                        schedule=_g.schedule, batch_size=_g.batch_size,
+                        compare_default={_g.default: (_g.name,)} if _g.default else {}))

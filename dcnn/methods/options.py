@@ -54,6 +54,8 @@ def check_value(where: str, value: Any, hint, default: Any = None) -> Any:
         raise ConfigError(f"{where} must be a list of integers, got {value!r}{example}")
     if value is None and "None" in text:
         return None
+    if isinstance(value, str) and "str" in text:
+        return value
     if "bool" in text:
         if isinstance(value, bool):
             return value
@@ -67,8 +69,6 @@ def check_value(where: str, value: Any, hint, default: Any = None) -> Any:
             if not math.isfinite(value):
                 raise ConfigError(f"{where} must be a finite number, got {value!r}{example}")
             return float(value)
-        if "str" in text and isinstance(value, str):
-            return value
         raise ConfigError(f"{where} must be a number, got {value!r}{example}")
     if isinstance(value, str):
         return value
@@ -87,7 +87,7 @@ def check_field(where: str, value: Any, f: dataclasses.Field, hint) -> Any:
     choices, rule = f.metadata.get("choices"), f.metadata.get("check")
     if choices is not None and value not in choices:
         raise ConfigError(f"{where} = {value!r} is not allowed; "
-                          f"{_closest(str(value), choices)}choose one of: "
+                          f"{_closest(str(value), map(str, choices))}choose one of: "
                           f"{', '.join(map(str, choices))}")
     if rule is not None and value is not None and not rule[0](value):
         raise ConfigError(f"{where} must be {rule[1]}, got {value!r}")

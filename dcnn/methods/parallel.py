@@ -16,17 +16,32 @@ from ..errors import ConfigError
 from .centralized import optimizer_of, resolve_lr
 from .decentralized import step_schedule
 from .options import TrainerOptions, option
-from .registry import MethodSpec, Supports, register
+from .registry import MethodSpec, Supports, get_method, register
 from .runs import TrainerMethod
 
-__all__ = ["PipelineOptions", "SilOptions", "CodistillationOptions", "LocalOptions",
+__all__ = ["ParallelOptions", "PipelineOptions", "SilOptions", "CodistillationOptions", "LocalOptions",
            "engine_step", "common_arguments"]
 
 _PARALLEL = Supports(directed=True, topology=False, resumable=False)
 
 
 @dataclass(frozen=True)
-class PipelineOptions(TrainerOptions):
+class ParallelOptions(TrainerOptions):
+    """The parallel trainers: a constant step, and gradient descent or Adam."""
+
+    def check(self) -> None:
+        if self.schedule not in ("auto", "constant"):
+            raise ConfigError(f"schedule = {self.schedule!r} is not allowed: a parallel "
+                              "trainer takes a constant step; set algorithm.schedule = "
+                              "'constant' (or 'auto')")
+        if self.optimizer == "lbfgs":
+            raise ConfigError("optimizer = 'lbfgs' is not allowed: a parallel trainer trains "
+                              "with 'gd' or 'adam', not 'lbfgs'; set algorithm.optimizer = "
+                              "'gd' or 'adam'")
+
+
+@dataclass(frozen=True)
+class PipelineOptions(ParallelOptions):
     pipeline_schedule: str = option("gpipe", choices=("gpipe", "1f1b", "interleaved"))
     microbatches: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
 
@@ -35,14 +50,14 @@ _STAGES = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
 
 
 @dataclass(frozen=True)
-class SilOptions(TrainerOptions):
+class SilOptions(ParallelOptions):
     stages: int = _STAGES
     sil_noise: float = option(0.1, check=(lambda v: v >= 0, ">= 0"))
     recovery: int = option(0, check=(lambda v: v >= 0, ">= 0"))
 
 
 @dataclass(frozen=True)
-class CodistillationOptions(TrainerOptions):
+class CodistillationOptions(ParallelOptions):
     models: int = option(2, check=(lambda v: v >= 2, ">= 2"))
     exchange_every: int = option(50, check=(lambda v: v >= 1, ">= 1"))
     burn_in: int = option(100, check=(lambda v: v >= 0, ">= 0"))
@@ -50,7 +65,7 @@ class CodistillationOptions(TrainerOptions):
 
 
 @dataclass(frozen=True)
-class LocalOptions(TrainerOptions):
+class LocalOptions(ParallelOptions):
     stages: int = _STAGES
     local_mode: str = option("greedy", choices=("greedy", "overlapping", "chunked"))
     chunk: int = option(2, check=(lambda v: v >= 1, ">= 1"))
@@ -89,7 +104,7 @@ def common_arguments(exp, info: dict, *, progress: bool) -> dict:
 
 def _engine(name: str):
     def build(exp, o) -> TrainerMethod:
-        info = engine_step(_SPECS[name], exp, o)
+        info = engine_step(get_method(name), exp, o)
         extra = {}
         if name == "pipeline":
             info["pipeline_schedule"] = o.pipeline_schedule
@@ -115,7 +130,7 @@ def _scheme(name: str, trainer: str, keys: dict[str, str], shown: tuple[str, ...
     """A scheme trained by ``dcnn.baselines.<trainer>``, which takes the options ``keys``
     (``{argument: option}``) beside the common arguments."""
     def build(exp, o) -> TrainerMethod:
-        info = engine_step(_SPECS[name], exp, o)
+        info = engine_step(get_method(name), exp, o)
         info.update({k: getattr(o, k) for k in shown})
         extra = {arg: getattr(o, key) for arg, key in keys.items()}
 
@@ -128,16 +143,16 @@ def _scheme(name: str, trainer: str, keys: dict[str, str], shown: tuple[str, ...
     return build
 
 
-_SPECS = {spec.name: register(spec) for spec in (
+for _spec in (
     MethodSpec("ddp", "data parallel: torch DistributedDataParallel, one shard block per rank",
-               TrainerOptions, _engine("ddp"), _PARALLEL),
+               ParallelOptions, _engine("ddp"), _PARALLEL),
     MethodSpec("pipeline", "pipeline: torch.distributed.pipelining, MLP split over ranks",
                PipelineOptions, _engine("pipeline"), _PARALLEL,
                variants={f"pipeline-{s}": {"pipeline_schedule": s}
                          for s in ("gpipe", "1f1b", "interleaved")},
                label=lambda o: f"pipeline-{o.pipeline_schedule}"),
     MethodSpec("tensor-parallel", "tensor parallel: torch.distributed.tensor.parallel",
-               TrainerOptions, _engine("tensor-parallel"), _PARALLEL),
+               ParallelOptions, _engine("tensor-parallel"), _PARALLEL),
     MethodSpec("sil", "synthetic intermediate labels: parts trained apart, then joined",
                SilOptions,
                _scheme("sil", "train_sil",
@@ -157,6 +172,7 @@ _SPECS = {spec.name: register(spec) for spec in (
                          for m in ("greedy", "overlapping", "chunked")},
                label=lambda o: f"local-{o.local_mode}"),
     MethodSpec("sequence-parallel", "sequence parallel: a transformer's tokens over ranks, "
-               "ring attention", TrainerOptions,
+               "ring attention", ParallelOptions,
                _scheme("sequence-parallel", "train_sequence_parallel", {}), _PARALLEL),
-)}
+):
+    register(_spec)

@@ -111,6 +111,11 @@ def register(spec: MethodSpec, *, replace: bool = False, default: bool = False) 
         raise ConfigError(f"method name {clash[0]!r} of {spec.name!r} is taken by another "
                           "method; choose another name")
     mine = fields_of(spec.options)
+    if "name" in mine:
+        raise ConfigError(f"method {spec.name!r} declares an option 'name', which is "
+                          "algorithm.name itself; choose another key")
+    from .options import options_from
+    options_from(spec.options, {}, method=spec.name)     # its defaults pass its own checks
     for key, (f, hint) in mine.items():
         for other in others.values():
             theirs = fields_of(other.options).get(key)
@@ -135,7 +140,12 @@ def load_plugin(ref: str) -> list[str]:
     run (``dcnn --plugin``); returns the names it added."""
     from ..imports import import_source
     before = set(REGISTRY)
-    import_source(ref, where=f"--plugin {ref}")
+    try:
+        import_source(ref, where=f"--plugin {ref}")
+    except Exception:
+        for name in [n for n in REGISTRY if n not in before]:   # nothing half-registered
+            unregister(name)
+        raise
     return [n for n in REGISTRY if n not in before]
 
 

@@ -12,8 +12,11 @@
   module from ``sys.path``), then treated as a class or factory.
 
 The module may be any architecture whose ``forward(x)`` maps a ``(batch, d)`` float tensor to
-``(batch, k)`` outputs (``k`` = :attr:`dcnn.data.Dataset.n_outputs`); dcnn views it as a
-function of one flat parameter vector (:class:`~dcnn.problems.FlatModel`). The engine
+``(batch, k)`` outputs (``k`` = :attr:`dcnn.data.Dataset.n_outputs`) as a pure function of
+its parameters: dcnn views it as a function of one flat parameter vector
+(:class:`~dcnn.problems.FlatModel`) evaluated for all agents at once with ``torch.func.vmap``,
+so random operations and in-place buffer updates in ``forward`` (Dropout, BatchNorm in
+training mode) are refused when a run starts (:func:`dcnn.prepare.prepare`). The engine
 baselines that split a model (pipeline, tensor parallel, SIL, local parallelism) need the
 ``nn.Sequential`` MLP and say so when given another module.
 """
