@@ -103,14 +103,17 @@ def check_supports(cfg: Config) -> None:
     if why:
         able = [n for n in method_names() if get_method(n).supports.topology
                 and get_method(n).supports.refusal(**kind) is None]
+        fix = {"needs a static graph": "set topology.dynamic = 'static'",
+               "needs an undirected graph": "use an undirected topology.graph",
+               "needs a directed graph": "use a directed topology.graph"}.get(why, "change it")
         raise ConfigError(f"algorithm.name = {name!r} {why} and the topology is {tp.graph!r} "
-                          f"({tp.dynamic}); change topology.graph / topology.dynamic, or use "
-                          f"a method that runs on it: {', '.join(able)}")
+                          f"({tp.dynamic}); {fix}, or use a method that runs on it: "
+                          f"{', '.join(map(repr, able))}")
     if not supports.l1 and cfg.model.regularizer in ("l1", "elastic_net"):
         able = [n for n in method_names() if get_method(n).supports.l1]
         raise ConfigError(f"algorithm {name!r} needs a smooth regularizer, got "
                           f"model.regularizer = {cfg.model.regularizer!r}; use 'l2' or 'none', "
-                          f"or a method with prox steps ({', '.join(able)})")
+                          f"or a method with prox steps: {', '.join(map(repr, able))}")
 
 
 PYTHON_MODEL, PYTHON_DATA = "<python>", "<python arrays>"
