@@ -26,6 +26,7 @@ else:  # pragma: no cover
 
 from .errors import ConfigError
 from .methods.options import check_value
+from .methods.options import closest as _closest
 
 __all__ = ["Config", "RunConfig", "DataConfig", "ModelConfig", "TopologyConfig",
            "AlgorithmConfig", "load_config", "parse_set", "resolve"]
@@ -211,11 +212,6 @@ def _suggest(name: str, valid, prefix: str = "") -> str:
     if close:
         return f"; did you mean '{prefix}{close[0]}'?"
     return f"; valid: {', '.join(prefix + v for v in valid)}"
-
-
-def _closest(value: str, valid) -> str:
-    close = difflib.get_close_matches(value, list(valid), n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _keys(obj) -> dict:

@@ -15,19 +15,33 @@ import torch
 from ..algorithms import (Dgd, Extra, GradientTracking, Next, PushDiging, Scaled, Sonata,
                           auto_lr, make_schedule)
 from ..algorithms.loop import check_compatible
+from ..algorithms.steps import ADAM_LR
 from ..surrogates import make_blocked, make_surrogate
 from ..surrogates.tau import resolve_tau
 from .options import GradientOptions, SurrogateOptions
 from .registry import MethodSpec, Supports, get_method, register
 from .runs import LoopMethod
 
-__all__ = ["step_schedule", "build_surrogate_method", "build_gradient_method"]
+__all__ = ["resolve_lr", "step_schedule", "build_surrogate_method", "build_gradient_method"]
 
 
 def step_schedule(spec: MethodSpec, o) -> tuple[str, object]:
     """``(name, schedule)``: ``o.schedule``, or the method's own when ``"auto"``."""
     name = spec.schedule if o.schedule == "auto" else o.schedule
     return name, make_schedule(name, alpha0=o.alpha0, eps=o.eps, power=o.power)
+
+
+def resolve_lr(exp, lr, optimizer: str) -> float:
+    """``lr``, or for ``"auto"``: Adam's default, 1 for L-BFGS (unused: it takes line-search
+    steps), else ``1 / L`` from the local curvatures at ``w[0]`` (collective)."""
+    if lr != "auto":
+        return float(lr)
+    if optimizer == "adam":
+        return ADAM_LR
+    if optimizer == "lbfgs":
+        return 1.0
+    with torch.no_grad():
+        return float(auto_lr(problem=exp.problem, network=exp.network, X0=exp.X0))
 
 
 def _batch(spec: MethodSpec, o) -> int | None:
@@ -67,10 +81,7 @@ def build_gradient_method(cls, name: str):
     def build(exp, o: GradientOptions) -> LoopMethod:
         spec = get_method(name)
         schedule_name, schedule = step_schedule(spec, o)
-        lr = o.lr
-        if lr == "auto":
-            with torch.no_grad():
-                lr = auto_lr(problem=exp.problem, network=exp.network, X0=exp.X0)
+        lr = resolve_lr(exp, o.lr, "gd")
         batch = _batch(spec, o)
         info = {"schedule": schedule_name, "lr": float(lr), "batch_size": batch}
         return _checked(exp, cls(schedule=Scaled(schedule, float(lr)), name=name,

@@ -75,7 +75,8 @@ def check_value(where: str, value: Any, hint, default: Any = None) -> Any:
     raise ConfigError(f"{where} must be a string, got {value!r}{example}")
 
 
-def _closest(value: str, valid) -> str:
+def closest(value: str, valid) -> str:
+    """A "did you mean ...? " hint for the valid name closest to ``value``, or ""."""
     import difflib
     close = difflib.get_close_matches(value, list(valid), n=1)
     return f"did you mean {close[0]!r}? " if close else ""
@@ -87,7 +88,7 @@ def check_field(where: str, value: Any, f: dataclasses.Field, hint) -> Any:
     choices, rule = f.metadata.get("choices"), f.metadata.get("check")
     if choices is not None and value not in choices:
         raise ConfigError(f"{where} = {value!r} is not allowed; "
-                          f"{_closest(str(value), map(str, choices))}choose one of: "
+                          f"{closest(str(value), map(str, choices))}choose one of: "
                           f"{', '.join(map(str, choices))}")
     if rule is not None and value is not None and not rule[0](value):
         raise ConfigError(f"{where} must be {rule[1]}, got {value!r}")

@@ -13,8 +13,8 @@ import datetime
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .centralized import optimizer_of, resolve_lr
-from .decentralized import step_schedule
+from .centralized import optimizer_of
+from .decentralized import resolve_lr, step_schedule
 from .options import TrainerOptions, option
 from .registry import MethodSpec, Supports, get_method, register
 from .runs import TrainerMethod
