@@ -101,7 +101,8 @@ class Next:
         return batch_problems(problem, t, batch_size=self.batch_size, seed=self.seed)
 
     def init(self, problem: LocalProblems, network: Network, X0: torch.Tensor) -> NextState:
-        memory = init_memory(self.surrogate, problem, network, X0)
+        memory = init_memory(self.surrogate, problem, network, X0,
+                             alpha0=self.schedule.init())
         G = self._costs(problem, 0).gradients(X0)
         return NextState(t=0, X=X0.clone(), Y=G.clone(), G=G, alpha=self.schedule.init(),
                          **memory)

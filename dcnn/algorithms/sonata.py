@@ -103,7 +103,8 @@ class Sonata:
 
     def init(self, problem: LocalProblems, network: Network,
              X0: torch.Tensor) -> SonataState:
-        memory = init_memory(self.surrogate, problem, network, X0)
+        memory = init_memory(self.surrogate, problem, network, X0,
+                             alpha0=self.schedule.init())
         G = self._costs(problem, 0).gradients(X0)
         phi = torch.ones(X0.shape[0], dtype=X0.dtype)
         return SonataState(t=0, X=X0.clone(), Y=G.clone(), G=G, phi=phi,

@@ -33,10 +33,11 @@ def check_surrogate(surrogate) -> None:
                           f"e.g. PL(tau=1.0) or FL(tau='auto'), got {surrogate!r}")
 
 
-def init_memory(surrogate, problem: LocalProblems, network: Network,
-                X0: torch.Tensor) -> dict:
-    """The state fields of the surrogate's fresh memory (collective for ``tau = "auto"``)."""
-    return memory_fields(surrogate.init_memory(problem, X0, network=network))
+def init_memory(surrogate, problem: LocalProblems, network: Network, X0: torch.Tensor, *,
+                alpha0: float) -> dict:
+    """The state fields of the surrogate's fresh memory (collective for ``tau = "auto"``,
+    which depends on the schedule's first step ``alpha0``)."""
+    return memory_fields(surrogate.init_memory(problem, X0, network=network, alpha0=alpha0))
 
 
 def memory_fields(memory: Memory) -> dict:

@@ -62,7 +62,7 @@ def build_surrogate_method(cls, name: str):
         schedule_name, schedule = step_schedule(spec, o)
         # resolved here (collective) so the log and the summary show it before the run
         tau = resolve_tau(o.tau, o.surrogate, problem=exp.problem, network=exp.network,
-                          X0=exp.X0)
+                          X0=exp.X0, alpha0=schedule.init())
         surrogate = make_blocked(
             make_surrogate(o.surrogate, tau=tau, solver=o.solver, inner_tol=o.inner_tol,
                            inner_iters=o.inner_iters),

@@ -204,7 +204,7 @@ class Blocked:
         return self.base.tau
 
     def init_memory(self, problem: LocalProblems, X0: torch.Tensor, *,
-                    network: Network | None = None) -> Memory:
+                    network: Network | None = None, alpha0: float = 1.0) -> Memory:
         """The blocks must partition ``0..P-1``; then the base's fresh memory (no warm
         starts, count 0; ``tau = "auto"`` resolved, collective)."""
         P = problem.n_params
@@ -217,7 +217,7 @@ class Blocked:
                               f"missing, {int((counts > 1).sum())} repeated, "
                               f"{int((~inside).sum())} out of range; build them with "
                               "make_blocks")
-        return self.base.init_memory(problem, X0, network=network)
+        return self.base.init_memory(problem, X0, network=network, alpha0=alpha0)
 
     def chosen(self, t: int) -> list[int]:
         """The blocks updated by call ``t`` (all of them when ``fraction = 1``)."""

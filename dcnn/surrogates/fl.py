@@ -42,10 +42,11 @@ class FL:
         object.__setattr__(self, "tau", check_tau(self.tau))
 
     def init_memory(self, problem: LocalProblems, X0: torch.Tensor, *,
-                    network: Network | None = None) -> Memory:
+                    network: Network | None = None, alpha0: float = 1.0) -> Memory:
         """Every loss and regulariser is supported; ``tau = "auto"`` is resolved here
         (collective)."""
-        tau = resolve_tau(self.tau, self.name, problem=problem, network=network, X0=X0)
+        tau = resolve_tau(self.tau, self.name, problem=problem, network=network, X0=X0,
+                          alpha0=alpha0)
         return Memory.empty(X0, tau=tau, warm=False)
 
     def update(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,

@@ -195,11 +195,12 @@ class PL:
                               f"got {self.inner_iters!r}")
 
     def init_memory(self, problem: LocalProblems, X0: torch.Tensor, *,
-                    network: Network | None = None) -> Memory:
+                    network: Network | None = None, alpha0: float = 1.0) -> Memory:
         """Every agent cold (every loss and regulariser is supported); ``tau = "auto"`` is
         resolved here (collective). Warm starts are kept unless every step is one direct
         solve (squared loss, smooth ``r``, formed ``J``)."""
-        tau = resolve_tau(self.tau, self.name, problem=problem, network=network, X0=X0)
+        tau = resolve_tau(self.tau, self.name, problem=problem, network=network, X0=X0,
+                          alpha0=alpha0)
         return Memory.empty(X0, tau=tau,
                             warm=not is_direct(problem, self.matrix_free(problem)))
 

@@ -35,7 +35,7 @@ def _same(a, b):
 def test_tau_auto_is_resolved_at_init_and_kept_in_the_state(cls, surrogate):
     prob = tiny_problem("cross_entropy", 3, sizes=(6, 9, 7, 8))
     X0 = prob.model.w0.expand(4, -1).clone()
-    tau = auto_tau(surrogate, problem=prob, network=LocalNetwork(4), X0=X0)
+    tau = auto_tau(surrogate, problem=prob, network=LocalNetwork(4), X0=X0, alpha0=0.5)
     graph = "directed_ring" if cls is Sonata else "ring"
     auto, _ = _run(cls(make_surrogate(surrogate, tau="auto"), Diminishing(0.5)), prob,
                    graph=graph)
@@ -50,7 +50,8 @@ def test_blocked_pl_with_tau_auto_resolves_it_too():
     sur = Blocked(PL(tau="auto"), make_blocks(prob.model, "neuron"), threads=1, fraction=0.5)
     state, _ = _run(Next(sur, Constant(0.5)), prob, iterations=3)
     X0 = prob.model.w0.expand(3, -1).clone()
-    assert state.tau == auto_tau("pl", problem=prob, network=LocalNetwork(3), X0=X0)
+    assert state.tau == auto_tau("pl", problem=prob, network=LocalNetwork(3), X0=X0,
+                                 alpha0=0.5)
     assert state.calls == 3 and state.has_warm.all()
 
 

@@ -1,10 +1,10 @@
-"""tau = "auto": the power-iteration curvature equals the dense Hessian's spectral radius."""
+"""tau = "auto": the power-iteration curvatures equal the dense Hessians' spectral radii."""
 import torch
 
 from dcnn.comm import LocalNetwork
 from dcnn.data import encode_targets, load_dataset, partition
 from dcnn.problems import FlatModel, LocalProblems, make_regularizer, mlp
-from dcnn.surrogates.tau import auto_tau, local_curvatures
+from dcnn.surrogates.tau import auto_tau, local_curvatures, network_curvature
 
 
 def test_curvature_matches_dense_hessian_and_tau_rule():
@@ -25,7 +25,20 @@ def test_curvature_matches_dense_hessian_and_tau_rule():
             lambda w: prob._agent_loss(w, prob.X[i], prob.T[i], prob.mask[i]), W[i])
         dense = float(torch.linalg.eigvalsh(H).abs().max())
         assert 0 < dense - float(lam[i]) + 1e-12 and abs(float(lam[i]) - dense) <= 1e-4 * dense
+    # the network's curvature: the summed Hessian's spectral radius (30 steps from a
+    # different start than the per-agent estimate above: the scale to 1e-3, as tau needs)
     net = LocalNetwork(4)
-    L = 4 * float(lam.max())
+    H = sum(torch.autograd.functional.hessian(
+        lambda w: prob._agent_loss(w, prob.X[i], prob.T[i], prob.mask[i]), W[i])
+        for i in range(4))
+    L = float(torch.linalg.eigvalsh(H).abs().max())
+    assert abs(network_curvature(prob, net, W, iters=100) / L - 1) < 1e-6
+    # FL: alpha0 L; PL: max(alpha0 - 1/N, 1/N) L (alpha0 = 1 when not given: the largest)
     assert abs(auto_tau("fl", problem=prob, network=net, X0=W) / L - 1) < 1e-3
-    assert abs(auto_tau("pl", problem=prob, network=net, X0=W) / (L / 4) - 1) < 1e-3
+    assert abs(auto_tau("fl", problem=prob, network=net, X0=W, alpha0=0.5) / (L / 2) - 1) \
+        < 1e-3
+    assert abs(auto_tau("pl", problem=prob, network=net, X0=W) / (3 * L / 4) - 1) < 1e-3
+    assert abs(auto_tau("pl", problem=prob, network=net, X0=W, alpha0=0.5) / (L / 4) - 1) \
+        < 1e-3
+    assert abs(auto_tau("pl", problem=prob, network=net, X0=W, alpha0=0.1) / (L / 4) - 1) \
+        < 1e-3
