@@ -64,9 +64,9 @@ def _conv_lengths(n_inputs: int, kernels: Sequence[int], *, stride: int, padding
     return lengths
 
 
-def _positive_ints(v, allow_empty: bool = False) -> bool:
-    return isinstance(v, Sequence) and not isinstance(v, (str, bytes)) \
-        and (allow_empty or len(v) > 0) \
+def _positive_ints(v) -> bool:
+    """``v`` is a non-empty list of integers >= 1."""
+    return isinstance(v, Sequence) and not isinstance(v, (str, bytes)) and len(v) > 0 \
         and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 1
                 for c in v)
 
@@ -79,7 +79,8 @@ def _cnn_kernels(n_inputs, n_outputs, channels, kernel, stride, padding) -> list
     """The per-layer kernel sizes, after checking every size (one line per problem)."""
     if not _is_int(n_inputs, 1) or not _is_int(n_outputs, 1):
         raise ConfigError(f"cnn needs positive integer sizes, got n_inputs={n_inputs!r}, "
-                          f"n_outputs={n_outputs!r}")
+                          f"n_outputs={n_outputs!r}; give the number of features and of "
+                          "outputs")
     if not _positive_ints(channels):
         raise ConfigError(f"model.channels must be a non-empty list of channel counts >= 1, "
                           f"got {channels!r}; e.g. [25, 25, 25]")
@@ -118,12 +119,12 @@ def cnn(*, n_inputs: int, n_outputs: int, channels: Sequence[int] = (25, 25, 25)
           -> flatten (M, c_L d_L) -> Linear -> (M, n_outputs)
 
     with ``c_0 = 1``, ``d_0 = d`` and ``d_l = floor((d_{l-1} + 2 padding - k_l) / stride) + 1``
-    (too short a signal for the stack is refused). ``kernel`` is one size for every layer or one per layer. The
-    defaults are the CNN of MNIST-1D (Greydanus & Kobak, ICML 2024, arXiv 2011.14439; there
-    with ReLU): on its 40 features ``d_l`` = 40, 19, 10, 5 and 5,210 parameters for 10
-    classes. Initialisation as :func:`mlp` (PyTorch's default, drawn in float64 from
-    ``seed`` with the global RNG untouched, then cast); ReLU lies outside NEXT's smoothness
-    assumptions, as there.
+    (a signal too short for the stack is refused). ``kernel`` is one size for every layer or
+    one per layer. The defaults are the CNN of MNIST-1D (Greydanus & Kobak, ICML 2024, arXiv
+    2011.14439; there with ReLU): on its 40 features ``d_l`` = 40, 19, 10, 5 and 5,210
+    parameters for 10 classes. Initialisation as :func:`mlp` (PyTorch's default, drawn in
+    float64 from ``seed`` with the global RNG untouched, then cast); ReLU lies outside NEXT's
+    smoothness assumptions, as there.
 
     >>> net = cnn(n_inputs=40, n_outputs=10, activation="relu")
     >>> sum(p.numel() for p in net.parameters())

@@ -24,13 +24,23 @@ def fresh():
 
 
 @pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a connection fails the test."""
+def offline(monkeypatch, tmp_path):
+    """Every attempt to look up a host or open a connection is refused and recorded (the package's downloader
+    swallows exceptions, so a refusal alone could go unnoticed); the working directory is an
+    empty folder, where the package's downloader would leave its pickle."""
+    attempts = []
+
     def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args!r}")
+        attempts.append(args)
+        raise OSError("network access refused by the test")
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)    # name lookups come first
+    monkeypatch.chdir(tmp_path)
+    yield attempts
+    assert not attempts, f"network access attempted: {attempts}"
+    assert not list(tmp_path.iterdir()), "files written in the working directory"
 
 
 def test_default_is_the_published_split_and_deterministic(fresh, offline):
