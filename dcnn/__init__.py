@@ -13,7 +13,7 @@ from .config import Config, load_config
 from .errors import (CheckpointError, CommError, CommTimeoutError, ConfigError, DataError,
                      DcnnError, DivergenceError, LaunchError, TopologyError)
 from .metrics import History, evaluate
-from .problems import FlatModel, LocalProblems, make_regularizer, mlp
+from .problems import FlatModel, LocalProblems, cnn, make_regularizer, mlp
 from .reference import centralized_reference
 from .surrogates import FL, PL, make_surrogate
 
@@ -40,7 +40,8 @@ __all__ = ["Constant", "Diminishing", "Next", "NextState", "Polynomial", "make_s
            "ConfigError", "DataError", "DcnnError", "TopologyError", "CheckpointError",
            "CommError", "CommTimeoutError", "DivergenceError", "LaunchError",
            "resume_experiment", "History", "evaluate",
-           "FlatModel", "LocalProblems", "make_regularizer", "mlp", "centralized_reference",
+           "FlatModel", "LocalProblems", "make_regularizer", "mlp", "cnn",
+           "centralized_reference",
            "RunResult", "local_problems", "run_experiment", "FL", "PL", "make_surrogate",
            "make_topology", "Experiment", "prepare", "register", "MethodSpec", "Supports",
            "__version__"]

@@ -56,12 +56,17 @@ class DataConfig:
     task: str = "auto"
     target_column: int = -1
     standardize: bool = True
+    samples: int = 5000             # mnist1d only
 
 
 @dataclass
 class ModelConfig:
     name: str = "mlp"
     hidden: list = field(default_factory=lambda: [10])
+    channels: list = field(default_factory=lambda: [25, 25, 25])
+    kernel: int | list = field(default_factory=lambda: [5, 3, 3])
+    stride: int = 2
+    padding: int = 1
     activation: str = "tanh"
     loss: str = "squared"
     regularizer: str = "l2"
@@ -195,10 +200,19 @@ _RANGES = {  # (section, key): (test, description)
     ("run", "checkpoint_every"): (lambda v: v >= 0, ">= 0 (0 = no checkpoints)"),
     ("data", "beta"): (lambda v: v > 0, "> 0"),
     ("data", "test_fraction"): (lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data", "samples"): (lambda v: v >= 100 and v % 10 == 0,
+                          "a multiple of 10, at least 100 (mnist1d makes samples/10 per class)"),
     ("model", "lam"): (lambda v: v >= 0, ">= 0"),
     ("model", "l1_ratio"): (lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("model", "hidden"): (lambda v: all(h >= 1 for h in v),
                           "a list of layer widths >= 1 (e.g. [10, 10]; [] for a linear model)"),
+    ("model", "channels"): (lambda v: len(v) >= 1 and all(c >= 1 for c in v),
+                            "a non-empty list of channel counts >= 1 (e.g. [25, 25, 25])"),
+    ("model", "kernel"): (lambda v: all(k >= 1 for k in ([v] if isinstance(v, int) else v))
+                          and v != [], "a kernel size >= 1, or a non-empty list of them, one "
+                          "per conv layer (e.g. 5 or [5, 3, 3])"),
+    ("model", "stride"): (lambda v: v >= 1, ">= 1"),
+    ("model", "padding"): (lambda v: v >= 0, ">= 0"),
     ("topology", "B"): (lambda v: v >= 1, ">= 1"),
     ("model", "tokens"): (lambda v: v >= 1, ">= 1"),
     ("model", "d_model"): (lambda v: v >= 1, ">= 1"),
@@ -275,7 +289,7 @@ def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
     setattr(obj, key, value)
 
 
-MODELS = ("mlp", "transformer")
+MODELS = ("mlp", "cnn", "transformer")
 
 
 def _topology_choices() -> dict:

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from .comm import Network, make_network
-from .config import Config
+from .config import MODELS, Config, DataConfig
 from .data import Dataset, dataset_from_arrays, encode_targets, load_dataset, partition
 from .errors import ConfigError, DataError
-from .problems import FlatModel, LocalProblems, Regularizer, make_regularizer, mlp
+from .problems import FlatModel, LocalProblems, Regularizer, cnn, make_regularizer, mlp
 from .problems.user_model import build_module
 from .topology import make_topology
 
@@ -90,8 +90,9 @@ class Prepared:
 
 
 def make_model(m, *, n_inputs: int, n_outputs: int, seed: int, dtype: torch.dtype):
-    """The module the ``model`` section ``m`` names: the MLP, the one-block transformer, or
-    your own (``m.name = "path/to/file.py:Name"``, see :mod:`dcnn.problems.user_model`)."""
+    """The module the ``model`` section ``m`` names: the MLP, the 1-D CNN, the one-block
+    transformer, or your own (``m.name = "path/to/file.py:Name"``, see
+    :mod:`dcnn.problems.user_model`)."""
     if m.name == "transformer":
         from .problems.transformer import transformer
         return transformer(n_inputs=n_inputs, n_outputs=n_outputs, tokens=m.tokens,
@@ -102,6 +103,10 @@ def make_model(m, *, n_inputs: int, n_outputs: int, seed: int, dtype: torch.dtyp
                           "give it again (run_experiment/resume_experiment(..., model=...))")
     if m.name == "mlp":
         return mlp(n_inputs=n_inputs, hidden=m.hidden, n_outputs=n_outputs,
+                   activation=m.activation, seed=seed, dtype=dtype)
+    if m.name == "cnn":
+        return cnn(n_inputs=n_inputs, n_outputs=n_outputs, channels=m.channels,
+                   kernel=m.kernel, stride=m.stride, padding=m.padding,
                    activation=m.activation, seed=seed, dtype=dtype)
     return build_module(m.name, n_inputs=n_inputs, n_outputs=n_outputs, seed=seed,
                         dtype=dtype)
@@ -132,6 +137,7 @@ def as_dataset(data, cfg: Config) -> Dataset:
     arrays ``(X, y)`` / ``(X, y, X_test, y_test)`` / a dict with those keys, split and
     standardised as the ``data`` section says."""
     d, r = cfg.data, cfg.run
+    _check_samples_key(d, data)
     options = dict(test_fraction=d.test_fraction, seed=r.seed, task=d.task,
                    standardize=d.standardize)
     if data is None:
@@ -139,7 +145,8 @@ def as_dataset(data, cfg: Config) -> Dataset:
             raise DataError("data.name = '<python arrays>': this run's data were Python "
                             "arrays; give them again (run_experiment/resume_experiment(..., "
                             "data=...))")
-        return load_dataset(d.name, target_column=d.target_column, **options)
+        return load_dataset(d.name, target_column=d.target_column, samples=d.samples,
+                            **options)
     if isinstance(data, Dataset):
         return data
     if isinstance(data, dict):
@@ -154,6 +161,17 @@ def as_dataset(data, cfg: Config) -> Dataset:
         return dataset_from_arrays(X, y, X_test=X_test, y_test=y_test, **options)
     raise DataError(f"data must be None (data.name), a dcnn.data.Dataset, (X, y), "
                     f"(X, y, X_test, y_test) or a dict of those; got {type(data).__name__}")
+
+
+def _check_samples_key(d, data) -> None:
+    """``data.samples`` sizes the generated MNIST-1D; set for other data it would be ignored.
+    (A section cannot tell a key set to its default from one left out: only a value other
+    than the default is refused.)"""
+    if d.samples == DataConfig().samples or (data is None and d.name == "mnist1d"):
+        return
+    what = f"data.name is {d.name!r}" if data is None else "the data are Python objects"
+    raise ConfigError(f"data.samples = {d.samples} applies to data.name = 'mnist1d' only, but "
+                      f"{what}; remove data.samples")
 
 
 def _probe(problem: LocalProblems, X0: torch.Tensor, what: str) -> None:
@@ -229,7 +247,7 @@ def prepare(cfg: Config, *, network: Network | None = None, model=None,
                              seed=r.seed, **params)
     topology.check(iterations=r.iterations, B=tp.B)
     X0 = flat.w0.expand(network.n_local, -1).clone()
-    if model is not None or m.name not in ("mlp", "transformer"):
+    if model is not None or m.name not in MODELS:
         _probe(problem, X0, m.name if model is None else type(model).__name__)
     test = (torch.as_tensor(ds.X_test, dtype=dtype), torch.as_tensor(T_test, dtype=dtype))
     return Prepared(cfg=cfg, dataset=ds, T_train=T_train, T_test=T_test, parts=parts,

@@ -1,20 +1,24 @@
-"""Datasets: a bundled scikit-learn set or a user's file, labelled, split and standardised.
+"""Datasets: a bundled set or a user's file, labelled, split and standardised.
 
 :func:`load_dataset` is the one entry point and a straight pipeline of small steps::
 
     raw arrays (bundled loader or dcnn.data.files) -> task and labels -> seeded split
     -> standardise with training statistics -> Dataset
 
-Classification labels become ``0..C-1`` (the original values are kept in
+The bundled sets are scikit-learn's small ones and MNIST-1D (Greydanus & Kobak, ICML 2024,
+arXiv 2011.14439), generated on the spot by the ``mnist1d`` package with the package's own
+train/test split. Classification labels become ``0..C-1`` (the original values are kept in
 ``Dataset.classes``); regression targets stay real and, like the features, are standardised
 with the training part's mean and standard deviation, which the test part reuses.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import numbers
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +31,9 @@ __all__ = ["TASKS", "BUNDLED", "Dataset", "load_dataset", "dataset_from_arrays"]
 
 TASKS = ("regression", "binary", "multiclass")
 _BUNDLED_TASKS = {"digits": "multiclass", "breast_cancer": "binary", "wine": "multiclass",
-                  "iris": "multiclass", "diabetes": "regression"}
+                  "iris": "multiclass", "diabetes": "regression", "mnist1d": "multiclass"}
 BUNDLED = tuple(_BUNDLED_TASKS)
+MNIST1D_SAMPLES = 5000  # the package's default size: 4000 training and 1000 test samples
 _MAX_AUTO_CLASSES = 50  # "auto" reads at most this many distinct integer targets as classes
 
 
@@ -95,22 +100,27 @@ class Dataset:
 
 
 def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0, task: str = "auto",
-                 standardize: bool = True, target_column: int = -1) -> Dataset:
+                 standardize: bool = True, target_column: int = -1,
+                 samples: int = MNIST1D_SAMPLES) -> Dataset:
     """Load a bundled dataset or a ``.npz``/``.csv`` file, split and standardised.
 
     Args:
         name: one of :data:`BUNDLED` or a path ending in ``.npz`` or ``.csv`` (see
             :mod:`dcnn.data.files` for the formats).
         test_fraction: share of samples held out, in ``(0, 1)``; ignored (and may be 0)
-            when the file carries its own ``X_test``/``y_test``.
+            when the file carries its own ``X_test``/``y_test``, and for ``"mnist1d"``.
         seed: seed of the split (stratified by label for classification when every class
-            has at least 2 samples).
+            has at least 2 samples); ``"mnist1d"`` has its own split and ignores it.
         task: ``"auto"`` or one of :data:`TASKS`. ``"auto"`` picks classification when the
             target is integer-valued with at most 50 distinct values (2 -> ``"binary"``),
             else ``"regression"``; bundled sets have fixed tasks.
         standardize: scale features (and regression targets) to zero mean and unit standard
             deviation with the training statistics; a constant column keeps scale 1.
         target_column: index of the target column of a ``.csv`` (default: the last).
+        samples: size of ``"mnist1d"`` (only): a multiple of 10 (``samples / 10`` per class),
+            at least 100; the first 80 % train, the rest test (the package's split). The
+            data do not follow ``seed``: they are always drawn with the package's seed 42,
+            so the default 5000 are the published MNIST-1D (4000 train / 1000 test).
 
     >>> ds = load_dataset("iris", seed=0)
     >>> ds.task, ds.n_classes, ds.n_train, ds.n_test, ds.n_features
@@ -118,7 +128,8 @@ def load_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0, task: 
     """
     _check_options(name, test_fraction, seed, task, standardize)
     label = os.fspath(name)
-    raw, fixed_task = _read_raw(label, target_column)
+    _check_samples(samples, label)
+    raw, fixed_task = _read_raw(label, target_column, samples)
     return _prepare(raw, label, fixed_task if task == "auto" else task,
                     test_fraction=test_fraction, seed=seed, standardize=standardize,
                     target_column=target_column)
@@ -184,8 +195,10 @@ def _prepare(raw: RawData, label: str, task: str, *, test_fraction: float, seed:
 
 
 # ------------------------------------------------------------------------------ the steps
-def _read_raw(name: str, target_column: int) -> tuple[RawData, str]:
+def _read_raw(name: str, target_column: int, samples: int) -> tuple[RawData, str]:
     """Raw arrays of ``name`` and its task (``"auto"`` for files)."""
+    if name == "mnist1d":
+        return RawData(*(a.copy() for a in _mnist1d(int(samples)))), _BUNDLED_TASKS[name]
     if name in _BUNDLED_TASKS:
         # scikit-learn is imported on use: a command that fails on its input before touching
         # a bundled set or a split does not pay for it
@@ -198,6 +211,25 @@ def _read_raw(name: str, target_column: int) -> tuple[RawData, str]:
         return read_data_file(name, target_column=target_column), "auto"
     raise DataError(f"unknown dataset '{name}'{_did_you_mean(name, BUNDLED)}; give one of "
                     f"{', '.join(BUNDLED)} or a path ending in {' or '.join(SUFFIXES)}")
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d(samples: int) -> RawData:
+    """MNIST-1D of ``samples`` samples as the ``mnist1d`` package generates it (no download),
+    with its train/test split, from its seed 42 (cached for the process: 50,000 samples take
+    about 10 s). The package reseeds the global ``numpy`` and ``random`` generators; their
+    states are put back, so loading it leaves a caller's global randomness untouched."""
+    from mnist1d.data import get_dataset_args, make_dataset
+    args = get_dataset_args()
+    args.num_samples = samples
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return RawData(data["x"].astype(np.float64), data["y"].astype(np.int64),
+                   data["x_test"].astype(np.float64), data["y_test"].astype(np.int64))
 
 
 def _resolve_task(y: np.ndarray, task: str, name: str) -> tuple[str, np.ndarray, np.ndarray]:
@@ -309,6 +341,18 @@ def _check_options(name, test_fraction, seed, task, standardize) -> None:
                         f"use 'auto' or one of {', '.join(TASKS)}")
     if not isinstance(standardize, (bool, np.bool_)):
         raise DataError(f"standardize must be True or False, got {standardize!r}")
+
+
+def _check_samples(samples, name: str) -> None:
+    """``samples`` sizes MNIST-1D only: a multiple of 10 (the package makes ``samples // 10``
+    per class) and at least 100, so that the 80/20 split trains on every class."""
+    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) \
+            or samples < 100 or samples % 10:
+        raise DataError(f"samples must be a multiple of 10 and at least 100 (MNIST-1D makes "
+                        f"samples/10 per class), got {samples!r}; use e.g. 5000")
+    if name != "mnist1d" and samples != MNIST1D_SAMPLES:
+        raise DataError(f"samples={samples} applies to 'mnist1d' only, not '{name}'; "
+                        "leave samples out")
 
 
 def _did_you_mean(value: str, valid) -> str:

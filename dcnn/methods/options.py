@@ -51,7 +51,11 @@ def check_value(where: str, value: Any, hint, default: Any = None) -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
                                                      for v in value):
             return list(value)
-        raise ConfigError(f"{where} must be a list of integers, got {value!r}{example}")
+        one = "int |" in text or "| int" in text      # ``int | list``: one for all, or a list
+        if one and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be {'an integer or ' if one else ''}a list of "
+                          f"integers, got {value!r}{example}")
     if value is None and "None" in text:
         return None
     if isinstance(value, str) and "str" in text:

@@ -16,7 +16,8 @@ error_of = partial(_error_of, kind=DataError)  # the data layer raises DataError
 # name: (task, n_classes, n_features, n_samples)
 EXPECTED = {"digits": ("multiclass", 10, 64, 1797), "breast_cancer": ("binary", 2, 30, 569),
             "wine": ("multiclass", 3, 13, 178), "iris": ("multiclass", 3, 4, 150),
-            "diabetes": ("regression", 0, 10, 442)}
+            "diabetes": ("regression", 0, 10, 442),
+            "mnist1d": ("multiclass", 10, 40, 5000)}  # its own 80/20 split (test_mnist1d.py)
 
 
 def test_registry_is_complete():
