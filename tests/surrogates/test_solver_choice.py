@@ -1,6 +1,7 @@
 """PL's solver = "auto" by the cost model: picks on clear-cut shapes, the memory budget, the
 resolved path equals the forced one exactly, every path gives the same step, one answer over
-ranks (global shapes), the forced-Cholesky warning and the summary's "solver"."""
+ranks (global shapes), the forced-Cholesky warning, the summary's "solver", and the
+``bench solver --quick`` rows. (Timings are the benchmark's business, not asserted here.)"""
 import json
 import warnings
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import dcnn
+from dcnn.bench import QUICK_SOLVER_CASES, _print, bench_solver
 from dcnn.comm import LocalNetwork
 from dcnn.config import load_config
 from dcnn.surrogates import PL, choose_solver, resolve_solver
@@ -130,3 +132,15 @@ def test_uneven_groups_over_ranks_take_the_one_process_path(tmp_path, mpi):
     one = dcnn.run_experiment(cfg, out=None, verbose=False).summary
     summary = json.loads((tmp_path / "mpi" / "summary.json").read_text())
     assert summary["ranks"] == 2 and summary["solver"] == one["solver"] is not None
+
+
+def test_bench_solver_quick_gives_rows(tmp_path, capsys):
+    rows = bench_solver(QUICK_SOLVER_CASES, reps=1)
+    assert len(rows) == len(QUICK_SOLVER_CASES)
+    for row in rows:
+        assert row["auto"] in ("cholesky", "woodbury", "cg")
+        assert all(isinstance(row[f"{s}_ms"], float) for s in ("cholesky", "woodbury", "cg"))
+        assert row["auto/best"] >= 1.0 and row["max_abs_diff"] < 1e-5
+    _print(rows, str(tmp_path / "solver.json"))
+    assert json.loads((tmp_path / "solver.json").read_text()) == rows
+    assert capsys.readouterr().out.startswith("| case | loss | P |")
