@@ -11,22 +11,30 @@
   for a group of 2 agents, Jacobian or linearisation included) for P ~ 1e3 .. 1e5, unblocked
   on 2 intra-op threads against the block-Jacobi surrogate with 2 random blocks on 1 thread
   and on 2 threads (see :mod:`dcnn.surrogates.blocks`).
+- ``dcnn bench solver`` (one process): wall time of one local PL step for 2 agents on each
+  path (Cholesky, Woodbury, CG / Newton-CG; Jacobian included) for P ~ 1e2 .. 1e5, K/P ~ 0.1
+  .. 10, squared loss and 10-class cross-entropy, against the path ``solver = "auto"`` picks
+  by the cost model of :mod:`dcnn.surrogates.costs`; ``dcnn bench costs`` measures that model's
+  constants on this machine.
 - ``dcnn bench memory`` (one process): the peak-memory growth of one matrix-free PL step on
   a ~1e5-parameter MLP, next to the sizes of the formed Jacobian and of a ``P x P`` matrix.
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["bench_mix", "bench_stacked", "bench_threads", "main"]
+__all__ = ["bench_mix", "bench_stacked", "bench_threads", "bench_solver", "bench_costs",
+           "main"]
 
 
 def _ring(n: int) -> np.ndarray:
@@ -260,6 +268,153 @@ def bench_threads(cases=THREAD_CASES, *, agents: int = 2, threads: int = 2, reps
     return rows
 
 
+def _mlp_problem(hidden, m: int, O: int, *, agents: int = 2, d: int = 20, reg: str = "l2"):
+    """``agents`` shards of ``m`` samples for an MLP ``d -> hidden -> O``: squared loss on a
+    tanh teacher (``O = 1``), else cross-entropy on the argmax classes of a linear teacher."""
+    from .problems import FlatModel, LocalProblems, make_regularizer, mlp
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(agents * m, d, generator=g, dtype=torch.float64)
+    teacher = X @ torch.randn(d, O, generator=g, dtype=torch.float64)
+    if O == 1:
+        T, loss, task = torch.tanh(teacher), "squared", "regression"
+    else:
+        T = torch.nn.functional.one_hot(teacher.argmax(1), O).to(torch.float64)
+        loss, task = "cross_entropy", "multiclass"
+    model = FlatModel(mlp(n_inputs=d, hidden=hidden, n_outputs=O, seed=0))
+    return LocalProblems(model=model, shards=[(X[i * m:(i + 1) * m], T[i * m:(i + 1) * m])
+                                              for i in range(agents)],
+                         loss=loss, task=task, n_total=agents * m,
+                         regularizer=make_regularizer(reg, lam=1e-3))
+
+
+def _median_time(fn, reps: int, *, long: float = 2.0) -> float:
+    """Median wall time of ``fn()`` over ``reps`` calls after one warm-up call; a warm-up
+    that takes over ``long`` seconds is the time itself (one call)."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    if first > long:
+        return first
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# (label, hidden layers, samples per agent, outputs); inputs d = 20, 2 agents. O = 1: squared
+# loss, O = 10: cross-entropy. Samples give K/P = 0.1, 1, 10 (K = samples x outputs); at P ~ 1e4
+# and 1e5 the larger K/P are left out (one CG step alone takes minutes at K/P = 1, P ~ 1e5).
+SOLVER_CASES = (
+    ("P~1e2", (4,), 9, 1), ("P~1e2", (4,), 89, 1), ("P~1e2", (4,), 890, 1),
+    ("P~1e3", (40,), 88, 1), ("P~1e3", (40,), 881, 1), ("P~1e3", (40,), 8810, 1),
+    ("P~1e4", (100, 80), 1026, 1), ("P~1e4", (100, 80), 10261, 1),
+    ("P~1e5", (310, 310), 1000, 1),
+    ("P~1e2", (4,), 2, 10), ("P~1e2", (4,), 13, 10), ("P~1e2", (4,), 134, 10),
+    ("P~1e3", (40,), 12, 10), ("P~1e3", (40,), 125, 10), ("P~1e3", (40,), 1250, 10),
+    ("P~1e4", (100, 80), 110, 10), ("P~1e4", (100, 80), 1100, 10),
+    ("P~1e5", (310, 310), 100, 10), ("P~1e5", (310, 310), 1060, 10),
+)
+QUICK_SOLVER_CASES = (("tiny", (4,), 9, 1), ("tiny", (4,), 3, 10))
+SOLVER_CAP_S = 40.0          # a path predicted slower than this is not timed
+SOLVER_CAP_BYTES = 2 * 2**30   # nor one whose formed J would exceed this
+
+
+def bench_solver(cases=SOLVER_CASES, *, agents: int = 2, reps: int = 3, tau: float = 1.0,
+                 cap_s: float = SOLVER_CAP_S, cap_bytes: int = SOLVER_CAP_BYTES) -> list[dict]:
+    """Wall time of one local PL step (``PL(tau, solver).update`` from a cold memory, the
+    Jacobian formed inside where the path forms it; median of ``reps`` after a warm-up, or the
+    warm-up alone past 2 s) on each path, Cholesky, Woodbury and CG (Newton-CG for
+    cross-entropy), next to the path ``solver = "auto"`` picks: ``auto/best`` is its time over
+    the fastest path's. A path is skipped when the cost model predicts over ``cap_s`` or its
+    ``J`` would exceed ``cap_bytes`` (the table gives the prediction then); ``pred_*_ms`` are
+    the model's predictions for every path, ``cg_its`` the CG (Newton, for cross-entropy)
+    iterations."""
+    from .surrogates import PL
+    from .surrogates.costs import choose_solver, problem_shapes, step_costs
+
+    rows = []
+    for label, hidden, m, O in cases:
+        prob = _mlp_problem(hidden, m, O, agents=agents)
+        P, K = prob.n_params, m * O
+        g = torch.Generator().manual_seed(2)
+        V = prob.model.w0 + 0.1 * torch.randn(agents, P, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            G = prob.gradients(V)
+        Pi = 0.01 * torch.randn(V.shape, generator=g, dtype=torch.float64)
+        shapes = problem_shapes(prob)
+        predicted = step_costs(**{k: v for k, v in shapes.items() if k != "itemsize"})
+        auto = choose_solver(**shapes)
+        row = {"case": label, "loss": prob.loss, "P": P, "M": m, "K": K, "K/P": K / P}
+        times, answers, its = {}, {}, "-"
+        for solver in ("cholesky", "woodbury", "cg"):
+            if predicted[solver] > cap_s or (
+                    solver != "cg" and agents * K * P * 8 > cap_bytes):
+                row[f"{solver}_ms"] = f"skipped ({1e3 * predicted[solver]:.3g} predicted)"
+                continue
+            pl = PL(tau=tau, solver=solver)
+
+            def step():
+                with torch.no_grad():
+                    out = pl.update(prob, V, G, Pi, alpha=1.0,
+                                    memory=pl.init_memory(prob, V))
+                answers[solver] = out
+            with warnings.catch_warnings():   # a forced slow path warns: expected here
+                warnings.simplefilter("ignore", UserWarning)
+                times[solver] = _median_time(step, reps)
+            row[f"{solver}_ms"] = 1e3 * times[solver]
+            inner = answers[solver][1].inner
+            if solver == "cg" and inner is not None:
+                its = int(inner.iterations.max())
+        best = min(times, key=times.get)
+        W = [a[0] for a in answers.values()]
+        ratio = times[auto] / times[best] if auto in times else float("nan")
+        row.update({"cg_its": its, "auto": auto, "best": best, "auto/best": ratio,
+                    # the paths' steps against the first one's (CG: to the inner tolerance)
+                    "max_abs_diff": max(float((w - W[0]).abs().max()) for w in W),
+                    **{f"pred_{k}_ms": 1e3 * v for k, v in predicted.items()}})
+        rows.append(row)
+    return rows
+
+
+def bench_costs(*, agents: int = 2, reps: int = 5) -> list[dict]:
+    """The constants of the cost model (:data:`dcnn.surrogates.costs.COSTS`) measured on this
+    machine with the current threads: fixed costs on a 89-parameter MLP with 8 samples per
+    agent, per-entry costs on a 10,261-parameter one with 1000, next to the model's values."""
+    from .surrogates.costs import COSTS
+
+    def timed(fn):
+        with torch.no_grad():
+            return _median_time(fn, reps)
+    out = {}
+    for name, hidden, m in (("small", (4,), 8), ("large", (100, 80), 1000)):
+        prob = _mlp_problem(hidden, m, 1, agents=agents)
+        P = prob.n_params
+        V = prob.model.w0.expand(agents, -1).clone()
+        D, E = torch.randn(agents, P, dtype=torch.float64), torch.randn(agents, m,
+                                                                         dtype=torch.float64)
+        J = prob.jacobians(V)
+        out[name] = {"J": timed(lambda: prob.jacobians(V)),
+                     "pair": timed(lambda: (prob.jvp(V, D), prob.vjp(V, E))),
+                     "mv": timed(lambda: (J @ D[..., None], J.transpose(1, 2) @ E[..., None]))
+                     / 2, "entries": agents * m * P}
+    small, large = out["small"], out["large"]
+    A = torch.randn(agents, 1000, 2000, dtype=torch.float64)
+    gram = timed(lambda: A.transpose(1, 2) @ A)
+    H = A.transpose(1, 2) @ A + 2000 * torch.eye(2000, dtype=torch.float64)
+    chol = timed(lambda: torch.linalg.cholesky(H))
+    F = agents * 2 * 1000 * 2000 ** 2 / gram
+    measured = {
+        "F": F, "c_J": small["J"], "e_J": (large["J"] - small["J"]) / large["entries"],
+        "c_p": small["pair"], "e_p": (large["pair"] - small["pair"]) / large["entries"],
+        "e_mv": large["mv"] / large["entries"],
+        "F_cholesky/F": agents * 2000 ** 3 / 3 / chol / F}
+    model = {**COSTS, "F_cholesky/F": 0.5}
+    return [{"constant": k, "measured": v, "model": model[k],
+             "measured/model": v / model[k]} for k, v in measured.items()]
+
+
 def _world_size() -> int:
     from .comm import launched_by_mpi
     if not launched_by_mpi():
@@ -269,18 +424,25 @@ def _world_size() -> int:
 
 
 def _print(rows: list[dict], out: str | None) -> None:
+    """The rows as a markdown table; with ``out``, as JSON (``*.json``) or CSV there."""
     if not rows:
         return
     keys = list(rows[0])
-    print(" | ".join(keys))
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
     for r in rows:
-        print(" | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+        print("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])
+                                for k in keys) + " |")
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+            if out.endswith(".json"):
+                json.dump(rows, fh, indent=1)
+                fh.write("\n")
+            else:
+                w = csv.DictWriter(fh, fieldnames=keys)
+                w.writeheader()
+                w.writerows(rows)
     sys.stdout.flush()
 
 
@@ -347,6 +509,11 @@ def main(args) -> int:
     if args.what == "mix":
         sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
         _print(bench_mix(sizes, reps=5 if args.quick else 30), args.out)
+    elif args.what == "solver":
+        cases = QUICK_SOLVER_CASES if args.quick else SOLVER_CASES
+        _print(bench_solver(cases, reps=1 if args.quick else 3), args.out)
+    elif args.what == "costs":
+        _print(bench_costs(reps=2 if args.quick else 5), args.out)
     elif args.what == "memory":
         _print(bench_memory(), args.out)
     elif args.what == "threads":

@@ -139,9 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, MPI library, ranks, threads")
     info.set_defaults(func=_cmd_info)
     bench = sub.add_parser("bench", help="performance benchmarks (see README)")
-    bench.add_argument("what", choices=["mix", "stacked", "threads", "memory"], help="which benchmark")
+    bench.add_argument("what", choices=["mix", "stacked", "threads", "memory", "solver", "costs"],
+                       help="which benchmark")
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    bench.add_argument("--out", help="write the table as CSV here")
+    bench.add_argument("--out", help="write the table here (JSON for *.json, else CSV)")
     bench.set_defaults(func=_cmd_bench)
     return p
 

@@ -169,7 +169,8 @@ def summarize(exp: Prepared, *, label: str, options, info: dict, state, history:
     ds, r, last = exp.dataset, exp.cfg.run, history.last
     return {
         "algorithm": exp.cfg.algorithm.name, "method": label,
-        "surrogate": info.get("surrogate"), "tau": info.get("tau"), "lr": info.get("lr"),
+        "surrogate": info.get("surrogate"), "tau": info.get("tau"),
+        "solver": info.get("solver"), "lr": info.get("lr"),
         "schedule": info.get("schedule"), "alpha0": getattr(options, "alpha0", None),
         "optimizer": info.get("optimizer"), "batch_size": info.get("batch_size"),
         "dataset": ds.name, "task": ds.task,

@@ -129,6 +129,7 @@ def test_mpi_cli_run_matches_in_process(tmp_path, extra):
     b = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert a["ranks"] == 2 and b["ranks"] == 1
     assert a["algorithm"] == b["algorithm"] == ("sonata" if extra else "next")
+    assert a["solver"] == b["solver"] is not None
     assert abs(a["final"]["objective"] - b["final"]["objective"]) <= 1e-10
     assert a["bytes_sent_per_agent"] == b["bytes_sent_per_agent"]
 

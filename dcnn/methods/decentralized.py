@@ -16,7 +16,7 @@ from ..algorithms import (Dgd, Extra, GradientTracking, Next, PushDiging, Scaled
                           auto_lr, make_schedule)
 from ..algorithms.loop import check_compatible
 from ..algorithms.steps import ADAM_LR
-from ..surrogates import make_blocked, make_surrogate
+from ..surrogates import make_blocked, make_surrogate, resolve_solver
 from ..surrogates.tau import resolve_tau
 from .options import GradientOptions, SurrogateOptions
 from .registry import MethodSpec, Supports, get_method, register
@@ -63,14 +63,17 @@ def build_surrogate_method(cls, name: str):
         # resolved here (collective) so the log and the summary show it before the run
         tau = resolve_tau(o.tau, o.surrogate, problem=exp.problem, network=exp.network,
                           X0=exp.X0, alpha0=schedule.init())
+        batch = _batch(spec, o)
+        # one path on every rank: "auto" from the global shapes (all agents, longest shard)
+        solver = None if o.surrogate != "pl" else resolve_solver(
+            o.solver, problem=exp.problem, network=exp.network, batch_size=batch)
         surrogate = make_blocked(
-            make_surrogate(o.surrogate, tau=tau, solver=o.solver, inner_tol=o.inner_tol,
-                           inner_iters=o.inner_iters),
+            make_surrogate(o.surrogate, tau=tau, solver=solver or o.solver,
+                           inner_tol=o.inner_tol, inner_iters=o.inner_iters),
             model=exp.model, threads=o.threads, blocks=o.blocks, n_blocks=o.n_blocks,
             block_fraction=o.block_fraction, seed=exp.seed)
-        batch = _batch(spec, o)
         info = {"schedule": schedule_name, "surrogate": o.surrogate, "tau": float(tau),
-                "batch_size": batch}
+                "solver": solver, "batch_size": batch}
         return _checked(exp, cls(surrogate=surrogate, schedule=schedule, batch_size=batch,
                                  seed=exp.seed), info)
     return build

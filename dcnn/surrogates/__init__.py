@@ -7,13 +7,15 @@ state."""
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .costs import choose_solver, resolve_solver
 from .blocks import BLOCK_KINDS, Blocked, make_blocked, make_blocks
 from .fl import FL, fl_solve
 from .memory import Memory
 from .pl import PL, SOLVERS, pl_solve
 
 __all__ = ["FL", "PL", "Blocked", "Memory", "fl_solve", "pl_solve", "SURROGATES", "SOLVERS",
-           "BLOCK_KINDS", "make_surrogate", "make_blocks", "make_blocked"]
+           "BLOCK_KINDS", "make_surrogate", "make_blocks", "make_blocked", "choose_solver",
+           "resolve_solver"]
 
 SURROGATES = ("fl", "pl")
 

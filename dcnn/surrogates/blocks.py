@@ -258,7 +258,7 @@ class Blocked:
             D0 = memory.start(V)
             # each block to tol / sqrt(#blocks): the concatenated residual meets PL's tol
             tol = inner_tolerance(V, G, Pi, base.inner_tol, alpha) / math.sqrt(len(idxs))
-        opts = base.options(tau=memory.tau, tol=tol)
+        opts = base.options(problem, tau=memory.tau, tol=tol)
 
         def block(idx: torch.Tensor):
             sub = ops if len(idx) == P else _restrict(ops, idx, P)

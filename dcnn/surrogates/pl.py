@@ -51,10 +51,12 @@ it in their state, so a run is reproducible and a checkpoint saves it like any o
 ``memory.inner`` holds the last solve's iterations and residuals (a diagnostic). ``solve`` is
 one step from a fresh memory, a pure function.
 
-``J`` is formed (``problem.jacobians``) unless ``solver = "cg"``, or ``solver = "auto"`` and the
-stacked Jacobian would take more than :data:`JACOBIAN_BUDGET_BYTES`; then every product with
+``J`` is formed (``problem.jacobians``) unless the solver is ``"cg"``; then every product with
 ``J`` is a Jacobian-vector or vector-Jacobian product (``problem.jvp`` / ``problem.vjp``) and no
-``P x P`` or ``K x P`` matrix is built. The squared + l2 direct path is unchanged.
+``P x P`` or ``K x P`` matrix is built. ``solver = "auto"`` resolves to ``"cholesky"``,
+``"woodbury"`` or ``"cg"`` by the cost model of :mod:`dcnn.surrogates.costs` (predicted time of
+one step from ``A, K, P, O``, the loss and the regulariser, within a memory budget for the
+formed matrices); :meth:`PL.resolved_solver` names the path taken.
 
 The case dispatch is the pure function :func:`local_step` on :class:`Ops` (``J`` or its
 products), so it runs unchanged on a subset of the columns of ``J``: the block-Jacobi
@@ -71,14 +73,15 @@ import torch
 from ..comm import Network
 from ..errors import ConfigError
 from ..problems import LocalProblems, per_sample_loss
+from .costs import JACOBIAN_BUDGET_BYTES, choose_solver, problem_shapes, warn_if_slow
 from .inner import InnerResult, cg, fista, newton, power_iteration
 from .memory import Memory, check_tau
 from .tau import resolve_tau
 
-__all__ = ["PL", "pl_solve", "jacobian_bytes", "JACOBIAN_BUDGET_BYTES", "SOLVERS"]
+__all__ = ["PL", "pl_solve", "jacobian_bytes", "JACOBIAN_BUDGET_BYTES", "SOLVERS",
+           "choose_solver"]
 
 SOLVERS = ("auto", "cholesky", "woodbury", "cg")
-JACOBIAN_BUDGET_BYTES = 256 * 2**20   # "auto" goes matrix-free above this size of stacked J
 
 
 def pl_solve(J: torch.Tensor, q: torch.Tensor, *, a: float, c: float,
@@ -167,12 +170,12 @@ class PL:
     """Partially linearised surrogate with proximal weight ``tau``, any loss and regulariser.
 
     ``tau``: a number > 0, or ``"auto"`` (resolved by :meth:`init_memory`, see
-    :mod:`dcnn.surrogates.tau`). ``solver``: ``"auto"``, ``"cholesky"``, ``"woodbury"``
-    (direct linear solves on a formed Jacobian; ``"auto"`` switches to ``"cg"`` past
-    :data:`JACOBIAN_BUDGET_BYTES`) or ``"cg"`` (matrix-free). ``inner_tol``, ``inner_iters``:
-    the inexact inner solves stop at a residual ``<= inner_tol * alpha`` or after
-    ``inner_iters`` iterations.
-    """
+    :mod:`dcnn.surrogates.tau`). ``solver``: ``"cholesky"``, ``"woodbury"`` (direct linear
+    solves on a formed Jacobian), ``"cg"`` (matrix-free) or ``"auto"`` (the cheapest of the
+    three by :func:`~dcnn.surrogates.costs.choose_solver`; :meth:`resolved_solver`).
+    ``inner_tol``, ``inner_iters``: the inexact inner solves stop at a residual
+    ``<= inner_tol * alpha`` or after ``inner_iters`` iterations. A forced ``"cholesky"`` or
+    ``"woodbury"`` predicted to be slow warns (one line, at :meth:`init_memory`)."""
 
     tau: float | str = 1.0
     solver: str = "auto"
@@ -201,21 +204,30 @@ class PL:
         solve (squared loss, smooth ``r``, formed ``J``)."""
         tau = resolve_tau(self.tau, self.name, problem=problem, network=network, X0=X0,
                           alpha0=alpha0)
+        if network is None or network.rank == 0:
+            warn_if_slow(self.solver, problem_shapes(problem))
         return Memory.empty(X0, tau=tau,
                             warm=not is_direct(problem, self.matrix_free(problem)))
 
+    def resolved_solver(self, problem: LocalProblems) -> str:
+        """The path a step on ``problem`` takes: ``solver``, or for ``"auto"``
+        :func:`~dcnn.surrogates.costs.choose_solver` on the group's shapes (a pure function
+        of them; the runner builds NEXT and SONATA with the solver that
+        :func:`~dcnn.surrogates.costs.resolve_solver` picks from the global shapes)."""
+        if self.solver != "auto":
+            return self.solver
+        return choose_solver(**problem_shapes(problem))
+
     def matrix_free(self, problem: LocalProblems) -> bool:
         """Whether products with ``J`` go through ``jvp``/``vjp`` instead of a formed ``J``."""
-        if self.solver == "auto":
-            return jacobian_bytes(problem) > JACOBIAN_BUDGET_BYTES
-        return self.solver == "cg"
+        return self.resolved_solver(problem) == "cg"
 
     def update(self, problem: LocalProblems, V: torch.Tensor, G: torch.Tensor,
                Pi: torch.Tensor, *, alpha: float, memory: Memory) -> tuple[torch.Tensor, Memory]:
         """``w~`` of the module docstring for every agent of ``problem``, each iterative solve
         warm-started from ``memory``; returns ``w~`` and the memory after the step."""
-        free = self.matrix_free(problem)
-        opts = self.options(tau=memory.tau, tol=None)
+        opts = self.options(problem, tau=memory.tau, tol=None)
+        free = opts["solver"] == "cg"
         if is_direct(problem, free):
             d, _ = local_step(problem, products(problem, V, free=False), None, V, G, Pi, None,
                               **opts)
@@ -233,9 +245,11 @@ class PL:
         memory = self.init_memory(problem, V)
         return self.update(problem, V, G, Pi, alpha=alpha, memory=memory)[0]
 
-    def options(self, *, tau: float, tol) -> dict:
-        """The keyword options of :func:`local_step` for this surrogate and ``tau``."""
-        return {"tau": tau, "solver": self.solver, "tol": tol, "iters": self.inner_iters}
+    def options(self, problem: LocalProblems, *, tau: float, tol) -> dict:
+        """The keyword options of :func:`local_step` for this surrogate, ``problem`` and
+        ``tau`` (the solver resolved)."""
+        return {"tau": tau, "solver": self.resolved_solver(problem), "tol": tol,
+                "iters": self.inner_iters}
 
 
 # ---- the local step as pure functions (shared with the block-Jacobi surrogate) -------------
