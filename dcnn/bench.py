@@ -6,7 +6,8 @@
   the same weighted sum done by hand, for P = 1e4 .. 1e6.
 - ``dcnn bench stacked`` (one process): NEXT-FL iterations per second of the stacked
   in-process backend against a plain per-agent Python loop over the same maths (per-agent
-  autograd gradient, FL step, neighbour sums), for 8, 64 and 512 agents.
+  autograd gradient, FL step, neighbour sums), for 8, 64 and 512 agents (``--agents``), on
+  an MLP 10-16-1 or (``--model cnn``) the MNIST-1D CNN with cross-entropy.
 - ``dcnn bench threads`` (one process): wall time of one local PL solve (``surrogate.solve``
   for a group of 2 agents, Jacobian or linearisation included) for P ~ 1e3 .. 1e5, unblocked
   on 2 intra-op threads against the block-Jacobi surrogate with 2 random blocks on 1 thread
@@ -18,6 +19,9 @@
   constants on this machine.
 - ``dcnn bench memory`` (one process): the peak-memory growth of one matrix-free PL step on
   a ~1e5-parameter MLP, next to the sizes of the formed Jacobian and of a ``P x P`` matrix.
+- ``dcnn bench scaling`` (one process): seconds per NEXT-PL iteration of the stacked backend
+  and the PL solver that ran, against P (MLPs, P ~ 1e3 .. 1e5, 8 agents) and against the
+  number of agents (the MNIST-1D CNN, 8 .. 128 agents); and the time of ``tau = "auto"``.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 
 __all__ = ["bench_mix", "bench_stacked", "bench_threads", "bench_solver", "bench_costs",
-           "main"]
+           "bench_scaling", "main"]
 
 
 def _ring(n: int) -> np.ndarray:
@@ -105,22 +109,51 @@ def _synthetic(n_agents: int, m: int, d: int, seed: int = 0):
     return X, y
 
 
-def bench_stacked(agents=(8, 64, 512), *, m: int = 16, d: int = 10, hidden: int = 16,
-                  seconds: float = 2.0) -> list[dict]:
+def _synthetic_classes(n_agents: int, m: int, d: int, classes: int, seed: int = 0):
+    """Inputs ``(n m, d)`` and one-hot targets of the class a random linear map ranks first."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n_agents * m, d, generator=g, dtype=torch.float64)
+    labels = (X @ torch.randn(d, classes, generator=g, dtype=torch.float64)).argmax(1)
+    return X, torch.nn.functional.one_hot(labels, classes).to(torch.float64)
+
+
+STACKED_MODELS = ("mlp", "cnn")
+
+
+def _stacked_case(model: str, n: int, m: int, *, d: int, hidden: int):
+    """The module, data and loss of ``dcnn bench stacked`` for ``n`` agents of ``m`` samples:
+    ``"mlp"`` d -> hidden -> 1 with squared loss on a tanh regression, ``"cnn"`` the MNIST-1D
+    CNN (40 features, 10 classes, 5,210 parameters) with cross-entropy on synthetic classes."""
+    from .errors import ConfigError
+    from .problems import cnn, mlp
+    if model == "mlp":
+        X, T = _synthetic(n, m, d)
+        return mlp(n_inputs=d, hidden=[hidden], n_outputs=1, seed=0), X, T, "squared", \
+            "regression"
+    if model == "cnn":
+        X, T = _synthetic_classes(n, m, 40, 10)
+        return cnn(n_inputs=40, n_outputs=10, seed=0), X, T, "cross_entropy", "multiclass"
+    raise ConfigError(f"model {model!r} is unknown; choose one of: {', '.join(STACKED_MODELS)}")
+
+
+def bench_stacked(agents=(8, 64, 512), *, model: str = "mlp", m: int = 16, d: int = 10,
+                  hidden: int = 16, seconds: float = 2.0) -> list[dict]:
+    """NEXT-FL iterations per second, stacked backend against a per-agent loop (same
+    iterates, checked to 1e-10 after 3 iterations), on ``model`` (see :func:`_stacked_case`;
+    ``d`` and ``hidden`` size the MLP)."""
     from .algorithms import Constant, Next
     from .comm import LocalNetwork
-    from .problems import FlatModel, LocalProblems, make_regularizer, mlp
+    from .problems import FlatModel, LocalProblems, make_regularizer
     from .surrogates import FL
     from .topology import make_topology
 
     rows = []
     for n in agents:
-        X, y = _synthetic(n, m, d)
-        module = mlp(n_inputs=d, hidden=[hidden], n_outputs=1, seed=0)
-        model = FlatModel(module)
+        module, X, y, loss, task = _stacked_case(model, n, m, d=d, hidden=hidden)
+        fm = FlatModel(module)
         reg = make_regularizer("l2", lam=1e-3)
         shards = [(X[i * m:(i + 1) * m], y[i * m:(i + 1) * m]) for i in range(n)]
-        prob = LocalProblems(model=model, shards=shards, loss="squared", task="regression",
+        prob = LocalProblems(model=fm, shards=shards, loss=loss, task=task,
                              n_total=n * m, regularizer=reg)
         net = LocalNetwork(n)
         topo = make_topology(graph="erdos_renyi", n=n, dynamic="static", seed=0)
@@ -129,7 +162,7 @@ def bench_stacked(agents=(8, 64, 512), *, m: int = 16, d: int = 10, hidden: int 
         algo = Next(surrogate=FL(tau=tau), schedule=Constant(alpha))
 
         def stacked_run(seconds, min_iters):
-            state = algo.init(prob, net, model.w0.expand(n, -1).clone())
+            state = algo.init(prob, net, fm.w0.expand(n, -1).clone())
             k, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds or k < min_iters:
                 with torch.no_grad():
@@ -143,12 +176,16 @@ def bench_stacked(agents=(8, 64, 512), *, m: int = 16, d: int = 10, hidden: int 
 
             def grad(i, w):
                 w = w.clone().requires_grad_(True)
-                out = model.apply(w, shards[i][0])
-                loss = ((shards[i][1] - out) ** 2).sum() / (n * m)
-                (g,) = torch.autograd.grad(loss, w)
+                out, t = fm.apply(w, shards[i][0]), shards[i][1]
+                # g_i = (1/M) sum_k loss_k, M = n m the pooled size (dcnn.problems.losses)
+                if loss == "squared":
+                    value = ((t - out) ** 2).sum() / (n * m)
+                else:
+                    value = -(t * torch.log_softmax(out, dim=-1)).sum() / (n * m)
+                (g,) = torch.autograd.grad(value, w)
                 return g
 
-            xs = [model.w0.clone() for _ in range(n)]
+            xs = [fm.w0.clone() for _ in range(n)]
             gs = [grad(i, xs[i]) for i in range(n)]
             ys = [g.clone() for g in gs]
             k, t0 = 0, time.perf_counter()
@@ -172,9 +209,9 @@ def bench_stacked(agents=(8, 64, 512), *, m: int = 16, d: int = 10, hidden: int 
             raise RuntimeError(f"stacked and per-agent NEXT-FL disagree by {diff:.3g}")
         s_rate, _ = stacked_run(seconds, 3)
         l_rate, _ = loop_run(seconds, 2)
-        rows.append({"agents": n, "params": model.n_params, "stacked_it_per_s": s_rate,
-                     "loop_it_per_s": l_rate, "speedup": s_rate / l_rate,
-                     "max_abs_diff_3_its": diff})
+        rows.append({"model": model, "agents": n, "params": fm.n_params,
+                     "stacked_it_per_s": s_rate, "loop_it_per_s": l_rate,
+                     "speedup": s_rate / l_rate, "max_abs_diff_3_its": diff})
     return rows
 
 
@@ -415,6 +452,88 @@ def bench_costs(*, agents: int = 2, reps: int = 5) -> list[dict]:
              "measured/model": v / model[k]} for k, v in measured.items()]
 
 
+# (label, hidden layers) of the MLPs timed against P: 20 inputs, one output, squared loss
+SCALING_MLPS = (("P~1e3", (40,)), ("P~1e4", (100, 80)), ("P~1e5", (310, 310)))
+SCALING_AGENTS = (8, 16, 32, 64, 128)
+QUICK_SCALING = (("P~1e3", "P~1e4"), (8, 16))
+
+
+def pl_solver_label(surrogate, problem) -> str:
+    """The linear solver a PL step runs on ``problem`` (:meth:`PL.resolved_solver`), with
+    ``"newton/"`` in front where the loss is not squared (the solver then runs inside each
+    Newton step)."""
+    from .surrogates.pl import is_least_squares
+    solver = surrogate.resolved_solver(problem)
+    return solver if is_least_squares(problem) else f"newton/{solver}"
+
+
+def _time_next_pl(prob, n: int, *, reps: int, tau: float = 1.0, alpha: float = 0.5) -> dict:
+    """Seconds per NEXT-PL iteration (median of ``reps`` after one warm-up iteration) with a
+    fixed ``tau``, and, apart, the seconds of the ``tau = "auto"`` curvature estimate."""
+    from .algorithms import Constant, Next
+    from .comm import LocalNetwork
+    from .surrogates import PL
+    from .topology import make_topology
+
+    net = LocalNetwork(n)
+    W = make_topology(graph="erdos_renyi", n=n, dynamic="static", seed=0).weights(0)
+    X0 = prob.model.w0.expand(n, -1).clone()
+    surrogate = PL(tau=tau)
+    algo = Next(surrogate=surrogate, schedule=Constant(alpha))
+    with torch.no_grad():
+        state = algo.step(algo.init(prob, net, X0), prob, net, W)    # the warm-up iteration
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            state = algo.step(state, prob, net, W)
+            times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    PL(tau="auto").init_memory(prob, X0, network=net, alpha0=alpha)
+    tau_s = time.perf_counter() - t0
+    return {"solver": pl_solver_label(surrogate, prob), "s_per_it": statistics.median(times),
+            "tau_auto_s": tau_s}
+
+
+def bench_scaling(mlps=SCALING_MLPS, agents=SCALING_AGENTS, *, reps: int = 5,
+                  mlp_agents: int = 8, mlp_samples: int = 32, cnn_samples: int = 32
+                  ) -> list[dict]:
+    """Seconds per NEXT-PL iteration of the stacked in-process backend (``tau = 1``,
+    ``alpha = 0.5``, static Erdos-Renyi graph, l2 ``1e-3``) and the PL solver that ran,
+
+    (a) against ``P``: the MLPs 20 -> hidden -> 1 of ``mlps`` (squared loss, synthetic tanh
+        regression) with ``mlp_agents`` agents of ``mlp_samples`` samples;
+    (b) against the number of agents: the MNIST-1D CNN (5,210 parameters, cross-entropy,
+        40 synthetic features, 10 classes) with ``cnn_samples`` samples per agent.
+
+    Each row also times the ``tau = "auto"`` estimate (30 Hessian-vector products), apart.
+    """
+    from .problems import FlatModel, LocalProblems, cnn, make_regularizer, mlp
+
+    reg = make_regularizer("l2", lam=1e-3)
+    cases = []    # (sweep, model label, agents, samples per agent, module, X, T, loss, task)
+    for label, hidden in mlps:
+        n, m = mlp_agents, mlp_samples
+        X, y = _synthetic(n, m, 20, seed=1)
+        cases.append(("P", f"mlp {label}", n, m, mlp(n_inputs=20, hidden=hidden, n_outputs=1,
+                                                    seed=0), X, y, "squared", "regression"))
+    for n in agents:
+        m = cnn_samples
+        X, T = _synthetic_classes(n, m, 40, 10, seed=1)
+        cases.append(("agents", "cnn", n, m, cnn(n_inputs=40, n_outputs=10, seed=0), X, T,
+                      "cross_entropy", "multiclass"))
+    rows = []
+    for sweep, label, n, m, module, X, T, loss, task in cases:
+        model = FlatModel(module)
+        prob = LocalProblems(model=model, shards=[(X[i * m:(i + 1) * m], T[i * m:(i + 1) * m])
+                                                  for i in range(n)],
+                             loss=loss, task=task, n_total=n * m, regularizer=reg)
+        rows.append({"sweep": sweep, "model": label, "agents": n, "params": model.n_params,
+                     "samples_per_agent": m, "loss": loss,
+                     **_time_next_pl(prob, n, reps=reps), "threads": torch.get_num_threads(),
+                     "load_1min": os.getloadavg()[0]})
+    return rows
+
+
 def _world_size() -> int:
     from .comm import launched_by_mpi
     if not launched_by_mpi():
@@ -520,7 +639,15 @@ def main(args) -> int:
         cases = [c for c in THREAD_CASES if c[0] in QUICK_THREAD_CASES] if args.quick \
             else THREAD_CASES
         _print(bench_threads(cases, reps=3 if args.quick else 7), args.out)
+    elif args.what == "scaling":
+        mlps, agents = SCALING_MLPS, SCALING_AGENTS
+        if args.quick:
+            mlps = [c for c in SCALING_MLPS if c[0] in QUICK_SCALING[0]]
+            agents = QUICK_SCALING[1]
+        _print(bench_scaling(mlps, args.agents or agents, reps=2 if args.quick else 5),
+               args.out)
     else:
-        agents = (8, 64) if args.quick else (8, 64, 512)
-        _print(bench_stacked(agents, seconds=0.3 if args.quick else 2.0), args.out)
+        agents = args.agents or ((8, 64) if args.quick else (8, 64, 512))
+        _print(bench_stacked(agents, model=args.model, seconds=0.3 if args.quick else 2.0),
+               args.out)
     return 0

@@ -95,6 +95,18 @@ def _cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def _agent_counts(text: str) -> tuple[int, ...]:
+    """``--agents 8,64``: positive integers, comma-separated."""
+    try:
+        counts = tuple(int(a) for a in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of agent counts; give "
+                                         "positive integers such as 8,64")
+    return counts
+
+
 def _plugin_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                    help="import this file or module first: it registers your own methods "
@@ -139,9 +151,15 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, MPI library, ranks, threads")
     info.set_defaults(func=_cmd_info)
     bench = sub.add_parser("bench", help="performance benchmarks (see README)")
-    bench.add_argument("what", choices=["mix", "stacked", "threads", "memory", "solver", "costs"],
-                       help="which benchmark")
+    bench.add_argument("what", choices=["mix", "stacked", "threads", "memory", "solver", "costs",
+                                        "scaling"], help="which benchmark")
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    bench.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                       help="stacked: the MLP 10-16-1 (squared loss) or the MNIST-1D CNN "
+                       "(cross-entropy, 10 classes)")
+    bench.add_argument("--agents", type=_agent_counts, metavar="N[,N...]",
+                       help="stacked, scaling: the agent counts (default 8,64,512 for "
+                       "stacked, 8,16,32,64,128 for scaling's CNN rows)")
     bench.add_argument("--out", help="write the table here (JSON for *.json, else CSV)")
     bench.set_defaults(func=_cmd_bench)
     return p

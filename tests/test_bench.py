@@ -1,0 +1,57 @@
+"""The benchmarks at tiny sizes, for their own checks and their rows (timings are not
+asserted): ``dcnn bench stacked --model cnn``, ``dcnn bench scaling`` and its solver label."""
+import csv
+
+import pytest
+import torch
+
+from dcnn.bench import bench_stacked, pl_solver_label
+from dcnn.cli import main
+from dcnn.problems import FlatModel, LocalProblems, make_regularizer, mlp
+from dcnn.surrogates import PL
+
+
+@pytest.fixture
+def keep_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)        # the benchmark's main sets the process's threads
+
+
+def test_stacked_cnn_and_its_per_agent_loop_compute_the_same_iterates():
+    (row,) = bench_stacked((3,), model="cnn", m=4, seconds=0.0)
+    assert (row["model"], row["agents"], row["params"]) == ("cnn", 3, 5210)
+    assert row["max_abs_diff_3_its"] <= 1e-10 and row["speedup"] > 0
+
+
+def test_scaling_quick_writes_one_row_per_case(tmp_path, keep_threads, capsys):
+    out = tmp_path / "scaling.csv"
+    assert main(["bench", "scaling", "--quick", "--agents", "2", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["sweep"], r["model"], r["agents"]) for r in rows] == \
+        [("P", "mlp P~1e3", "8"), ("P", "mlp P~1e4", "8"), ("agents", "cnn", "2")]
+    assert [r["solver"] for r in rows] == ["woodbury", "woodbury", "newton/woodbury"]
+    assert [int(r["params"]) for r in rows] == [881, 10261, 5210]
+    assert all(float(r["s_per_it"]) > 0 and float(r["tau_auto_s"]) > 0 for r in rows)
+    assert "s_per_it" in capsys.readouterr().out
+
+
+def test_solver_label_follows_the_pl_choice():
+    def problem(m, loss):
+        X = torch.randn(2 * m, 3, dtype=torch.float64)
+        T = (X[:, :1] > 0).to(X.dtype)
+        return LocalProblems(model=FlatModel(mlp(n_inputs=3, hidden=[2], n_outputs=1)),
+                             shards=[(X[:m], T[:m]), (X[m:], T[m:])], loss=loss,
+                             task="binary", n_total=2 * m,
+                             regularizer=make_regularizer("l2", lam=1e-3))
+    few, many = problem(4, "squared"), problem(20, "cross_entropy")     # P = 11
+    assert pl_solver_label(PL(), few) == "woodbury"
+    assert pl_solver_label(PL(), many) == "newton/cholesky"
+    assert pl_solver_label(PL(solver="cg"), many) == "newton/cg"
+    assert pl_solver_label(PL(solver="woodbury"), problem(20, "squared")) == "woodbury"
+
+
+def test_agents_option_refuses_what_is_not_a_count(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "stacked", "--agents", "8,0"])
+    assert "not a list of agent counts" in capsys.readouterr().err
