@@ -82,6 +82,10 @@ SHORTER = {" compare experiments/": " --set run.iterations=30",
            "experiments/churn.py": " --iterations 40 --seeds 2",
            "experiments/ring_attention.py": " --lengths 256,512 --repeats 1",
            "dcnn bench ": " --quick",
+           "experiments/arch_grid.py": " --quick --archs mlp-10-tanh,cnn --agents 8 "
+                                       "--datasets breast_cancer,mnist1d --graphs er-fail",
+           "experiments/mnist1d_study.py": " --rounds 4 --models mlp --partitions iid "
+                                           "--set data.samples=500 --set run.eval_every=2",
            "run.iterations=3000": " --set run.iterations=300"}
 
 

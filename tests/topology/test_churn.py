@@ -47,7 +47,7 @@ def _gap(overrides, rounds):
 # name: (config overrides, rounds); first reaching 1e-6 at about 2/3 of the rounds
 METHODS = {
     "next-pl": (["algorithm.name='next'", "algorithm.surrogate='pl'",
-                 "algorithm.schedule='constant'"], 600),
+                 "algorithm.schedule='constant'"], 900),
     "gt": (["algorithm.name='gt'", "algorithm.alpha0=0.8"], 1800),
 }
 
