@@ -20,8 +20,9 @@ Targets (both with the resolution ``run.eval_every``):
 
 For each, the table gives the rounds (iterations = communication rounds), the bytes sent per
 agent and the loop time to reach it. Files in ``out``: ``compare.csv`` (one row per method),
-``compare.json`` (rows, targets, reference), ``compare.png`` (objective and test metric
-against rounds, bytes and time; consensus error against rounds), and one folder per method
+``compare.json`` (rows, targets, reference), ``compare.md`` (the table in markdown),
+``compare.png`` (objective and test metric against rounds, bytes and time; consensus error
+against rounds), and one folder per method
 with its own ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``. A method
 that diverges (NaN or inf, or a final objective above 100 times the start) does not stop the
 comparison: its row says ``diverged`` (with an output folder, the last finite state of a
@@ -196,6 +197,26 @@ def format_compare(rows: list[dict], *, targets: dict, metric: str) -> str:
     return "\n".join(lines)
 
 
+def markdown_compare(rows: list[dict], *, targets: dict, metric: str, reference: dict | None,
+                     title: str) -> str:
+    """The comparison as a markdown table (``compare.md``): final objective and test metric,
+    and rounds / MB per agent / loop seconds to each target."""
+    def reach(r, key):
+        if r[f"{key}_rounds"] is None:
+            return "not reached"
+        return (f"{r[f'{key}_rounds']} / {_fmt(r[f'{key}_bytes_per_agent'] / 1e6, '.3g')} / "
+                f"{_fmt(r[f'{key}_time_s'], '.2g')}")
+    central = "" if reference is None else f", centralized {_fmt(reference['objective'])}"
+    lines = [f"**{title}** (test target {metric} {_fmt(targets['test'])}; objective target "
+             f"{_fmt(targets['objective'])}{central})", "",
+             f"| method | final objective | final test {metric} | rounds / MB / s to test "
+             "target | rounds / MB / s to objective target |", "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['status']} | | | |" if r["status"] != "ok" else
+              f"| {r['method']} | {_fmt(r['final_objective'])} | {_fmt(r['final_test_metric'])}"
+              f" | {reach(r, 'test')} | {reach(r, 'objective')} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
                  reference: dict | None, title: str = "") -> Path:
     """Objective and test metric against rounds, MB per agent and seconds; consensus error."""
@@ -353,12 +374,14 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
              "config": resolve(cfg), "algorithm_keys": cfg.algorithm.explicit}),
             indent=2) + "\n")
         ok = {r["method"] for r in rows if r["status"] == "ok"}
+        title = (f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
+                 f"{cfg.run.agents} agents")
+        (out_dir / "compare.md").write_text(markdown_compare(
+            rows, targets=targets, metric=metric, reference=reference, title=title))
         plot_compare({m: h for m, h in histories.items() if m in ok},
-                     out_dir / "compare.png", metric=metric, reference=reference,
-                     title=f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
-                           f"{cfg.run.agents} agents")
-        log(f"results in {out_dir}/ (compare.csv, compare.json, compare.png, one folder "
-            "per method)")
+                     out_dir / "compare.png", metric=metric, reference=reference, title=title)
+        log(f"results in {out_dir}/ (compare.csv, compare.json, compare.md, compare.png, one "
+            "folder per method)")
     if verbose and network.rank == 0:
         print(format_compare(rows, targets=targets, metric=metric), flush=True)
     return CompareResult(rows=rows, histories=histories, summaries=summaries,

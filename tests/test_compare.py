@@ -37,7 +37,7 @@ def compared(tmp_path_factory):
 
 
 def test_compare_writes_table_plot_and_one_folder_per_method(compared):
-    for name in ("compare.csv", "compare.json", "compare.png"):
+    for name in ("compare.csv", "compare.json", "compare.md", "compare.png"):
         assert (compared / name).is_file()
     rows = _rows(compared / "compare.csv")
     assert list(rows) == METHODS.split(",")
@@ -45,6 +45,23 @@ def test_compare_writes_table_plot_and_one_folder_per_method(compared):
     for m in rows:
         for name in ("history.csv", "summary.json", "curves.png", "config.json"):
             assert (compared / m / name).is_file(), (m, name)
+
+
+def test_markdown_table_has_the_csv_figures(compared):
+    rows = _rows(compared / "compare.csv")
+    md = [line.split(" | ") for line in (compared / "compare.md").read_text().splitlines()
+          if line.startswith("| ") and not line.startswith("| method")]
+    assert [cells[0][2:] for cells in md] == list(rows)
+    for cells in md:
+        row = rows[cells[0][2:]]
+        assert float(cells[1]) == pytest.approx(float(row["final_objective"]), rel=1e-3)
+        test = cells[3].split(" / ")
+        if row["test_rounds"]:
+            assert int(test[0]) == int(row["test_rounds"])
+            assert float(test[1]) == pytest.approx(float(row["test_bytes_per_agent"]) / 1e6,
+                                                   rel=1e-2)
+        else:
+            assert test == ["not reached"]
 
 
 def test_table_agrees_with_every_method_summary(compared):
