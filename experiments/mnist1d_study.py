@@ -50,11 +50,16 @@ def study_row(model: str, partition: str, *, rounds: int, methods: str, out: Pat
     summary = json.loads((folder / "compare.json").read_text())
     central = summary["centralized"]["test_metric"]
     rows = []
+    status = {r["method"]: r["status"] for r in summary["rows"]}
     for method in summary["methods"]:
+        if status[method] != "ok":   # diverged: no summary, a row that says so
+            rows.append({"model": model, "partition": partition, "method": method,
+                         "status": status[method], "centralized": central})
+            continue
         s = json.loads((folder / method / "summary.json").read_text())
         hit = first_reach(folder / method / "history.csv", central - POINTS)
         rows.append({"model": model, "partition": partition, "method": method,
-                     "test": s["final"]["test_metric"], "centralized": central,
+                     "status": "ok", "test": s["final"]["test_metric"], "centralized": central,
                      "tau_or_lr": s.get("tau") or s.get("lr"), "hit": hit,
                      "loop_s": s["wall_time_s"]})
     return rows
@@ -65,6 +70,10 @@ def table(rows: list[dict]) -> str:
              f"{POINTS:g} | MB / agent to it | loop s to it | loop s (all rounds) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['model']} | {r['partition']} | {r['method']} | **{r['status']}** "
+                         f"(centralized {r['centralized']:.1f}) | - | - | - | - |")
+            continue
         hit = r["hit"]
         reach = (f"{hit['round']} | {hit['mb']:.2f} | {hit['s']:.1f}" if hit
                  else "not reached | - | -")
