@@ -76,12 +76,13 @@ def run_one(row: dict, *, rounds: int, samples: int | None, references: dict) ->
     references[key] = res.summary["centralized"]
     objective = res.history.last["objective"]
     central = res.summary["centralized"]["objective"]
-    start = res.history.records[0]["objective"]
+    u0 = res.history.records[0]["objective"]
     # the runner's guard stops only on non-finite values; a finite blow-up counts here too
-    status = "ok" if math.isfinite(objective) and objective <= 100 * start else "diverged"
-    return {**row, "status": status, "error": f"objective {objective:.3g} (start {start:.3g})", "objective": objective, "centralized": central,
+    status = "ok" if math.isfinite(objective) and objective <= 100 * u0 else "diverged"
+    return {**row, "status": status, "error": f"objective {objective:.3g} (start {u0:.3g})",
+            "objective": objective, "centralized": central,
             "ratio": objective / central, "tau": res.summary["tau"],
-            "objective_0": start,
+            "objective_0": u0,
             "test": res.history.last["test_metric"],
             "centralized_test": res.summary["centralized"]["test_metric"],
             "seconds": time.perf_counter() - start}
