@@ -214,7 +214,7 @@ class Checkpointer:
     the last finite state when the run diverges) and at the end of the run.
 
     ``config`` is the run's resolved config (its :func:`trajectory_config` is recorded),
-    ``info`` the resolved values a resume reuses (``tau``, ``lr``, ``solver``) and the sha256
+    ``info`` the resolved values a resume reuses (``tau``, ``adapt_tau``, ``lr``, ``solver``) and the sha256
     of the run's data and model (``inputs``), which a resume must match. ``before_first`` runs
     on rank 0 before the first write (the runner writes ``config.json`` there).
     """
@@ -226,7 +226,8 @@ class Checkpointer:
         self.directory = Path(directory)
         self.every = every
         self.config = trajectory_config(config)
-        self.info = {k: v for k, v in info.items() if k in ("tau", "lr", "solver", "inputs")}
+        self.info = {k: v for k, v in info.items()
+                     if k in ("tau", "adapt_tau", "lr", "solver", "inputs")}
         self._before_first = before_first
 
     def due(self, t: int, iterations: int) -> bool:

@@ -170,6 +170,7 @@ def summarize(exp: Prepared, *, label: str, options, info: dict, state, history:
     return {
         "algorithm": exp.cfg.algorithm.name, "method": label,
         "surrogate": info.get("surrogate"), "tau": info.get("tau"),
+        "tau_final": getattr(state, "tau", None) if "tau" in info else None,
         "solver": info.get("solver"), "lr": info.get("lr"),
         "schedule": info.get("schedule"), "alpha0": getattr(options, "alpha0", None),
         "optimizer": info.get("optimizer"), "batch_size": info.get("batch_size"),

@@ -82,6 +82,7 @@ def run_one(row: dict, *, rounds: int, samples: int | None, references: dict) ->
     return {**row, "status": status, "error": f"objective {objective:.3g} (start {u0:.3g})",
             "objective": objective, "centralized": central,
             "ratio": objective / central, "tau": res.summary["tau"],
+            "tau_final": res.summary["tau_final"],
             "objective_0": u0,
             "test": res.history.last["test_metric"],
             "centralized_test": res.summary["centralized"]["test_metric"],

@@ -44,6 +44,8 @@ def _algo(name, prob):
     lr = Scaled(Constant(1.0), 0.2)
     return {
         "next-pl": lambda: Next(PL(tau=2.0), Diminishing(0.5)),
+        # tau raised during the run (at iteration 1, to 0.11): the raised value is state
+        "next-pl-raised-tau": lambda: Next(PL(tau=0.01), Diminishing(0.5), adapt_tau=True),
         "next-fl-batches": lambda: Next(FL(tau=4.0), Constant(0.5), batch_size=4, seed=3),
         "next-pl-blocks": lambda: Next(make_blocked(PL(tau=2.0), model=prob.model,
                                                     blocks="neuron", block_fraction=0.5,
@@ -66,7 +68,7 @@ def _algo(name, prob):
 
 
 # cross-entropy: PL solves by Newton, warm-started from the last answer (memory to save)
-LOSS = {"next-pl": "cross_entropy", "next-pl-blocks": "cross_entropy",
+LOSS = {"next-pl": "cross_entropy", "next-pl-raised-tau": "cross_entropy", "next-pl-blocks": "cross_entropy",
         "sonata-pl": "cross_entropy", "sonata-pl-auto-batches-blocks": "cross_entropy"}
 GRAPH = {"sonata-pl": ("directed_ring", "link_failure"),
          "sonata-pl-auto-batches-blocks": ("directed_ring", "link_failure"),
@@ -102,7 +104,7 @@ def _without_times(records):
     return [{k: repr(v) for k, v in r.items() if k not in TIMES} for r in records]
 
 
-@pytest.mark.parametrize("name", ["next-pl", "next-fl-batches", "next-pl-blocks", "sonata-pl",
+@pytest.mark.parametrize("name", ["next-pl", "next-pl-raised-tau", "next-fl-batches", "next-pl-blocks", "sonata-pl",
                                   "sonata-pl-auto-batches-blocks", "dgd", "dsgd", "gt",
                                   "gt-auto-lr", "extra", "push-diging", "centralized-lbfgs",
                                   "centralized-adam"])

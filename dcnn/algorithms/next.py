@@ -54,7 +54,8 @@ import torch
 from ..comm import Network
 from ..problems import LocalProblems, batch_problems
 from .checks import check_batch, check_name, check_schedule, check_seed
-from .surrogate_step import MEMORY_ROWS, check_surrogate, init_memory, local_solve
+from .surrogate_step import (MEMORY_ROWS, check_adapt_tau, check_surrogate, init_memory,
+                             local_solve, next_tau)
 
 __all__ = ["NextState", "Next"]
 
@@ -88,6 +89,7 @@ class Next:
     name: str = "next"
     batch_size: int | None = None
     seed: int = 0
+    adapt_tau: bool | None = None
     directed_ok = False  # needs doubly stochastic W; Sonata is the directed counterpart
 
     def __post_init__(self):
@@ -96,6 +98,7 @@ class Next:
         check_name(self.name)
         check_batch(self.batch_size)
         check_seed(self.seed)
+        check_adapt_tau(self.adapt_tau)
 
     def _costs(self, problem: LocalProblems, t: int):
         return batch_problems(problem, t, batch_size=self.batch_size, seed=self.seed)
@@ -121,5 +124,6 @@ class Next:
         G_new = self._costs(problem, state.t + 1).gradients(X_new)
         # y_i = sum_j W_ij y_j + grad g_i(w_i new) - grad g_i(w_i old)
         Y_new = mixed[:, 1] + G_new - G
+        memory["tau"] = next_tau(self, state, problem, X, X_new, G, G_new, network)
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new,
                        alpha=self.schedule.update(alpha, state.t), **memory)

@@ -43,7 +43,8 @@ from ..comm import Network
 from ..errors import TopologyError
 from ..problems import LocalProblems, batch_problems
 from .checks import check_batch, check_name, check_schedule, check_seed
-from .surrogate_step import MEMORY_ROWS, check_surrogate, init_memory, local_solve
+from .surrogate_step import (MEMORY_ROWS, check_adapt_tau, check_surrogate, init_memory,
+                             local_solve, next_tau)
 from ..topology import check_column_stochastic
 
 __all__ = ["SonataState", "Sonata", "check_push_sum"]
@@ -89,6 +90,7 @@ class Sonata:
     name: str = "sonata"
     batch_size: int | None = None
     seed: int = 0
+    adapt_tau: bool | None = None
     directed_ok = True
 
     def __post_init__(self):
@@ -97,6 +99,7 @@ class Sonata:
         check_name(self.name)
         check_batch(self.batch_size)
         check_seed(self.seed)
+        check_adapt_tau(self.adapt_tau)
 
     def _costs(self, problem: LocalProblems, t: int):
         return batch_problems(problem, t, batch_size=self.batch_size, seed=self.seed)
@@ -131,5 +134,6 @@ class Sonata:
         G_new = self._costs(problem, state.t + 1).gradients(X_new)
         # y_i = (1 / phi_i) (sum_j A_ij phi_j y_j + grad g_i(w_i new) - grad g_i(w_i old))
         Y_new = (mixed[:, P:2 * P] + G_new - G) / q
+        memory["tau"] = next_tau(self, state, problem, X, X_new, G, G_new, network)
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new, phi=phi_new,
                        alpha=self.schedule.update(alpha, state.t), **memory)

@@ -18,9 +18,11 @@ from ..errors import ConfigError
 from ..problems import LocalProblems
 from ..problems.batches import BatchProblems
 from ..surrogates import Memory
+from ..surrogates.tau import (move_curvature, outgrown, raised_tau, secant_curvature,
+                              tau_coefficient)
 
-__all__ = ["MEMORY_ROWS", "check_surrogate", "init_memory", "memory_fields", "memory_of",
-           "local_solve"]
+__all__ = ["MEMORY_ROWS", "check_surrogate", "check_adapt_tau", "adapts_tau", "init_memory",
+           "memory_fields", "memory_of", "local_solve", "next_tau"]
 
 MEMORY_ROWS = ("warm", "has_warm")
 
@@ -31,6 +33,40 @@ def check_surrogate(surrogate) -> None:
             and callable(getattr(surrogate, "update", None))):
         raise ConfigError(f"surrogate must be a surrogate with init_memory() and update(), "
                           f"e.g. PL(tau=1.0) or FL(tau='auto'), got {surrogate!r}")
+
+
+def check_adapt_tau(adapt_tau) -> None:
+    if adapt_tau is not None and not isinstance(adapt_tau, bool):
+        raise ConfigError(f"adapt_tau must be True, False or None (adapt when the surrogate's "
+                          f"tau is \"auto\"), got {adapt_tau!r}")
+
+
+def adapts_tau(algorithm) -> bool:
+    """Whether NEXT/SONATA ``algorithm`` raises ``tau`` during the run: ``adapt_tau``, or
+    when it is ``None``, whether the surrogate's ``tau`` is ``"auto"``; never with mini-batches
+    (the secant would compare gradients of two different batches)."""
+    adapt = algorithm.adapt_tau
+    if adapt is None:
+        adapt = algorithm.surrogate.tau == "auto"
+    return bool(adapt) and not algorithm.batch_size
+
+
+def next_tau(algorithm, state, problem: LocalProblems, X: torch.Tensor, X_new: torch.Tensor,
+             G: torch.Tensor, G_new: torch.Tensor, network: Network) -> float:
+    """The ``tau`` of the next iteration: ``state.tau``, raised by
+    :func:`~dcnn.surrogates.tau.raised_tau` when the algorithm adapts it and the curvature
+    along the move ``X -> X_new`` outgrew it: screened every iteration by the secant of the
+    gradients ``G -> G_new`` (free), measured by Hessian-vector products only when the screen
+    fires (collective, the same decisions on every rank)."""
+    if not adapts_tau(algorithm):
+        return state.tau
+    coefficient = tau_coefficient(algorithm.surrogate.name, alpha0=algorithm.schedule.init(),
+                                  n_agents=network.n_agents)
+    screen = secant_curvature(X, X_new, G, G_new, network=network)
+    if not outgrown(state.tau, screen, coefficient=coefficient):
+        return state.tau
+    return raised_tau(state.tau, move_curvature(problem, X, X_new, network=network),
+                      coefficient=coefficient)
 
 
 def init_memory(surrogate, problem: LocalProblems, network: Network, X0: torch.Tensor, *,

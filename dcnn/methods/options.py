@@ -168,6 +168,10 @@ class SurrogateOptions(StepOptions):
     surrogate: str = option("pl", choices=("fl", "pl"))
     tau: float | str = option("auto", check=(
         lambda v: v == "auto" or (not isinstance(v, str) and v > 0), "> 0 or \"auto\""))
+    adapt_tau: bool | str = option("auto", check=(
+        lambda v: v == "auto" or isinstance(v, bool), 'true, false or "auto"'),
+        doc='raise tau during the run when the measured curvature outgrows it ("auto": '
+            'when tau = "auto")')
     solver: str = option("auto", choices=("auto", "cholesky", "woodbury", "cg"))
     inner_tol: float = option(1e-6, check=(lambda v: v > 0, "> 0"))
     inner_iters: int = option(500, check=(lambda v: v >= 1, ">= 1"))

@@ -19,3 +19,5 @@ if net.rank == 0:
     same_bytes = res.summary["bytes_sent_per_agent"] == local.summary["bytes_sent_per_agent"]
     print(f"MAXDIFF {diff:.3e} OBJDIFF {obj:.3e} SAMEBYTES {same_bytes} "
           f"NORM {float(X_mpi.abs().max()):.3e}")
+    print(f"TAU {res.summary['tau']!r} {res.summary['tau_final']!r} "
+          f"{local.summary['tau_final']!r}")

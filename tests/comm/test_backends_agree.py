@@ -1,5 +1,6 @@
-"""Same seed, same trajectory: in-process vs MPI with 8 agents on 2 and 4 ranks, and with 64
-agents on 4 ranks training the MNIST-1D CNN."""
+"""Same seed, same trajectory: in-process vs MPI with 8 agents on 2 and 4 ranks (a run whose
+``tau`` is raised during the run included), and with 64 agents on 4 ranks training the MNIST-1D
+CNN."""
 import re
 
 import pytest
@@ -9,6 +10,9 @@ CASES = {
     "fl-linear-uneven": ["run.iterations=25", "run.eval_every=25", "algorithm.surrogate='fl'",
                          "algorithm.tau=5.0", "model.hidden=[]", "data.name='diabetes'",
                          "topology.graph='ring'", "topology.dynamic='one_peer_exponential'"],
+    # tau 20x below what the start estimate gives, raised during the run (adapt_tau)
+    "pl-raised-tau": ["run.iterations=25", "run.eval_every=25", "algorithm.tau=0.1",
+                      "algorithm.adapt_tau=true"],
 }
 
 # 64 agents with 16 MNIST-1D samples each (1280 -> 1024 training samples), the 5,210-parameter
@@ -34,8 +38,14 @@ def _check_agree(res):
 @pytest.mark.parametrize("ranks", [2, 4])
 @pytest.mark.parametrize("case", list(CASES))
 def test_mpi_equals_in_process(mpi, ranks, case):
-    _check_agree(mpi(ranks, ["tests/comm/_agree_script.py", "run.agents=8", *CASES[case]],
-                     timeout=150))
+    res = mpi(ranks, ["tests/comm/_agree_script.py", "run.agents=8", *CASES[case]],
+              timeout=150)
+    _check_agree(res)
+    if case == "pl-raised-tau":   # raised, to the same value on both backends (to rounding:
+        # each rank batches its agents' Hessian-vector products in its own vmap)
+        tau, mpi_final, local_final = map(float, re.search(r"TAU (\S+) (\S+) (\S+)",
+                                                          res.stdout).groups())
+        assert mpi_final > 2 * tau and abs(mpi_final / local_final - 1) < 1e-12
 
 
 @pytest.mark.mpi
