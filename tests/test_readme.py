@@ -82,6 +82,8 @@ SHORTER = {" compare experiments/": " --set run.iterations=30",
            "experiments/churn.py": " --iterations 40 --seeds 2",
            "experiments/ring_attention.py": " --lengths 256,512 --repeats 1",
            "dcnn bench ": " --quick",
+           # a tenth of the training steps (the full run is the documented figure)
+           "experiments/mnist1d_reference.py": " --steps 600",
            # the deep MLP at 32 agents (where the earlier tau blew up); the CNN's own tests
            # and the 64-agent test cover it (its L-BFGS reference alone takes a minute here)
            "experiments/arch_grid.py": " --quick --archs mlp-16x3-tanh --agents 32 "

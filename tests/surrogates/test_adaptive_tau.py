@@ -131,7 +131,7 @@ def test_adaptation_defaults_to_the_surrogates_auto_and_never_with_batches():
 def test_where_the_start_estimate_suffices_nothing_changes():
     # the default experiment (one-hidden-layer MLP, breast cancer, 8 agents): adapted and
     # fixed tau give the same trajectory, bit for bit
-    base = [*QUIET, "run.iterations=120", "run.eval_every=40"]
+    base = [*QUIET, "run.iterations=60", "run.eval_every=30"]
     runs = {a: run_experiment(load_config(None, [*base, f"algorithm.adapt_tau={a}"]),
                               out=None, verbose=False) for a in ("true", "false")}
     on, off = runs["true"], runs["false"]
@@ -146,7 +146,7 @@ def test_a_relu_cnn_on_wine_that_blew_up_trains():
     cfg = load_config(None, [*QUIET, "data.name='wine'", "model.name='cnn'",
                              "model.activation='relu'", "model.loss='cross_entropy'",
                              "topology.graph='ring'", "topology.dynamic='static'",
-                             "run.iterations=30", "run.eval_every=10"])
+                             "run.iterations=12", "run.eval_every=4"])
     res = run_experiment(cfg, out=None, verbose=False)
     objective = res.history.column("objective")
     assert res.summary["tau_final"] >= 4 * res.summary["tau"]
