@@ -8,9 +8,10 @@ smooth ``r`` (l2 or none). A method with a prox step (DGD, centralized gradient 
 ``lr = "auto"`` is ``1 / L`` with ``L = max_i L_i + 2 lam_2 / N`` the largest curvature of the
 ``f_i`` at ``w[0]`` (power iteration on Hessian-vector products, the estimate behind
 ``tau = "auto"``). With it a step moves the network average by ``alpha[n] / L`` times the
-*average* gradient ``(1/N) grad U``: the same scale FL-NEXT uses with its automatic ``tau``
-(``tau = N max_i L_i`` on the total gradient ``N y_i``), so one ``alpha0`` means one step
-length for every method. Like ``tau = "auto"`` it is a heuristic taken once at ``w[0]``.
+*average* gradient ``(1/N) grad U``, about the scale FL-NEXT's automatic ``tau`` gives
+(``alpha0 L`` with ``L`` the network's curvature, on the total gradient ``N y_i``), so one
+``alpha0`` means about one step length for every method. It is a heuristic taken once at
+``w[0]``; unlike ``tau = "auto"`` it is not raised during the run.
 ``Scaled(schedule, "auto")`` is resolved by the method's ``init`` (:func:`resolve_lr`,
 collective), and the number is kept in the state (``state.lr``): ``step`` reads it there.
 """
