@@ -83,7 +83,8 @@ def check_push_sum(W: np.ndarray) -> np.ndarray:
 class Sonata:
     """SONATA with a surrogate (``FL``/``PL``/``Blocked``; ``tau = "auto"`` is resolved by
     ``init`` into ``state.tau``) and a step-size schedule; any column-stochastic weights,
-    directed and time-varying included; ``batch_size`` > 0 makes it stochastic."""
+    directed and time-varying included; ``batch_size`` > 0 makes it stochastic;
+    ``adapt_tau`` as for :class:`~dcnn.algorithms.Next`."""
 
     surrogate: object
     schedule: object
