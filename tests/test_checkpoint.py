@@ -44,7 +44,7 @@ def _algo(name, prob):
     lr = Scaled(Constant(1.0), 0.2)
     return {
         "next-pl": lambda: Next(PL(tau=2.0), Diminishing(0.5)),
-        # tau raised during the run (at iteration 1, to 0.11): the raised value is state
+        # tau raised during the run (at iteration 2, to 0.053): the raised value is state
         "next-pl-raised-tau": lambda: Next(PL(tau=0.01), Diminishing(0.5), adapt_tau=True),
         "next-fl-batches": lambda: Next(FL(tau=4.0), Constant(0.5), batch_size=4, seed=3),
         "next-pl-blocks": lambda: Next(make_blocked(PL(tau=2.0), model=prob.model,

@@ -55,7 +55,7 @@ from ..comm import Network
 from ..problems import LocalProblems, batch_problems
 from .checks import check_batch, check_name, check_schedule, check_seed
 from .surrogate_step import (MEMORY_ROWS, check_adapt_tau, check_surrogate, init_memory,
-                             local_solve, next_tau)
+                             local_solve, next_tau, start_objective)
 
 __all__ = ["NextState", "Next"]
 
@@ -76,6 +76,7 @@ class NextState:
     warm: torch.Tensor   # (A, P) or (A, 0): last w~_i, the surrogate's next warm start
     has_warm: torch.Tensor  # (A,) bool: row i of warm holds a warm start
     calls: int           # the surrogate's local steps so far (block-Jacobi block choice)
+    objective: float     # sum_i g_i(w_i) (adaptive tau's screen; 0 when tau is fixed)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class Next:
         check_name(self.name)
         check_batch(self.batch_size)
         check_seed(self.seed)
-        check_adapt_tau(self.adapt_tau)
+        check_adapt_tau(self.adapt_tau, surrogate=self.surrogate, batch_size=self.batch_size)
 
     def _costs(self, problem: LocalProblems, t: int):
         return batch_problems(problem, t, batch_size=self.batch_size, seed=self.seed)
@@ -111,7 +112,7 @@ class Next:
                              alpha0=self.schedule.init())
         G = self._costs(problem, 0).gradients(X0)
         return NextState(t=0, X=X0.clone(), Y=G.clone(), G=G, alpha=self.schedule.init(),
-                         **memory)
+                         objective=start_objective(self, problem, X0, network), **memory)
 
     def step(self, state: NextState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> NextState:
@@ -127,6 +128,6 @@ class Next:
         G_new = self._costs(problem, state.t + 1).gradients(X_new)
         # y_i = sum_j W_ij y_j + grad g_i(w_i new) - grad g_i(w_i old)
         Y_new = mixed[:, 1] + G_new - G
-        memory["tau"] = next_tau(self, state, problem, X, X_new, G, G_new, network)
+        memory.update(next_tau(self, state, problem, X, X_new, network))
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new,
                        alpha=self.schedule.update(alpha, state.t), **memory)

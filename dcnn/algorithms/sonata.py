@@ -44,7 +44,7 @@ from ..errors import TopologyError
 from ..problems import LocalProblems, batch_problems
 from .checks import check_batch, check_name, check_schedule, check_seed
 from .surrogate_step import (MEMORY_ROWS, check_adapt_tau, check_surrogate, init_memory,
-                             local_solve, next_tau)
+                             local_solve, next_tau, start_objective)
 from ..topology import check_column_stochastic
 
 __all__ = ["SonataState", "Sonata", "check_push_sum"]
@@ -67,6 +67,7 @@ class SonataState:
     warm: torch.Tensor   # (A, P) or (A, 0): last w~_i, the surrogate's next warm start
     has_warm: torch.Tensor  # (A,) bool: row i of warm holds a warm start
     calls: int           # the surrogate's local steps so far (block-Jacobi block choice)
+    objective: float     # sum_i g_i(w_i) (adaptive tau's screen; 0 when tau is fixed)
 
 
 def check_push_sum(W: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ class Sonata:
         check_name(self.name)
         check_batch(self.batch_size)
         check_seed(self.seed)
-        check_adapt_tau(self.adapt_tau)
+        check_adapt_tau(self.adapt_tau, surrogate=self.surrogate, batch_size=self.batch_size)
 
     def _costs(self, problem: LocalProblems, t: int):
         return batch_problems(problem, t, batch_size=self.batch_size, seed=self.seed)
@@ -112,7 +113,8 @@ class Sonata:
         G = self._costs(problem, 0).gradients(X0)
         phi = torch.ones(X0.shape[0], dtype=X0.dtype)
         return SonataState(t=0, X=X0.clone(), Y=G.clone(), G=G, phi=phi,
-                           alpha=self.schedule.init(), **memory)
+                           alpha=self.schedule.init(),
+                           objective=start_objective(self, problem, X0, network), **memory)
 
     def step(self, state: SonataState, problem: LocalProblems, network: Network,
              W: np.ndarray) -> SonataState:
@@ -135,6 +137,6 @@ class Sonata:
         G_new = self._costs(problem, state.t + 1).gradients(X_new)
         # y_i = (1 / phi_i) (sum_j A_ij phi_j y_j + grad g_i(w_i new) - grad g_i(w_i old))
         Y_new = (mixed[:, P:2 * P] + G_new - G) / q
-        memory["tau"] = next_tau(self, state, problem, X, X_new, G, G_new, network)
+        memory.update(next_tau(self, state, problem, X, X_new, network))
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new, phi=phi_new,
                        alpha=self.schedule.update(alpha, state.t), **memory)

@@ -18,11 +18,11 @@ from ..errors import ConfigError
 from ..problems import LocalProblems
 from ..problems.batches import BatchProblems
 from ..surrogates import Memory
-from ..surrogates.tau import (move_curvature, outgrown, raised_tau, secant_curvature,
+from ..surrogates.tau import (local_objective, move_curvature, outgrown, raised_tau,
                               tau_coefficient)
 
-__all__ = ["MEMORY_ROWS", "check_surrogate", "check_adapt_tau", "adapts_tau", "init_memory",
-           "memory_fields", "memory_of", "local_solve", "next_tau"]
+__all__ = ["MEMORY_ROWS", "check_surrogate", "check_adapt_tau", "adapts_tau", "start_objective",
+           "init_memory", "memory_fields", "memory_of", "local_solve", "next_tau"]
 
 MEMORY_ROWS = ("warm", "has_warm")
 
@@ -35,38 +35,60 @@ def check_surrogate(surrogate) -> None:
                           f"e.g. PL(tau=1.0) or FL(tau='auto'), got {surrogate!r}")
 
 
-def check_adapt_tau(adapt_tau) -> None:
+ADAPTABLE = ("fl", "pl")
+
+
+def check_adapt_tau(adapt_tau, *, surrogate, batch_size) -> None:
+    """``adapt_tau`` is ``None``, ``True`` or ``False``; ``True`` needs a surrogate whose
+    ``tau`` rule is known (FL, PL, their blocks) and the whole shard."""
     if adapt_tau is not None and not isinstance(adapt_tau, bool):
         raise ConfigError(f"adapt_tau must be True, False or None (adapt when the surrogate's "
                           f"tau is \"auto\"), got {adapt_tau!r}")
+    if adapt_tau and getattr(surrogate, "name", None) not in ADAPTABLE:
+        raise ConfigError(f"adapt_tau=True needs an FL or PL surrogate (its tau rule), got "
+                          f"{type(surrogate).__name__}; set adapt_tau=False")
+    if adapt_tau and batch_size:
+        raise ConfigError(f"adapt_tau=True needs the whole shard, got batch_size="
+                          f"{batch_size}: two iterations' mini-batches are two different "
+                          "costs; set adapt_tau=False (or batch_size=0)")
 
 
 def adapts_tau(algorithm) -> bool:
     """Whether NEXT/SONATA ``algorithm`` raises ``tau`` during the run: ``adapt_tau``, or
-    when it is ``None``, whether the surrogate's ``tau`` is ``"auto"``; never with mini-batches
-    (the secant would compare gradients of two different batches)."""
-    adapt = algorithm.adapt_tau
-    if adapt is None:
-        adapt = algorithm.surrogate.tau == "auto"
-    return bool(adapt) and not algorithm.batch_size
+    when it is ``None``, whether the surrogate (FL or PL) has ``tau = "auto"`` and the
+    algorithm the whole shard."""
+    if algorithm.adapt_tau is not None:
+        return algorithm.adapt_tau
+    s = algorithm.surrogate
+    return (getattr(s, "tau", None) == "auto" and getattr(s, "name", None) in ADAPTABLE
+            and not algorithm.batch_size)
+
+
+def start_objective(algorithm, problem: LocalProblems, X0: torch.Tensor,
+                    network: Network) -> float:
+    """The state field ``objective`` at ``X0``: ``sum_i g_i(w_i[0])`` when the algorithm
+    adapts ``tau`` (collective), else 0 (unused)."""
+    return local_objective(problem, X0, network=network) if adapts_tau(algorithm) else 0.0
 
 
 def next_tau(algorithm, state, problem: LocalProblems, X: torch.Tensor, X_new: torch.Tensor,
-             G: torch.Tensor, G_new: torch.Tensor, network: Network) -> float:
-    """The ``tau`` of the next iteration: ``state.tau``, raised by
-    :func:`~dcnn.surrogates.tau.raised_tau` when the algorithm adapts it and the curvature
-    along the move ``X -> X_new`` outgrew it: screened every iteration by the secant of the
-    gradients ``G -> G_new`` (free), measured by Hessian-vector products only when the screen
-    fires (collective, the same decisions on every rank)."""
+             network: Network) -> dict:
+    """The state fields ``tau`` and ``objective`` of the next iteration. When the algorithm
+    adapts ``tau`` (collective then, the same decisions on every rank): if the agents' summed
+    cost ``sum_i g_i(w_i)`` went up (the screen: one scalar all-reduce), the curvature along
+    the network's mean move ``X -> X_new`` is measured and ``tau`` raised by
+    :func:`~dcnn.surrogates.tau.raised_tau` once it outgrew ``tau``."""
     if not adapts_tau(algorithm):
-        return state.tau
-    coefficient = tau_coefficient(algorithm.surrogate.name, alpha0=algorithm.schedule.init(),
-                                  n_agents=network.n_agents)
-    screen = secant_curvature(X, X_new, G, G_new, network=network)
-    if not outgrown(state.tau, screen, coefficient=coefficient):
-        return state.tau
-    return raised_tau(state.tau, move_curvature(problem, X, X_new, network=network),
-                      coefficient=coefficient)
+        return {"tau": state.tau, "objective": state.objective}
+    objective = local_objective(problem, X_new, network=network)
+    tau = state.tau
+    if objective > state.objective:
+        coefficient = tau_coefficient(algorithm.surrogate.name,
+                                      alpha0=algorithm.schedule.init(),
+                                      n_agents=network.n_agents)
+        tau = raised_tau(tau, move_curvature(problem, X, X_new, network=network),
+                         coefficient=coefficient)
+    return {"tau": tau, "objective": objective}
 
 
 def init_memory(surrogate, problem: LocalProblems, network: Network, X0: torch.Tensor, *,

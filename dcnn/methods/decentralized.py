@@ -72,8 +72,8 @@ def build_surrogate_method(cls, name: str):
                            inner_tol=o.inner_tol, inner_iters=o.inner_iters),
             model=exp.model, threads=o.threads, blocks=o.blocks, n_blocks=o.n_blocks,
             block_fraction=o.block_fraction, seed=exp.seed)
-        # tau = "auto" is also raised during the run (dcnn.surrogates.tau)
-        adapt = o.tau == "auto" if o.adapt_tau == "auto" else o.adapt_tau
+        # tau = "auto" is also raised during the run (dcnn.surrogates.tau), on the whole shard
+        adapt = (o.tau == "auto" and not batch) if o.adapt_tau == "auto" else o.adapt_tau
         info = {"schedule": schedule_name, "surrogate": o.surrogate, "tau": float(tau),
                 "adapt_tau": adapt, "solver": solver, "batch_size": batch}
         return _checked(exp, cls(surrogate=surrogate, schedule=schedule, batch_size=batch,

