@@ -61,7 +61,7 @@ every iteration:
 
 Two cheaper designs failed. Each agent's own share, ``N ||hess g_i d_i|| / ||d_i||`` along its
 own move (or the secant of its gradients), is on the wrong scale: with 32 agents of small
-shards, or Dirichlet shards, it was 5-30x the network's curvature along the mean move (which
+shards, or Dirichlet shards, it was up to 50x the network's curvature along the mean move (which
 stayed within 2.3x the start estimate) and raised ``tau`` in runs that converged with it fixed.
 And a gradient secant cannot measure ReLU curvature: the gradient jumps where a unit switches,
 so on the small moves late in a run the secant grows without bound (it doubled ``tau`` a dozen
