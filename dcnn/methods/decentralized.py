@@ -56,7 +56,8 @@ def _checked(exp, algorithm, info: dict) -> LoopMethod:
 
 def build_surrogate_method(cls, name: str):
     """The builder of a surrogate method ``cls`` (:class:`Next`, :class:`Sonata`, or one of
-    the same interface) registered as ``name``."""
+    the same interface: ``surrogate``, ``schedule``, ``batch_size``, ``seed`` and
+    ``adapt_tau`` keywords) registered as ``name``."""
     def build(exp, o: SurrogateOptions) -> LoopMethod:
         spec = get_method(name)
         schedule_name, schedule = step_schedule(spec, o)
