@@ -214,8 +214,8 @@ class Checkpointer:
     the last finite state when the run diverges) and at the end of the run.
 
     ``config`` is the run's resolved config (its :func:`trajectory_config` is recorded),
-    ``info`` the resolved values a resume reuses (``tau``, ``adapt_tau``, ``lr``, ``solver``) and the sha256
-    of the run's data and model (``inputs``), which a resume must match. ``before_first`` runs
+    ``info`` the resolved values a resume reuses (``tau``, ``adapt_tau``, ``lr``, ``solver``)
+    and the sha256 of the run's data and model (``inputs``), which a resume must match. ``before_first`` runs
     on rank 0 before the first write (the runner writes ``config.json`` there).
     """
 

@@ -68,8 +68,9 @@ def _algo(name, prob):
 
 
 # cross-entropy: PL solves by Newton, warm-started from the last answer (memory to save)
-LOSS = {"next-pl": "cross_entropy", "next-pl-raised-tau": "cross_entropy", "next-pl-blocks": "cross_entropy",
-        "sonata-pl": "cross_entropy", "sonata-pl-auto-batches-blocks": "cross_entropy"}
+LOSS = {"next-pl": "cross_entropy", "next-pl-raised-tau": "cross_entropy",
+        "next-pl-blocks": "cross_entropy", "sonata-pl": "cross_entropy",
+        "sonata-pl-auto-batches-blocks": "cross_entropy"}
 GRAPH = {"sonata-pl": ("directed_ring", "link_failure"),
          "sonata-pl-auto-batches-blocks": ("directed_ring", "link_failure"),
          "push-diging": ("directed_ring", "link_failure"), "extra": ("ring", "static")}
@@ -104,8 +105,8 @@ def _without_times(records):
     return [{k: repr(v) for k, v in r.items() if k not in TIMES} for r in records]
 
 
-@pytest.mark.parametrize("name", ["next-pl", "next-pl-raised-tau", "next-fl-batches", "next-pl-blocks", "sonata-pl",
-                                  "sonata-pl-auto-batches-blocks", "dgd", "dsgd", "gt",
+@pytest.mark.parametrize("name", ["next-pl", "next-pl-raised-tau", "next-fl-batches",
+                                  "next-pl-blocks", "sonata-pl", "sonata-pl-auto-batches-blocks", "dgd", "dsgd", "gt",
                                   "gt-auto-lr", "extra", "push-diging", "centralized-lbfgs",
                                   "centralized-adam"])
 def test_every_loop_method_resumes_bitwise(tmp_path, name):
