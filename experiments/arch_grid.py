@@ -95,9 +95,15 @@ def gap_left(r: dict) -> float:
     return (r["objective"] - r["centralized"]) / (r["objective_0"] - r["centralized"])
 
 
+def _tau(r: dict) -> str:
+    """``tau`` at the start, and where the run raised it, at the end."""
+    end = r.get("tau_final")
+    return f"{r['tau']:.3g}" if end in (None, r["tau"]) else f"{r['tau']:.3g} -> {end:.3g}"
+
+
 def table(rows: list[dict], bound: float) -> str:
-    lines = ["| model | dataset | agents | graph | surrogate | tau | objective / centralized "
-             "| gap left | test / centralized test (%) | s |",
+    lines = ["| model | dataset | agents | graph | surrogate | tau (start -> end) | "
+             "objective / centralized | gap left | test / centralized test (%) | s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["status"] != "ok":
@@ -107,7 +113,7 @@ def table(rows: list[dict], bound: float) -> str:
             continue
         mark = "" if r["ratio"] <= bound else " **over**"
         lines.append(f"| {r['arch']} | {r['dataset']} | {r['agents']} | {r['graph']} | "
-                     f"{r['surrogate']} | {r['tau']:.3g} | {r['ratio']:.3f}{mark} | "
+                     f"{r['surrogate']} | {_tau(r)} | {r['ratio']:.3f}{mark} | "
                      f"{gap_left(r):.3f} | {r['test']:.1f} / {r['centralized_test']:.1f} | "
                      f"{r['seconds']:.0f} |")
     ok = [r for r in rows if r["status"] == "ok"]
