@@ -67,7 +67,7 @@ class SonataState:
     warm: torch.Tensor   # (A, P) or (A, 0): last w~_i, the surrogate's next warm start
     has_warm: torch.Tensor  # (A,) bool: row i of warm holds a warm start
     calls: int           # the surrogate's local steps so far (block-Jacobi block choice)
-    objective: float     # sum_i g_i(w_i) (adaptive tau's screen; 0 when tau is fixed)
+    objective: float     # sum_i g_i(w_i[0]) (adaptive tau's screen; 0 when tau is fixed)
 
 
 def check_push_sum(W: np.ndarray) -> np.ndarray:
@@ -137,6 +137,6 @@ class Sonata:
         G_new = self._costs(problem, state.t + 1).gradients(X_new)
         # y_i = (1 / phi_i) (sum_j A_ij phi_j y_j + grad g_i(w_i new) - grad g_i(w_i old))
         Y_new = (mixed[:, P:2 * P] + G_new - G) / q
-        memory.update(next_tau(self, state, problem, X, X_new, network))
+        memory["tau"] = next_tau(self, state, problem, X, X_new, network)
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new, phi=phi_new,
                        alpha=self.schedule.update(alpha, state.t), **memory)

@@ -66,29 +66,26 @@ def adapts_tau(algorithm) -> bool:
 
 def start_objective(algorithm, problem: LocalProblems, X0: torch.Tensor,
                     network: Network) -> float:
-    """The state field ``objective`` at ``X0``: ``sum_i g_i(w_i[0])`` when the algorithm
-    adapts ``tau`` (collective), else 0 (unused)."""
+    """The state field ``objective``: the agents' summed cost at the start,
+    ``sum_i g_i(w_i[0])``, when the algorithm adapts ``tau`` (collective), else 0 (unused)."""
     return local_objective(problem, X0, network=network) if adapts_tau(algorithm) else 0.0
 
 
 def next_tau(algorithm, state, problem: LocalProblems, X: torch.Tensor, X_new: torch.Tensor,
-             network: Network) -> dict:
-    """The state fields ``tau`` and ``objective`` of the next iteration. When the algorithm
-    adapts ``tau`` (collective then, the same decisions on every rank): if the agents' summed
-    cost ``sum_i g_i(w_i)`` went up (the screen: one scalar all-reduce), the curvature along
-    the network's mean move ``X -> X_new`` is measured and ``tau`` raised by
+             network: Network) -> float:
+    """The ``tau`` of the next iteration. When the algorithm adapts it (collective then, the
+    same decisions on every rank): if the agents' summed cost ``sum_i g_i(w_i)`` is above its
+    value at the start (the screen: one scalar all-reduce), the curvature along the network's
+    mean move ``X -> X_new`` is measured and ``tau`` raised by
     :func:`~dcnn.surrogates.tau.raised_tau` once it outgrew ``tau``."""
     if not adapts_tau(algorithm):
-        return {"tau": state.tau, "objective": state.objective}
-    objective = local_objective(problem, X_new, network=network)
-    tau = state.tau
-    if objective > state.objective:
-        coefficient = tau_coefficient(algorithm.surrogate.name,
-                                      alpha0=algorithm.schedule.init(),
-                                      n_agents=network.n_agents)
-        tau = raised_tau(tau, move_curvature(problem, X, X_new, network=network),
-                         coefficient=coefficient)
-    return {"tau": tau, "objective": objective}
+        return state.tau
+    if not local_objective(problem, X_new, network=network) > state.objective:
+        return state.tau
+    coefficient = tau_coefficient(algorithm.surrogate.name, alpha0=algorithm.schedule.init(),
+                                  n_agents=network.n_agents)
+    return raised_tau(state.tau, move_curvature(problem, X, X_new, network=network),
+                      coefficient=coefficient)
 
 
 def init_memory(surrogate, problem: LocalProblems, network: Network, X0: torch.Tensor, *,
