@@ -84,9 +84,10 @@ class Next:
     """NEXT with a surrogate (``FL``/``PL``/``Blocked``; ``tau = "auto"`` is resolved by
     ``init``, collectively, into ``state.tau``) and a step-size schedule; ``batch_size`` > 0
     makes it stochastic (mini-batches drawn from ``seed``, see the module docstring).
-    ``adapt_tau``: raise ``state.tau`` during the run when the curvature along the agents'
-    moves outgrows it (:mod:`dcnn.surrogates.tau`); ``None`` (default) adapts iff the
-    surrogate's ``tau`` is ``"auto"``; never with mini-batches."""
+    ``adapt_tau``: raise ``state.tau`` during the run when the agents' summed cost climbs
+    above its start and the curvature along the network's mean move outgrows ``tau``
+    (:mod:`dcnn.surrogates.tau`); ``None`` (default) adapts iff the surrogate's ``tau`` is
+    ``"auto"`` and the shard whole."""
 
     surrogate: object
     schedule: object

@@ -18,8 +18,7 @@ from ..errors import ConfigError
 from ..problems import LocalProblems
 from ..problems.batches import BatchProblems
 from ..surrogates import Memory
-from ..surrogates.tau import (local_objective, move_curvature, outgrown, raised_tau,
-                              tau_coefficient)
+from ..surrogates.tau import local_objective, move_curvature, raised_tau, tau_coefficient
 
 __all__ = ["MEMORY_ROWS", "check_surrogate", "check_adapt_tau", "adapts_tau", "start_objective",
            "init_memory", "memory_fields", "memory_of", "local_solve", "next_tau"]
