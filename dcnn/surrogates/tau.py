@@ -41,7 +41,7 @@ algorithm's state (``state.tau``).
 Raised during the run. The estimate is taken at ``w[0]``, and a network's curvature can grow
 far beyond it: ReLU networks on cross-entropy (the CNN on wine and MNIST-1D, two-layer ReLU
 MLPs on digits and MNIST-1D) passed the stability edge above within a few rounds and blew up
-(NEXT-PL, the CNN on wine, 8 agents on a ring: the curvature at the network average was 31x
+(NEXT-PL, the CNN on wine, 8 agents on a ring: the curvature at the network average was 26x
 the start estimate at iteration 6, the objective 4e4 at 30, NaN at 35; the iterates grow
 superexponentially, since a positively homogeneous network's gradient grows with a power of
 the weights). So NEXT and SONATA with ``tau = "auto"`` (``adapt_tau``) watch for it after
