@@ -55,7 +55,7 @@ from ..comm import Network
 from ..problems import LocalProblems, batch_problems
 from .checks import check_batch, check_name, check_schedule, check_seed
 from .surrogate_step import (MEMORY_ROWS, check_adapt_tau, check_surrogate, init_memory,
-                             local_solve, next_tau, start_objective)
+                             local_solve, next_gradients, next_tau, start_objective)
 
 __all__ = ["NextState", "Next"]
 
@@ -126,9 +126,9 @@ class Next:
         Z = X + alpha * (Xt - X)
         mixed = network.mix(torch.stack((Z, Y), dim=1), W)
         X_new = mixed[:, 0].contiguous()
-        G_new = self._costs(problem, state.t + 1).gradients(X_new)
+        G_new, losses = next_gradients(self, self._costs(problem, state.t + 1), problem, X_new)
         # y_i = sum_j W_ij y_j + grad g_i(w_i new) - grad g_i(w_i old)
         Y_new = mixed[:, 1] + G_new - G
-        memory["tau"] = next_tau(self, state, problem, X, X_new, network)
+        memory["tau"] = next_tau(self, state, problem, X, X_new, losses, network)
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new,
                        alpha=self.schedule.update(alpha, state.t), **memory)

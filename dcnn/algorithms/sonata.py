@@ -44,7 +44,7 @@ from ..errors import TopologyError
 from ..problems import LocalProblems, batch_problems
 from .checks import check_batch, check_name, check_schedule, check_seed
 from .surrogate_step import (MEMORY_ROWS, check_adapt_tau, check_surrogate, init_memory,
-                             local_solve, next_tau, start_objective)
+                             local_solve, next_gradients, next_tau, start_objective)
 from ..topology import check_column_stochastic
 
 __all__ = ["SonataState", "Sonata", "check_push_sum"]
@@ -134,9 +134,9 @@ class Sonata:
         q = phi_new[:, None]
         # w_i = (1 / phi_i) sum_j A_ij phi_j z_j
         X_new = mixed[:, :P] / q
-        G_new = self._costs(problem, state.t + 1).gradients(X_new)
+        G_new, losses = next_gradients(self, self._costs(problem, state.t + 1), problem, X_new)
         # y_i = (1 / phi_i) (sum_j A_ij phi_j y_j + grad g_i(w_i new) - grad g_i(w_i old))
         Y_new = (mixed[:, P:2 * P] + G_new - G) / q
-        memory["tau"] = next_tau(self, state, problem, X, X_new, network)
+        memory["tau"] = next_tau(self, state, problem, X, X_new, losses, network)
         return replace(state, t=state.t + 1, X=X_new, Y=Y_new, G=G_new, phi=phi_new,
                        alpha=self.schedule.update(alpha, state.t), **memory)

@@ -21,7 +21,8 @@ from ..surrogates import Memory
 from ..surrogates.tau import local_objective, move_curvature, raised_tau, tau_coefficient
 
 __all__ = ["MEMORY_ROWS", "check_surrogate", "check_adapt_tau", "adapts_tau", "start_objective",
-           "init_memory", "memory_fields", "memory_of", "local_solve", "next_tau"]
+           "init_memory", "memory_fields", "memory_of", "local_solve", "next_gradients",
+           "next_tau"]
 
 MEMORY_ROWS = ("warm", "has_warm")
 
@@ -67,19 +68,33 @@ def start_objective(algorithm, problem: LocalProblems, X0: torch.Tensor,
                     network: Network) -> float:
     """The state field ``objective``: the agents' summed cost at the start,
     ``sum_i g_i(w_i[0])``, when the algorithm adapts ``tau`` (collective), else 0 (unused)."""
-    return local_objective(problem, X0, network=network) if adapts_tau(algorithm) else 0.0
+    if not adapts_tau(algorithm):
+        return 0.0
+    return local_objective(problem.loss_values(X0), network=network)
+
+
+def next_gradients(algorithm, costs: BatchProblems, problem: LocalProblems,
+                   X_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(G_new, losses)``: the gradients of the next iteration's costs at ``X_new`` and, when
+    the algorithm adapts ``tau`` (whole shard: ``costs`` is ``problem``), the costs
+    ``g_i(w_i new)`` from the same pass (``None`` otherwise)."""
+    if not adapts_tau(algorithm):
+        return costs.gradients(X_new), None
+    losses, G_new = problem.value_and_grad(X_new)
+    return G_new, losses
 
 
 def next_tau(algorithm, state, problem: LocalProblems, X: torch.Tensor, X_new: torch.Tensor,
-             network: Network) -> float:
+             losses: torch.Tensor | None, network: Network) -> float:
     """The ``tau`` of the next iteration. When the algorithm adapts it (collective then, the
-    same decisions on every rank): if the agents' summed cost ``sum_i g_i(w_i)`` is above its
-    value at the start (the screen: one scalar all-reduce), the curvature along the network's
+    same decisions on every rank): if the agents' summed cost ``sum_i g_i(w_i)`` (from
+    ``losses``, :func:`next_gradients`) is above its value at the start (the screen: one
+    scalar all-reduce), the curvature along the network's
     mean move ``X -> X_new`` is measured and ``tau`` raised by
     :func:`~dcnn.surrogates.tau.raised_tau` once it outgrew ``tau``."""
     if not adapts_tau(algorithm):
         return state.tau
-    if not local_objective(problem, X_new, network=network) > state.objective:
+    if not local_objective(losses, network=network) > state.objective:
         return state.tau
     coefficient = tau_coefficient(algorithm.surrogate.name, alpha0=algorithm.schedule.init(),
                                   n_agents=network.n_agents)

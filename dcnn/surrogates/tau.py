@@ -48,12 +48,13 @@ the weights). So NEXT and SONATA with ``tau = "auto"`` (``adapt_tau``) watch for
 every iteration:
 
 - the screen: the agents' summed cost at their own iterates, ``sum_i g_i(w_i)``
-  (:func:`local_objective`, one scalar all-reduce; a forward pass per agent), is above its
-  value at the start: the run has lost all its progress, the mark of a blow-up. Not any rise:
-  gradient steps on neural networks run at the "edge of stability", where the cost rises now
-  and then and the curvature hovers near ``2 / step`` without diverging (Cohen et al., ICLR
-  2021); a screen on any rise raised ``tau`` in 35 of 52 ReLU runs and cost NEXT-FL 14 points
-  of MNIST-1D test accuracy (65.8 % with ``tau`` fixed, 51.6 % raised 6x);
+  (:func:`local_objective`, one scalar all-reduce; the costs come with the gradients), is
+  above its value at the start: the run has lost all its progress, the mark of a blow-up.
+  Not any rise: gradient steps on neural networks run at the "edge of stability", where the
+  cost rises now and then and the curvature hovers near ``2 / step`` without diverging
+  (Cohen et al., ICLR 2021); a screen on any rise raised ``tau`` in 35 of 52 ReLU runs and
+  cost NEXT-FL 14 points of MNIST-1D test accuracy (65.8 % with ``tau`` fixed, 51.6 %
+  raised 6x);
 - the measure, only then: the curvature of the whole cost along the network's mean move
   ``d = (1/N) sum_i (w_i[n+1] - w_i[n])``, ``||sum_i hess g_i(w_i[n+1]) d|| / ||d||``
   (:func:`move_curvature`: one Hessian-vector product per agent, two all-reduces of a
@@ -85,8 +86,9 @@ iteration to the same ``tau``; one process and MPI raise at the same iteration t
 equal to rounding (sums in a different order) and stay on one trajectory (to 1e-10, tested).
 A NaN makes the screen and the measure NaN on every rank, which raises nothing (the
 divergence guard reports it). With mini-batches two iterations' costs are two different
-batches, so ``tau`` stays fixed there. The cost: a forward pass and a scalar all-reduce per
-iteration; the measure only on iterations whose summed cost is above the start.
+batches, so ``tau`` stays fixed there. The cost: a scalar all-reduce per iteration (the costs
+come out of the gradient's pass); the measure only on iterations whose summed cost is above
+the start.
 """
 from __future__ import annotations
 
@@ -164,10 +166,11 @@ def auto_tau(surrogate: str, *, problem: LocalProblems, network: Network,
     return tau_coefficient(surrogate, alpha0=alpha0, n_agents=network.n_agents) * L
 
 
-def local_objective(problem: LocalProblems, X: torch.Tensor, *, network: Network) -> float:
-    """``sum_i g_i(w_i)``, every agent's cost at its own iterate, summed over the network
-    (collective: one scalar all-reduce; NaN on every rank if any is NaN)."""
-    return float(network.allreduce(problem.loss_values(X).sum().reshape(1))[0])
+def local_objective(losses: torch.Tensor, *, network: Network) -> float:
+    """``sum_i g_i(w_i)`` from the group's costs ``losses`` ``(A,)`` (each agent's at its own
+    iterate), summed over the network (collective: one scalar all-reduce; NaN on every rank if
+    any is NaN)."""
+    return float(network.allreduce(losses.sum().reshape(1))[0])
 
 
 def move_curvature(problem: LocalProblems, X: torch.Tensor, X_new: torch.Tensor, *,
