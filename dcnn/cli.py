@@ -3,8 +3,9 @@
 ``dcnn run [CONFIG.toml] [--set section.key=value]... [--out DIR]`` runs one experiment;
 ``dcnn run --resume DIR [--set run.iterations=N]`` continues one from ``DIR/checkpoint``
 (written with ``--set run.checkpoint_every=K``) with the config in ``DIR/config.json``;
-``dcnn compare [CONFIG.toml] --methods next-pl,gt,... [--set ...] [--out DIR]`` runs several
-methods on identical shards, graphs and seeds and writes one comparison; under
+``dcnn compare [CONFIG.toml] --methods next-pl,gt,... [--set ...] [--out DIR] [--tune]
+[--seeds K]`` runs several methods on identical shards, graphs and seeds (each method's step
+tuned on a grid first with ``--tune``) and writes one comparison with its verdict; under
 ``mpiexec -n R dcnn run ...`` the agents are spread over the R ranks. Bad input ends with one
 line ``dcnn: error: ...`` and exit status 2; under MPI the whole job ends (no rank is left
 waiting in a collective).
@@ -61,7 +62,8 @@ def _cmd_compare(args) -> int:
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",")
                                                  if m.strip()]
     run_compare(cfg, methods=methods, out=args.out or "auto", gap=args.gap,
-                verbose=not args.quiet)
+                verbose=not args.quiet, tune=args.tune, tune_rounds=args.tune_rounds,
+                seeds=args.seeds)
     return 0
 
 
@@ -145,6 +147,16 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--gap", type=float, default=0.01,
                      help="objective target: U_ref + GAP * (U_0 - U_ref), the fraction of the "
                      "initial gap to the centralized objective left (default 0.01)")
+    cmp.add_argument("--tune", action="store_true",
+                     help="first run each method's step grid (tau x 1/4..4 for NEXT and "
+                     "SONATA, lr x 1/4..4 for the others) and keep the lowest final training "
+                     "objective; a grid given with a method (gt:alpha0=0.1|0.25|0.5) is "
+                     "tuned even without --tune")
+    cmp.add_argument("--tune-rounds", type=int, metavar="N",
+                     help="rounds per grid point (default run.iterations)")
+    cmp.add_argument("--seeds", type=int, default=1, metavar="K",
+                     help="run every method on K seeds (run.seed, run.seed + 1, ...: data "
+                     "split, partition, initial point, graph) and report means and spread")
     cmp.add_argument("--quiet", action="store_true", help="no progress, log or table")
     _plugin_option(cmp)
     cmp.set_defaults(func=_cmd_compare)

@@ -45,6 +45,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,8 @@ from .metrics import History, metric_name
 from .report import _clean, plottable
 from .runner import run_experiment
 from .topology import DIRECTED_GRAPHS
+from .tuning import EXTEND, Grid, choose, split_grid
+from .verdict import aggregate, format_verdict, verdict
 
 __all__ = ["CompareResult", "run_compare", "compare_rows", "format_compare", "plot_compare",
            "parse_method", "DEFAULT_METHODS", "DEFAULT_METHODS_DIRECTED", "ROW_KEYS"]
@@ -63,10 +66,14 @@ __all__ = ["CompareResult", "run_compare", "compare_rows", "format_compare", "pl
 # the registry's defaults for the built-in methods (default_methods() reads it anew)
 DEFAULT_METHODS = default_methods(directed=False)
 DEFAULT_METHODS_DIRECTED = default_methods(directed=True)
-ROW_KEYS = ("method", "status", "final_objective", "objective_gap", "final_test_metric",
-            "final_consensus_error", "rounds", "bytes_per_agent", "time_s",
-            "test_rounds", "test_bytes_per_agent", "test_time_s",
-            "objective_rounds", "objective_bytes_per_agent", "objective_time_s")
+FIGURES = ("final_objective", "objective_gap", "final_test_metric", "final_consensus_error",
+           "rounds", "bytes_per_agent", "time_s", "test_rounds", "test_bytes_per_agent",
+           "test_time_s", "objective_rounds", "objective_bytes_per_agent", "objective_time_s")
+# one row per method: the figures (means over the seeds), the tuned setting, the seeds
+ROW_KEYS = ("method", "status", *FIGURES, "setting", "seeds")
+# with several seeds the CSV adds each figure's spread and how many seeds reached each target
+SPREAD_KEYS = (*(f"{k}_{e}" for k in FIGURES for e in ("min", "max")), "test_reached",
+               "objective_reached")
 
 
 @dataclass
@@ -78,6 +85,9 @@ class CompareResult:
     targets: dict
     task: str
     out: Path | None
+    verdict: dict = dataclasses.field(default_factory=dict)
+    tuning: dict = dataclasses.field(default_factory=dict)
+    per_seed: list = dataclasses.field(default_factory=list)
 
     def table(self) -> str:
         """The comparison as the text table ``dcnn compare`` prints."""
@@ -137,7 +147,10 @@ def compare_rows(histories: dict[str, History], *, reference: dict | None, task:
     from .metrics import target_metric
     ref_obj = None if reference is None else reference.get("objective")
     ref_test = None if reference is None else reference.get("test_metric")
-    start = next(h.records[0]["objective"] for h in histories.values() if h is not None)
+    start = next((h.records[0]["objective"] for h in histories.values() if h is not None),
+                 None)
+    if start is None:                        # every method diverged on this seed
+        ref_obj = None
     targets = {
         "test": None if ref_test is None else target_metric(ref_test, task),
         "objective": None if ref_obj is None else ref_obj + gap * (start - ref_obj),
@@ -146,7 +159,7 @@ def compare_rows(histories: dict[str, History], *, reference: dict | None, task:
     rows = []
     for name, h in histories.items():
         if h is None or _blew_up(h):       # NaN/inf, or finite but far above the start
-            rows.append({k: None for k in ROW_KEYS} | {"method": name, "status": "diverged"})
+            rows.append({k: None for k in FIGURES} | {"method": name, "status": "diverged"})
             continue
         last = h.last
         row = {"method": name, "status": "ok", "final_objective": last["objective"],
@@ -175,57 +188,113 @@ def _fmt(x, spec=".4g") -> str:
     return format(x, spec)
 
 
+def _reach(r: dict, key: str, spec: str, scale: float = 1.0) -> str:
+    """A figure to a target: its mean, or "k/K" when only k of the K seeds reached it."""
+    v = r[key]
+    if v is not None:
+        return _fmt(v * scale, spec)
+    got = r.get(f"{key.split('_')[0]}_reached") or 0
+    return f"{got}/{r['seeds']}" if r.get("seeds", 1) > 1 and got else "-"
+
+
 def format_compare(rows: list[dict], *, targets: dict, metric: str) -> str:
-    """The comparison as an aligned text table."""
+    """The comparison as an aligned text table (means over the seeds; a figure to a target
+    that only some seeds reached shows how many did)."""
     head = ("method", "objective", "U/U_ref-1", f"test {metric}", "consensus",
             "rounds@test", "MB@test", "s@test", "rounds@obj", "MB@obj", "s@obj")
-    body = [(r["method"], "diverged", *["-"] * (len(head) - 2)) if r["status"] == "diverged"
-            else (r["method"], _fmt(r["final_objective"]), _fmt(r["objective_gap"], ".2e"),
-             _fmt(r["final_test_metric"]), _fmt(r["final_consensus_error"], ".1e"),
-             _fmt(r["test_rounds"], "d"),
-             _fmt(None if r["test_bytes_per_agent"] is None else r["test_bytes_per_agent"] / 1e6),
-             _fmt(r["test_time_s"], ".3g"), _fmt(r["objective_rounds"], "d"),
-             _fmt(None if r["objective_bytes_per_agent"] is None
-                  else r["objective_bytes_per_agent"] / 1e6),
-             _fmt(r["objective_time_s"], ".3g")) for r in rows]
+    tuned = any(r.get("setting") for r in rows)
+    if tuned:
+        head += ("tuned",)
+    body = []
+    for r in rows:
+        if r["status"] == "diverged":
+            cells = (r["method"], "diverged", *["-"] * (len(head) - 2 - tuned))
+        else:
+            cells = (r["method"] + ("*" if r["status"] != "ok" else ""),
+                     _fmt(r["final_objective"]), _fmt(r["objective_gap"], ".2e"),
+                     _fmt(r["final_test_metric"]), _fmt(r["final_consensus_error"], ".1e"),
+                     _reach(r, "test_rounds", ".0f"), _reach(r, "test_bytes_per_agent", ".4g",
+                                                             1e-6),
+                     _reach(r, "test_time_s", ".3g"), _reach(r, "objective_rounds", ".0f"),
+                     _reach(r, "objective_bytes_per_agent", ".4g", 1e-6),
+                     _reach(r, "objective_time_s", ".3g"))
+        body.append(cells + ((r.get("setting") or "default",) if tuned else ()))
     widths = [max(len(x[k]) for x in (head, *body)) for k in range(len(head))]
     lines = ["  ".join(x[k].ljust(widths[k]) for k in range(len(head))) for x in (head, *body)]
+    seeds = max((r.get("seeds", 1) for r in rows), default=1)
     lines.append(f"targets: test {metric} {_fmt(targets['test'])}; objective "
                  f"{_fmt(targets['objective'])} (centralized + {targets['gap']:g} of the gap "
                  "at the start); "
-                 "'-' = not reached")
+                 "'-' = not reached"
+                 + (f"; means of {seeds} seeds, k/{seeds} = reached on k seeds only, "
+                    "* = diverged on some seeds" if seeds > 1 else ""))
     return "\n".join(lines)
 
 
+def _spread(r: dict, key: str, spec: str = ".4g") -> str:
+    """``mean (min-max)`` with several seeds, the value with one."""
+    v = _fmt(r[key], spec)
+    if r.get("seeds", 1) > 1 and r.get(f"{key}_min") is not None:
+        v += f" ({_fmt(r[f'{key}_min'], spec)}-{_fmt(r[f'{key}_max'], spec)})"
+    return v
+
+
 def markdown_compare(rows: list[dict], *, targets: dict, metric: str, reference: dict | None,
-                     title: str) -> str:
+                     title: str, verdict: str = "") -> str:
     """The comparison as a markdown table (``compare.md``): final objective and test metric,
-    and rounds / MB per agent / loop seconds to each target."""
+    and rounds / MB per agent / loop seconds to each target (means, with the spread over the
+    seeds in brackets), then the verdict."""
     def reach(r, key):
         if r[f"{key}_rounds"] is None:
-            return "not reached"
-        return (f"{r[f'{key}_rounds']} / {_fmt(r[f'{key}_bytes_per_agent'] / 1e6, '.3g')} / "
+            got = r.get(f"{key}_reached") or 0
+            return f"reached on {got} of {r['seeds']} seeds" if got else "not reached"
+        rounds = r[f"{key}_rounds"]
+        text = (f"{rounds:.4g} / {_fmt(r[f'{key}_bytes_per_agent'] / 1e6, '.3g')} / "
                 f"{_fmt(r[f'{key}_time_s'], '.2g')}")
+        if r.get("seeds", 1) > 1:
+            text += f" (rounds {r[f'{key}_rounds_min']}-{r[f'{key}_rounds_max']})"
+        return text
+    tuned = any(r.get("setting") for r in rows)
     central = "" if reference is None else f", centralized {_fmt(reference['objective'])}"
     lines = [f"**{title}** (test target {metric} {_fmt(targets['test'])}; objective target "
              f"{_fmt(targets['objective'])}{central})", "",
              f"| method | final objective | final test {metric} | rounds / MB / s to test "
-             "target | rounds / MB / s to objective target |", "|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['status']} | | | |" if r["status"] != "ok" else
-              f"| {r['method']} | {_fmt(r['final_objective'])} | {_fmt(r['final_test_metric'])}"
-              f" | {reach(r, 'test')} | {reach(r, 'objective')} |" for r in rows]
-    return "\n".join(lines) + "\n"
+             "target | rounds / MB / s to objective target |" + (" tuned |" if tuned else ""),
+             "|---|---|---|---|---|" + ("---|" if tuned else "")]
+    for r in rows:
+        end = f" {r.get('setting') or 'default'} |" if tuned else ""
+        if r["status"] == "diverged":
+            lines.append(f"| {r['method']} | diverged | | | |{end}")
+            continue
+        status = "" if r["status"] == "ok" else f" ({r['status']})"
+        lines.append(f"| {r['method']}{status} | {_spread(r, 'final_objective')} | "
+                     f"{_spread(r, 'final_test_metric')} | {reach(r, 'test')} | "
+                     f"{reach(r, 'objective')} |{end}")
+    return "\n".join(lines) + "\n" + (f"\n{verdict}\n" if verdict else "")
 
 
-def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
+def _band(runs: list[History], col: str, xcol: str, scale: float):
+    """x (mean over the seeds), and the mean, min and max of ``col`` over the seeds, on the
+    evaluations every run has."""
+    import numpy as np
+    n = min(len(h.records) for h in runs)
+    x = np.mean([[scale * v for v in h.column(xcol)[:n]] for h in runs], axis=0)
+    ys = np.array([plottable(h.column(col)[:n]) for h in runs], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN column stays NaN
+        return x, np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
+
+
+def plot_compare(histories: dict[str, History | list[History]], path: Path, *, metric: str,
                  reference: dict | None, title: str = "") -> Path:
-    """Objective and test metric against rounds, MB per agent and seconds; consensus error."""
+    """Objective and test metric against rounds, MB per agent and seconds; consensus error.
+    A method with several histories (seeds) is drawn as its mean with a min-max band."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    shown = plottable
-
+    runs = {m: h if isinstance(h, list) else [h] for m, h in histories.items() if h}
+    color = {m: f"C{k}" for k, m in enumerate(runs)}
     fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
     xs = [("iteration", "rounds", 1.0), ("bytes_per_agent", "MB sent per agent", 1e-6),
           ("time_s", "seconds (loop)", 1.0)]
@@ -233,17 +302,22 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
                                              ("test_metric", f"test {metric}", False))):
         for k, (xcol, xlabel, scale) in enumerate(xs):
             ax = axes[row, k]
-            for name, h in histories.items():
-                ax.plot([scale * v for v in h.column(xcol)], shown(h.column(col)), label=name)
+            lows, finals = [], []
+            for name, hs in runs.items():
+                x, mid, lo, hi = _band(hs, col, xcol, scale)
+                ax.plot(x, mid, label=name, color=color[name])
+                if len(hs) > 1:
+                    ax.fill_between(x, lo, hi, color=color[name], alpha=0.2, lw=0)
+                lows += [v for v in lo if v == v]
+                finals += [h.last[col] for h in hs]
             if reference is not None and reference.get(col) is not None:
                 ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized ref.")
-            if log and all(v > 0 for h in histories.values()
-                           for v in shown(h.column(col)) if not math.isnan(v)):
+            if log and lows and min(lows) > 0:
                 ax.set_yscale("log")
             if col == "test_metric" and reference and reference.get(col) is not None:
                 # the start (chance level) would squeeze the part that differs
-                finals = [h.last[col] for h in histories.values()] + [reference[col]]
-                lo, hi = min(finals), max(finals)
+                finals = [f for f in finals if f is not None and math.isfinite(f)]
+                lo, hi = min(finals + [reference[col]]), max(finals + [reference[col]])
                 pad = max(hi - lo, 1e-3 * abs(hi), 1e-12)
                 if metric == "accuracy":
                     ax.set_ylim(max(lo - 4 * pad, 0.0), min(hi + pad, 100.0))
@@ -253,11 +327,13 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
     ax = axes[0, 3]
-    for name, h in histories.items():   # rounding-level disagreement (centralized) left out
-        pts = [(i, y) for i, y in zip(h.column("iteration"), shown(h.column("consensus_error")))
-               if y > 1e-24]
-        if pts:
-            ax.plot(*zip(*pts), label=name, color=f"C{list(histories).index(name)}")
+    for name, hs in runs.items():   # rounding-level disagreement (centralized) left out
+        x, mid, lo, hi = _band(hs, "consensus_error", "iteration", 1.0)
+        keep = mid > 1e-24
+        if keep.any():
+            ax.plot(x[keep], mid[keep], label=name, color=color[name])
+            if len(hs) > 1:
+                ax.fill_between(x[keep], lo[keep], hi[keep], color=color[name], alpha=0.2, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("rounds")
     ax.set_ylabel("consensus error")
@@ -273,17 +349,139 @@ def plot_compare(histories: dict[str, History], path: Path, *, metric: str,
     return path
 
 
+def _attempt(c: Config, folder, *, network, reference, model, data):
+    """``("ok", result)``, ``("diverged", message)`` or ``("skipped", message)``: a method
+    that does not fit this launch or model (more ranks than pipeline stages, a model that is
+    not the MLP it splits, ...) is found when it starts, with the same check and message on
+    every rank before any traffic, so the others still run (LaunchError is a ConfigError)."""
+    try:
+        return "ok", run_experiment(c, out=folder, network=network, verbose=False,
+                                    reference=reference, model=model, data=data)
+    except DivergenceError as exc:
+        return "diverged", str(exc)
+    except ConfigError as exc:
+        return "skipped", str(exc)
+
+
+def _with(c: Config, setting: dict, **run) -> Config:
+    c = copy.deepcopy(c)
+    for key, value in setting.items():
+        _apply(c, "algorithm", key, value)
+    for key, value in run.items():
+        setattr(c.run, key, value)
+    return c
+
+
+def _auto_value(c: Config, key: str, *, network, model, data):
+    """The number the method resolves ``algorithm.key`` to (its ``"auto"``), from building it
+    on the prepared experiment (the same estimate its run makes; collective)."""
+    from .prepare import prepare
+    from .runner import build
+    built, _ = build(prepare(c, network=network, model=model, data=data))
+    value = built.info.get(key)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _fmt_setting(key: str, value) -> str:
+    return f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+
+
+def _tune(m: str, c: Config, grid: Grid, *, rounds: int, run, log, gap: float,
+          auto) -> dict:
+    """Every point of ``grid`` for method ``m`` (``rounds`` each, no output folder) and the
+    chosen one (:func:`dcnn.tuning.choose`): ``{"key", "grid", "rounds", "points",
+    "chosen", "setting", "at_edge"}``; ``setting`` is the algorithm keys of the chosen point
+    (``{}``: the method's default). A relative grid whose best point is at one of its ends
+    is extended past it by factors of 2 (at most :data:`dcnn.tuning.EXTEND` times) while that
+    improves the choice; ``at_edge`` says the choice is still an end of the grid."""
+    c = _with(c, {}, iterations=rounds, eval_every=min(c.run.eval_every, rounds))
+    base = auto(c, grid.key) if grid.relative else None
+    record = {"key": grid.key, "grid": grid.describe(), "rounds": rounds, "points": [],
+              "chosen": None, "setting": None, "at_edge": False}
+    if grid.relative and base is None:
+        record["note"] = f"not tuned: {m} resolves no number for {grid.key}"
+        record["setting"] = {}
+        return record
+    points, settings = [], []
+
+    def measure(v):
+        # a relative grid's factor 1 is the method's default itself (its "auto", as it runs)
+        setting = {} if grid.relative and v == 1 else {grid.key: v * base if grid.relative
+                                                       else v}
+        status, res = run(_with(c, setting))
+        point = {"value": setting.get(grid.key, base), "factor": v if grid.relative else None,
+                 "status": status}
+        if status == "ok":
+            row = compare_rows({m: res.history}, reference=res.summary["centralized"],
+                               task=res.summary["task"], gap=gap)[0][0]
+            point.update(status=row["status"], final_objective=row["final_objective"],
+                         objective_rounds=row["objective_rounds"],
+                         final_test_metric=row["final_test_metric"])
+        else:
+            point.update(final_objective=None, objective_rounds=None, error=res)
+        log(f"compare: tune {m}: {_fmt_setting(grid.key, point['value'])}: "
+            + (f"objective {point['final_objective']:.4g}" if point["status"] == "ok"
+               else point["status"]))
+        return point, setting
+
+    for v in grid.values:
+        for lst, x in zip((points, settings), measure(v)):
+            lst.append(x)
+    k = choose(points)
+    order = sorted(range(len(points)), key=lambda i: points[i]["value"]) if k is not None \
+        else []
+    for _ in range(EXTEND if grid.relative else 0):
+        if k not in (order[0], order[-1]) or len(order) < 2:
+            break
+        end = order[0] if k == order[0] else order[-1]
+        factor = points[end]["factor"] * (0.5 if end == order[0] else 2.0)
+        point, setting = measure(factor)
+        points.append(point)
+        settings.append(setting)
+        k = choose(points)
+        order = sorted(range(len(points)), key=lambda i: points[i]["value"])
+    record["points"] = points
+    if k is not None:
+        record["chosen"], record["setting"] = points[k]["value"], settings[k]
+        record["at_edge"] = len(order) > 1 and k in (order[0], order[-1])
+        if record["at_edge"]:
+            log(f"compare: tune {m}: the best {grid.key} is at the end of the grid; widen it "
+                f"({m}:{grid.key}=a|b|c)")
+    return record
+
+
 def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                 network: Network | None = None, gap: float = 0.01,
-                verbose: bool = True, model=None, data=None) -> CompareResult:
+                verbose: bool = True, model=None, data=None, tune: bool = False,
+                tune_rounds: int | None = None, seeds: int = 1) -> CompareResult:
     """Run every method of ``methods`` (default: the registry's
     :func:`~dcnn.methods.default_methods` for the graph's kind, less those the topology does
     not allow) on ``cfg``; write the comparison into ``out`` (rank 0). ``model`` and ``data``
     (your own ``nn.Module``/factory and arrays, as for :func:`dcnn.run_experiment`) replace
-    the config's."""
+    the config's.
+
+    ``tune``: each method first runs its step grid (:meth:`dcnn.methods.MethodSpec.step_grid`,
+    or the grid given with it, ``"gt:alpha0=0.1|0.25|0.5"``, which is tuned even without
+    ``tune``) for ``tune_rounds`` rounds (default ``run.iterations``) on the first seed and
+    keeps the point with the lowest final training objective (:mod:`dcnn.tuning`). ``seeds``:
+    every method then runs on the seeds ``run.seed, run.seed + 1, ...`` (data split,
+    partition, initial point and graph); the rows hold means with their spread
+    (:mod:`dcnn.verdict`)."""
     if not 0 < gap < 1:
         raise ConfigError(f"--gap must lie in (0, 1) (the fraction of the initial objective "
                           f"gap left at the target, e.g. 0.01), got {gap}")
+    if not isinstance(tune, bool):
+        raise ConfigError(f"tune must be True or False, got {tune!r}")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ConfigError(f"--seeds must be a positive integer (how many seeds each method "
+                          f"runs on, e.g. 3), got {seeds!r}")
+    if tune_rounds is not None and (not isinstance(tune_rounds, int)
+                                    or isinstance(tune_rounds, bool) or tune_rounds < 1):
+        raise ConfigError(f"--tune-rounds must be a positive integer (rounds per grid point, "
+                          f"e.g. 100), got {tune_rounds!r}")
+    if cfg.run.seed + seeds > 2**32:
+        raise ConfigError(f"run.seed = {cfg.run.seed} with --seeds {seeds} passes 2**32; "
+                          "lower run.seed")
     explicit = methods is not None
     if isinstance(methods, str):             # "next-pl,gt" as on the command line
         methods = [m.strip() for m in methods.split(",") if m.strip()]
@@ -292,15 +490,17 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
     methods = list(methods)
     if not methods:
         raise ConfigError("no method given; e.g. --methods next-pl,gt,dgd")
-    if len(set(methods)) != len(methods):
+    grids = dict(split_grid(m) for m in methods)             # "gt:alpha0=0.1|0.5" -> "gt"
+    names = [split_grid(m)[0] for m in methods]
+    if len(set(names)) != len(names):
         raise ConfigError(f"--methods lists a method twice: {','.join(methods)}")
-    skipped = {m: why for m in methods if (why := _fits(m, cfg))}
+    skipped = {m: why for m in names if (why := _fits(m, cfg))}
     if skipped and explicit:
         m, why = next(iter(skipped.items()))
         raise ConfigError(f"method {m!r} {why} and topology is {cfg.topology.graph!r} "
                           f"({cfg.topology.dynamic}); drop it from --methods or change "
                           "the topology")
-    methods = [m for m in methods if m not in skipped]
+    names = [m for m in names if m not in skipped]
     network = network or make_network(cfg.run.agents, backend=cfg.run.backend,
                                       timeout=cfg.run.comm_timeout)
     log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
@@ -314,10 +514,15 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             name = f"{stamp}-compare-{Path(str(cfg.data.name)).stem}"
             out = network.broadcast(str(Path("runs") / name))
         out_dir = Path(out)
-    reference = None      # solved with the first method, then shared
-    configs = {m: _config_for(cfg, m) for m in methods}     # every spec checked up front
-    for c in configs.values():
+    configs = {m: _config_for(cfg, m) for m in names}        # every spec checked up front
+    for m, c in configs.items():
         c.algorithm.options()                                 # and every method's options
+        if grids[m] is not None:                              # and every point of its grid
+            for v in grids[m].values:
+                _with(c, {grids[m].key: v}).algorithm.options()
+        elif tune:
+            default = get_method(c.algorithm.name).step_grid()
+            grids[m] = None if default is None else Grid(*default, relative=True)
     if cfg.run.checkpoint_every:
         engines = [m for m, c in configs.items()
                    if not get_method(c.algorithm.name).supports.resumable]
@@ -326,63 +531,126 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                               "output folder and methods that can be checkpointed"
                               + (f" ({engines[0]!r} cannot)" if engines else
                                  " (give --out DIR)") + "; set run.checkpoint_every = 0")
-    histories, summaries = {}, {}
-    for k, m in enumerate(methods, 1):
-        t0 = time.perf_counter()
+    seed_list = [cfg.run.seed + s for s in range(seeds)]
+    references: dict[int, dict | None] = {s: None for s in seed_list}   # solved once a seed
+    histories = {s: {} for s in seed_list}
+    summaries = {s: {} for s in seed_list}
+    tuning, settings = {}, {}
+    kw = dict(network=network, model=model, data=data)
+    for k, m in enumerate(names, 1):
         c = configs[m]
         c.run.progress = cfg.run.progress and verbose
         c.run.reference = cfg.run.reference
-        try:
-            res = run_experiment(c, out=None if out_dir is None else out_dir / m,
-                                 network=network, verbose=False, reference=reference,
-                                 model=model, data=data)
-        except DivergenceError as exc:
-            histories[m], summaries[m] = None, None
-            log(f"compare: [{k}/{len(methods)}] {m}: diverged ({exc})")
-            continue
-        except ConfigError as exc:
-            # a method that does not fit this launch or this model (more ranks than pipeline
-            # stages, a model that is not the MLP it splits, ...), found when it starts: the
-            # same check and message on every rank, before any traffic, so the others still
-            # run and nothing done is lost (LaunchError is a ConfigError)
-            skipped[m] = str(exc)
-            log(f"compare: [{k}/{len(methods)}] {m}: skipped ({exc})")
-            continue
-        histories[m], summaries[m] = res.history, res.summary
-        reference = res.summary["centralized"]
-        log(f"compare: [{k}/{len(methods)}] {m}: objective {res.history.last['objective']:.4g}"
-            f", test {res.history.last['test_metric']:.4g} ({time.perf_counter() - t0:.1f} s)")
-    ran = [m for m in methods if m in histories]
-    done = [s for s in summaries.values() if s is not None]
+        setting = {}
+        if grids[m] is not None:
+            first = seed_list[0]
+
+            def tune_run(ct, first=first):
+                status, res = _attempt(_with(ct, {}, seed=first), None,
+                                       reference=references[first], **kw)
+                if status == "ok":
+                    references[first] = res.summary["centralized"]
+                return status, res
+            tuning[m] = _tune(m, c, grids[m], rounds=tune_rounds or cfg.run.iterations,
+                              run=tune_run, log=log, gap=gap,
+                              auto=lambda ct, key: _auto_value(ct, key, **kw))
+            if all(p["status"] == "skipped" for p in tuning[m]["points"]) \
+                    and tuning[m]["points"]:
+                skipped[m] = tuning[m]["points"][0]["error"]
+                log(f"compare: [{k}/{len(names)}] {m}: skipped ({skipped[m]})")
+                continue
+            if tuning[m]["setting"] is None:
+                log(f"compare: [{k}/{len(names)}] {m}: every point of its grid diverged")
+                for s in seed_list:
+                    histories[s][m] = summaries[s][m] = None
+                settings[m] = ""
+                continue
+            setting = tuning[m]["setting"]
+        settings[m] = ", ".join(_fmt_setting(*kv) for kv in setting.items())
+        for s in seed_list:
+            t0 = time.perf_counter()
+            folder = None if out_dir is None else out_dir / m if seeds == 1 else \
+                out_dir / m / f"seed-{s}"
+            status, res = _attempt(_with(c, setting, seed=s), folder,
+                                   reference=references[s], **kw)
+            where = f"{m}" + (f" seed {s}" if seeds > 1 else "")
+            if status == "skipped":
+                skipped[m] = res
+                log(f"compare: [{k}/{len(names)}] {where}: skipped ({res})")
+                break
+            if status == "diverged":
+                histories[s][m] = summaries[s][m] = None
+                log(f"compare: [{k}/{len(names)}] {where}: diverged ({res})")
+                continue
+            histories[s][m], summaries[s][m] = res.history, res.summary
+            references[s] = res.summary["centralized"]
+            log(f"compare: [{k}/{len(names)}] {where}: objective "
+                f"{res.history.last['objective']:.4g}, test "
+                f"{res.history.last['test_metric']:.4g} ({time.perf_counter() - t0:.1f} s)")
+    ran = [m for m in names if m not in skipped]
+    done = [x for s in seed_list for x in summaries[s].values() if x is not None]
     if not ran:
         raise LaunchError(f"no method fits this launch: {'; '.join(skipped.values())}")
     if not done:
-        raise DivergenceError(f"every method diverged ({', '.join(methods)}); lower "
+        raise DivergenceError(f"every method diverged ({', '.join(ran)}); lower "
                               "algorithm.alpha0")
     task = done[0]["task"]
-    rows, targets = compare_rows(histories, reference=reference, task=task, gap=gap)
+    per_seed, targets_by_seed = [], {}
+    for s in seed_list:
+        rows_s, targets_by_seed[s] = compare_rows({m: histories[s][m] for m in ran},
+                                                  reference=references[s], task=task, gap=gap)
+        per_seed.append(rows_s)
+    rows = aggregate(per_seed, figures=FIGURES)
+    for row in rows:
+        row["setting"] = settings.get(row["method"], "")
+    # each seed is measured against its own targets; the tables show their mean
+    targets = _mean_targets(targets_by_seed)
+    contenders = [m for m in ran if not get_method(parse_method(m)["name"]).pooled]
+    result = verdict(rows, targets=targets, contenders=contenders)
     metric = metric_name(task)
+    reference = references[seed_list[0]]
     if out_dir is not None and network.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
+        keys = ROW_KEYS if seeds == 1 else ROW_KEYS + SPREAD_KEYS
         with (out_dir / "compare.csv").open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=ROW_KEYS)
+            writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         (out_dir / "compare.json").write_text(json.dumps(_clean(
             {"rows": rows, "targets": targets, "centralized": reference,
              "metric_name": metric, "methods": ran, "skipped": skipped,
+             "seeds": seed_list, "targets_by_seed": {str(s): t for s, t in
+                                                     targets_by_seed.items()},
+             "rows_by_seed": {str(s): r for s, r in zip(seed_list, per_seed)},
+             "tuning": tuning, "verdict": result,
              "config": resolve(cfg), "algorithm_keys": cfg.algorithm.explicit}),
             indent=2) + "\n")
-        ok = {r["method"] for r in rows if r["status"] == "ok"}
+        ok = [m for m in ran if any(histories[s].get(m) is not None for s in seed_list)]
         title = (f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
-                 f"{cfg.run.agents} agents")
+                 f"{cfg.run.agents} agents" + (f", {seeds} seeds" if seeds > 1 else ""))
         (out_dir / "compare.md").write_text(markdown_compare(
-            rows, targets=targets, metric=metric, reference=reference, title=title))
-        plot_compare({m: h for m, h in histories.items() if m in ok},
-                     out_dir / "compare.png", metric=metric, reference=reference, title=title)
+            rows, targets=targets, metric=metric, reference=reference, title=title,
+            verdict=format_verdict(result, metric=metric, seeds=seeds)))
+        plot_compare({m: [histories[s][m] for s in seed_list if histories[s].get(m)]
+                      for m in ok}, out_dir / "compare.png", metric=metric,
+                     reference=reference, title=title)
         log(f"results in {out_dir}/ (compare.csv, compare.json, compare.md, compare.png, one "
             "folder per method)")
     if verbose and network.rank == 0:
         print(format_compare(rows, targets=targets, metric=metric), flush=True)
-    return CompareResult(rows=rows, histories=histories, summaries=summaries,
-                         reference=reference, targets=targets, task=task, out=out_dir)
+        print(format_verdict(result, metric=metric, seeds=seeds), flush=True)
+    first = seed_list[0]
+    return CompareResult(rows=rows, histories=histories[first], summaries=summaries[first],
+                         reference=reference, targets=targets, task=task, out=out_dir,
+                         verdict=result, tuning=tuning, per_seed=per_seed)
+
+
+def _mean_targets(targets_by_seed: dict) -> dict:
+    """The targets of several seeds as one (their mean: each seed is measured against its
+    own, the verdict line shows the mean)."""
+    first = next(iter(targets_by_seed.values()))
+    out = dict(first)
+    for key in ("test", "objective"):
+        vals = [t[key] for t in targets_by_seed.values()]
+        out[key] = None if any(v is None for v in vals) else sum(vals) / len(vals)
+    return out

@@ -142,6 +142,12 @@ def test_default_methods_skip_what_the_graph_does_not_allow():
     (["--methods", "gt", "--set", "topology.graph='directed_ring'"],
      ("method 'gt' needs an undirected graph",)),
     (["--methods", "gt", "--gap", "0"], ("--gap must lie in (0, 1)",)),
+    (["--methods", "gt", "--seeds", "0"], ("--seeds must be a positive integer",)),
+    (["--methods", "gt", "--tune", "--tune-rounds", "0"],
+     ("--tune-rounds must be a positive integer",)),
+    (["--methods", "next-pl,gt:alpha0=0.5|2"], ("algorithm.alpha0 must be in (0, 1], got 2",)),
+    (["--methods", "gt:alpha0=0.5|1:lr=1|2"], ("grids over several keys",)),
+    (["--methods", "gt:alpha0=0.5|0.5"], ("lists a value twice",)),
 ])
 def test_bad_input_fails_with_one_line_before_running(args, fragments, tmp_path):
     out = tmp_path / "never"
@@ -206,3 +212,95 @@ def test_a_method_that_does_not_fit_the_ranks_is_skipped_under_mpiexec_2(tmp_pat
     assert list(_rows(out / "compare.csv")) == ["gt", "dgd"]
     skipped = json.loads((out / "compare.json").read_text())["skipped"]
     assert "3 models do not fit 2 ranks" in skipped["codistillation:models=3"]
+
+
+TUNED = "next-fl,gt:lr=0.05|0.2|0.8,centralized"
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tuned") / "cmp"
+    res, _ = dcnn("compare", "--methods", TUNED, "--tune", "--tune-rounds", "15", "--seeds",
+                  "2", "--set", "run.iterations=30", "--set", "run.eval_every=5", "--set",
+                  "run.agents=4", "--set", "run.progress=false", "--out", str(out),
+                  timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, res.stdout
+
+
+def test_tuning_keeps_the_grid_point_with_the_lowest_training_objective(tuned):
+    out, _ = tuned
+    meta = json.loads((out / "compare.json").read_text())
+    tuning = meta["tuning"]
+    assert set(tuning) == {"next-fl", "gt", "centralized"}
+    # centralized L-BFGS resolves no step: not tuned, run as it is
+    assert tuning["centralized"]["setting"] == {} and "not tuned" in tuning["centralized"]["note"]
+    gt = tuning["gt"]
+    assert [p["value"] for p in gt["points"]] == [0.05, 0.2, 0.8]   # the grid as given
+    for name in ("next-fl", "gt"):
+        t = tuning[name]
+        ok = [p for p in t["points"] if p["status"] == "ok"]
+        best = min(ok, key=lambda p: p["final_objective"])
+        assert t["chosen"] == best["value"]
+        assert all(p["final_objective"] >= best["final_objective"] for p in ok)
+    # NEXT's default grid: factors of its automatic tau, the factor 1 is the default run
+    fl = tuning["next-fl"]
+    factors = [p["factor"] for p in fl["points"]]
+    assert factors[:5] == [0.25, 0.5, 1.0, 2.0, 4.0]
+    auto = fl["points"][2]["value"]
+    for p in fl["points"]:
+        assert p["value"] == pytest.approx(p["factor"] * auto)
+    # extended past an end only while that end was the best
+    if len(factors) > 5:
+        assert factors[5] in (0.125, 8.0)
+    # the chosen setting is what every seed ran
+    rows = _rows(out / "compare.csv")
+    for name, key in (("gt", "lr"), ("next-fl", "tau")):
+        chosen = tuning[name]["setting"]
+        for seed in (0, 1):
+            cfg = json.loads((out / name / f"seed-{seed}" / "config.json").read_text())
+            assert cfg["algorithm"].get(key, "auto") == chosen.get(key, "auto")
+        assert rows[name]["setting"] == ("" if not chosen else f"{key}={chosen[key]:.4g}")
+
+
+def test_seeded_rows_are_the_means_of_the_seeds_with_their_spread(tuned):
+    out, _ = tuned
+    meta = json.loads((out / "compare.json").read_text())
+    assert meta["seeds"] == [0, 1]
+    rows = _rows(out / "compare.csv")
+    by_seed = meta["rows_by_seed"]
+    starts = set()
+    for m, row in rows.items():
+        assert row["seeds"] == "2"
+        vals = [r["final_objective"] for s in ("0", "1") for r in by_seed[s] if r["method"] == m]
+        assert float(row["final_objective"]) == pytest.approx(sum(vals) / 2, rel=1e-12)
+        assert float(row["final_objective_min"]) == min(vals)
+        assert float(row["final_objective_max"]) == max(vals)
+        for seed in (0, 1):
+            with open(out / m / f"seed-{seed}" / "history.csv") as fh:
+                first = next(csv.DictReader(fh))
+            starts.add((seed, first["objective"]))
+    # every method starts from its seed's w[0]; the two seeds differ
+    assert len({o for _, o in starts}) == 2 and len(starts) == 2
+
+
+def test_the_verdict_names_the_best_of_the_table(tuned):
+    out, stdout = tuned
+    meta = json.loads((out / "compare.json").read_text())
+    rows = {r["method"]: r for r in meta["rows"]}
+    assert "verdict (" in stdout and "verdict (" in (out / "compare.md").read_text()
+    for target, entry in meta["verdict"].items():
+        if entry is None:
+            continue
+        assert "centralized" not in entry["reached"] + entry["not_reached"]
+        for measure, by in entry["by"].items():
+            if by is None:
+                continue
+            figures = {m: rows[m][f"{target}_{measure}"] for m in entry["reached"]}
+            low = min(figures.values())
+            assert by["value"] == low and sorted(by["best"]) == sorted(
+                m for m, v in figures.items() if v == low)
+            for m, ratio in by["ratios"].items():
+                assert ratio == pytest.approx(figures[m] / low)
+        for m in entry["not_reached"]:
+            assert rows[m]["status"] != "ok" or rows[m][f"{target}_rounds"] is None

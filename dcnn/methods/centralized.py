@@ -32,4 +32,4 @@ register(MethodSpec(
     variants={f"centralized-{o}": {"optimizer": o} for o in ("lbfgs", "gd", "adam")},
     label=lambda o: f"centralized-{optimizer_of(o, 'lbfgs')}",
     compare_default={"undirected": ("centralized-lbfgs",),
-                     "directed": ("centralized-lbfgs",)}))
+                     "directed": ("centralized-lbfgs",)}, pooled=True))

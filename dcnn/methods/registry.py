@@ -10,7 +10,10 @@ validation and the README's method table read this registry and never name a met
 - ``build(exp, options) -> Built``: the method made ready to run on a prepared experiment
   (:class:`dcnn.prepare.Prepared`), with the values it resolved (``tau``, ``lr``, ...);
 - ``variants``: the extra names ``dcnn compare`` accepts (``next-fl`` = ``next`` with
-  ``surrogate = "fl"``), and ``label(options)`` the name a run reports (``next-pl``).
+  ``surrogate = "fl"``), and ``label(options)`` the name a run reports (``next-pl``);
+- ``tune``: the step grid of ``dcnn compare --tune`` (:meth:`MethodSpec.step_grid`), and
+  ``pooled``: the method trains on the pooled data (the reference, not a contender in a
+  comparison's verdict).
 
 >>> from dcnn.methods import get_method
 >>> spec = get_method("gt")
@@ -29,7 +32,7 @@ from .options import fields_of
 
 __all__ = ["Supports", "MethodSpec", "Built", "REGISTRY", "register", "unregister",
            "get_method", "method_names", "load_plugin", "default_method", "variants",
-           "parse_variant", "option_fields", "default_methods"]
+           "parse_variant", "option_fields", "default_methods", "TUNE_FACTORS"]
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,25 @@ class MethodSpec:
     batch_size: int = 0            # what batch_size = 0 means (0: the whole shard)
     # the variants ``dcnn compare`` runs by default, per graph kind ("undirected"/"directed")
     compare_default: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # (key, factors of the number it resolves from "auto"); None: tau if the method has it,
+    # else lr, else no grid
+    tune: tuple[str, tuple[float, ...]] | None = None
+    pooled: bool = False
+
+    def step_grid(self) -> tuple[str, tuple[float, ...]] | None:
+        """The default grid of ``dcnn compare --tune``: a key and factors of its automatic
+        value (NEXT and SONATA: ``tau``; the gradient methods and trainers: ``lr``)."""
+        if self.tune is not None:
+            return self.tune
+        keys = fields_of(self.options)
+        return next(((k, TUNE_FACTORS) for k in ("tau", "lr") if k in keys), None)
 
     def label_of(self, options) -> str:
         return self.name if self.label is None else self.label(options)
 
 
+# the default step grid: factors of the automatic value, two octaves each way
+TUNE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 REGISTRY: dict[str, MethodSpec] = {}
 _DEFAULT: list[str] = []     # the method of an empty config (set by register(default=True))
 
