@@ -1,11 +1,12 @@
-"""The ``dcnn`` command: ``run``, ``compare``, ``info`` and ``bench``.
+"""The ``dcnn`` command: ``run``, ``compare``, ``study``, ``info`` and ``bench``.
 
 ``dcnn run [CONFIG.toml] [--set section.key=value]... [--out DIR]`` runs one experiment;
 ``dcnn run --resume DIR [--set run.iterations=N]`` continues one from ``DIR/checkpoint``
 (written with ``--set run.checkpoint_every=K``) with the config in ``DIR/config.json``;
 ``dcnn compare [CONFIG.toml] --methods next-pl,gt,... [--set ...] [--out DIR] [--tune]
 [--seeds K]`` runs several methods on identical shards, graphs and seeds (each method's step
-tuned on a grid first with ``--tune``) and writes one comparison with its verdict; under
+tuned on a grid first with ``--tune``) and writes one comparison with its verdict; ``dcnn study NAME`` runs the comparisons a study file
+names (:mod:`dcnn.study`); under
 ``mpiexec -n R dcnn run ...`` the agents are spread over the R ranks. Bad input ends with one
 line ``dcnn: error: ...`` and exit status 2; under MPI the whole job ends (no rank is left
 waiting in a collective).
@@ -63,7 +64,46 @@ def _cmd_compare(args) -> int:
                                                  if m.strip()]
     run_compare(cfg, methods=methods, out=args.out or "auto", gap=args.gap,
                 verbose=not args.quiet, tune=args.tune, tune_rounds=args.tune_rounds,
-                seeds=args.seeds)
+                seeds=args.seeds, links=args.link, tune_factors=args.tune_factors)
+    return 0
+
+
+def _factors(text: str) -> tuple[float, ...]:
+    """``--tune-factors 0.5,1,2``: positive numbers, comma-separated."""
+    try:
+        factors = tuple(float(a) for a in text.split(","))
+    except ValueError:
+        factors = ()
+    if not factors or min(factors) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of positive factors; e.g. "
+                                         "0.5,1,2")
+    return factors
+
+
+def _cmd_study(args) -> int:
+    from .study import into_readme, load_study, run_study
+    study = load_study(args.study)
+    if args.into is not None:       # checked before hours of runs, not after
+        from pathlib import Path
+        text = Path(args.into).read_text() if Path(args.into).is_file() else ""
+        if text.count(f"<!-- study {study.name} -->") != 1:
+            from .errors import ConfigError
+            raise ConfigError(f"--into {args.into} has no '<!-- study {study.name} -->' "
+                              f"line (and '<!-- /study {study.name} -->' after it) where the "
+                              "tables go; add them or drop --into")
+    out = args.out or f"runs/studies/{study.name}"
+    only = None if args.cases is None else [c.strip() for c in args.cases.split(",") if c]
+    run_study(study, out=out, seeds=args.seeds, rounds=args.rounds,
+              tune_rounds=args.tune_rounds, tune_factors=args.tune_factors, only=only,
+              overrides=args.set, verbose=not args.quiet)
+    rank, _, _ = _world()
+    if rank == 0:
+        from pathlib import Path
+        if args.into is not None:
+            into_readme((Path(out) / "study.md").read_text(), args.into, study.name)
+        print(f"dcnn: study {study.name}: results in {out}/ (study.md, study.csv, study.json, "
+              "one compare folder per case)" + (f"; tables written into {args.into}"
+                                                if args.into else ""), flush=True)
     return 0
 
 
@@ -154,12 +194,39 @@ def _parser() -> argparse.ArgumentParser:
                      "tuned even without --tune")
     cmp.add_argument("--tune-rounds", type=int, metavar="N",
                      help="rounds per grid point (default run.iterations)")
+    cmp.add_argument("--tune-factors", type=_factors, metavar="F[,F...]",
+                     help="the factors of the default grids (default 0.25,0.5,1,2,4)")
     cmp.add_argument("--seeds", type=int, default=1, metavar="K",
                      help="run every method on K seeds (run.seed, run.seed + 1, ...: data "
                      "split, partition, initial point, graph) and report means and spread")
+    cmp.add_argument("--link", action="append", default=[], metavar="PRESET|latency=..,"
+                     "bandwidth=..", help="also model each method's time to the targets on "
+                     "this link (datacenter, lan, wan, edge, or e.g. latency=1ms,bandwidth="
+                     "1Gbit; repeatable): compute + latency x exchanges + the busiest agent's "
+                     "bytes / bandwidth")
     cmp.add_argument("--quiet", action="store_true", help="no progress, log or table")
     _plugin_option(cmp)
     cmp.set_defaults(func=_cmd_compare)
+    study = sub.add_parser("study", help="run a study: several comparisons named in a TOML "
+                           "file (experiments/studies/NAME.toml)")
+    study.add_argument("study", help="a study TOML, or the name of one in experiments/studies")
+    study.add_argument("--out", help="output folder (default: runs/studies/NAME)")
+    study.add_argument("--seeds", type=int, metavar="K", help="replace the study's seeds")
+    study.add_argument("--rounds", type=int, metavar="N",
+                       help="replace every case's run.iterations (a shortened run)")
+    study.add_argument("--tune-rounds", type=int, metavar="N",
+                       help="replace the study's rounds per grid point")
+    study.add_argument("--tune-factors", type=_factors, metavar="F[,F...]",
+                       help="replace the factors of the default step grids (e.g. 0.5,1,2)")
+    study.add_argument("--cases", help="run only these cases (comma-separated names)")
+    study.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key in every case, after the study's own "
+                       "(repeatable)")
+    study.add_argument("--into", metavar="FILE.md", help="write study.md into FILE.md between "
+                       "its '<!-- study NAME -->' and '<!-- /study NAME -->' lines")
+    study.add_argument("--quiet", action="store_true", help="no progress, log or table")
+    _plugin_option(study)
+    study.set_defaults(func=_cmd_study)
     info = sub.add_parser("info", help="versions, MPI library, ranks, threads")
     info.set_defaults(func=_cmd_info)
     bench = sub.add_parser("bench", help="performance benchmarks (see README)")

@@ -58,7 +58,8 @@ from .report import _clean, plottable
 from .runner import run_experiment
 from .topology import DIRECTED_GRAPHS
 from .tuning import EXTEND, Grid, choose, split_grid
-from .verdict import aggregate, format_verdict, verdict
+from .link import Link, modelled_time, parse_link
+from .verdict import MEASURES, aggregate, format_verdict, verdict
 
 __all__ = ["CompareResult", "run_compare", "compare_rows", "format_compare", "plot_compare",
            "parse_method", "DEFAULT_METHODS", "DEFAULT_METHODS_DIRECTED", "ROW_KEYS"]
@@ -66,9 +67,10 @@ __all__ = ["CompareResult", "run_compare", "compare_rows", "format_compare", "pl
 # the registry's defaults for the built-in methods (default_methods() reads it anew)
 DEFAULT_METHODS = default_methods(directed=False)
 DEFAULT_METHODS_DIRECTED = default_methods(directed=True)
+_REACH = ("rounds", "bytes_per_agent", "time_s", "compute_s", "exchanges", "busiest_bytes")
 FIGURES = ("final_objective", "objective_gap", "final_test_metric", "final_consensus_error",
-           "rounds", "bytes_per_agent", "time_s", "test_rounds", "test_bytes_per_agent",
-           "test_time_s", "objective_rounds", "objective_bytes_per_agent", "objective_time_s")
+           "rounds", "bytes_per_agent", "time_s",
+           *(f"{t}_{k}" for t in ("test", "objective") for k in _REACH))
 # one row per method: the figures (means over the seeds), the tuned setting, the seeds
 ROW_KEYS = ("method", "status", *FIGURES, "setting", "seeds")
 # with several seeds the CSV adds each figure's spread and how many seeds reached each target
@@ -88,6 +90,7 @@ class CompareResult:
     verdict: dict = dataclasses.field(default_factory=dict)
     tuning: dict = dataclasses.field(default_factory=dict)
     per_seed: list = dataclasses.field(default_factory=list)
+    crossovers: list = dataclasses.field(default_factory=list)
 
     def table(self) -> str:
         """The comparison as the text table ``dcnn compare`` prints."""
@@ -127,11 +130,16 @@ def _config_for(cfg: Config, spec: str) -> Config:
     return c
 
 
-def _first(history: History, hit) -> dict | None:
+def _first(history: History, hit, share: float) -> dict | None:
+    """Rounds, bytes, loop time and the modelled link's parts (:mod:`dcnn.link`: one agent's
+    compute ``share * time_s``, exchanges, the busiest agent's bytes) at the first
+    evaluation that ``hit`` accepts."""
     for rec in history.records:
         if hit(rec):
             return {"rounds": rec["iteration"], "bytes_per_agent": rec["bytes_per_agent"],
-                    "time_s": rec["time_s"]}
+                    "time_s": rec["time_s"], "compute_s": share * rec["time_s"],
+                    **{k: None if not math.isfinite(rec[k]) else rec[k]
+                       for k in ("exchanges", "busiest_bytes")}}
     return None
 
 
@@ -142,8 +150,9 @@ def _blew_up(history: History) -> bool:
 
 
 def compare_rows(histories: dict[str, History], *, reference: dict | None, task: str,
-                 gap: float) -> tuple[list[dict], dict]:
-    """One row per method (see :data:`ROW_KEYS`) and the two targets."""
+                 gap: float, shares: dict[str, float] | None = None) -> tuple[list[dict], dict]:
+    """One row per method (see :data:`ROW_KEYS`) and the two targets. ``shares``: the share
+    of the loop time one agent computes (:mod:`dcnn.link`; default 1)."""
     from .metrics import target_metric
     ref_obj = None if reference is None else reference.get("objective")
     ref_test = None if reference is None else reference.get("test_metric")
@@ -175,8 +184,8 @@ def compare_rows(histories: dict[str, History], *, reference: dict | None, task:
                  (lambda r: r["test_metric"] >= targets["test"])),
                 ("objective", None if targets["objective"] is None else
                  (lambda r: r["objective"] <= targets["objective"]))):
-            reached = None if hit is None else _first(h, hit)
-            for k in ("rounds", "bytes_per_agent", "time_s"):
+            reached = None if hit is None else _first(h, hit, (shares or {}).get(name, 1.0))
+            for k in _REACH:
                 row[f"{kind}_{k}"] = None if reached is None else reached[k]
         rows.append(row)
     return rows, targets
@@ -240,7 +249,7 @@ def _spread(r: dict, key: str, spec: str = ".4g") -> str:
 
 
 def markdown_compare(rows: list[dict], *, targets: dict, metric: str, reference: dict | None,
-                     title: str, verdict: str = "") -> str:
+                     title: str, verdict: str = "", links=(), crossings=()) -> str:
     """The comparison as a markdown table (``compare.md``): final objective and test metric,
     and rounds / MB per agent / loop seconds to each target (means, with the spread over the
     seeds in brackets), then the verdict."""
@@ -270,6 +279,22 @@ def markdown_compare(rows: list[dict], *, targets: dict, metric: str, reference:
         lines.append(f"| {r['method']}{status} | {_spread(r, 'final_objective')} | "
                      f"{_spread(r, 'final_test_metric')} | {reach(r, 'test')} | "
                      f"{reach(r, 'objective')} |{end}")
+    if links:
+        lines += ["", "Modelled seconds to the test / objective target (dcnn.link: "
+                  "compute + latency x exchanges + busiest agent's bytes / bandwidth):", "",
+                  "| method | " + " | ".join(x.describe() for x in links) + " |",
+                  "|---|" + "---|" * len(links)]
+        for r in rows:
+            if r["status"] == "diverged":
+                continue
+            lines.append(f"| {r['method']} | " + " | ".join(
+                f"{_fmt(r[f'test_time_{x.name}'], '.3g')} / "
+                f"{_fmt(r[f'objective_time_{x.name}'], '.3g')}" for x in links) + " |")
+    if crossings:
+        lines += ["", "Crossovers (the bandwidth above which the first is faster to the "
+                  f"{crossings[0]['target']} target):", ""]
+        lines += [f"- {c['link']} latency: {c['faster_above']} faster than {c['faster_below']}"
+                  f" above {c['bandwidth_bit_s'] / 1e6:.3g} Mbit/s" for c in crossings]
     return "\n".join(lines) + "\n" + (f"\n{verdict}\n" if verdict else "")
 
 
@@ -349,6 +374,86 @@ def plot_compare(histories: dict[str, History | list[History]], path: Path, *, m
     return path
 
 
+def _parts(row: dict, target: str) -> tuple | None:
+    """``(compute_s, exchanges, busiest_bytes)`` of ``row`` at ``target``, or ``None``."""
+    parts = tuple(row.get(f"{target}_{k}") for k in ("compute_s", "exchanges", "busiest_bytes"))
+    ok = row["status"] == "ok" and all(p is not None and math.isfinite(p) for p in parts)
+    return parts if ok else None
+
+
+def _link_target(rows: list[dict], contenders: list[str]) -> str | None:
+    """The target the link figures speak of: the test target if two contenders reached it,
+    else the objective target."""
+    for t in ("test", "objective"):
+        if sum(_parts(r, t) is not None for r in rows if r["method"] in contenders) >= 2:
+            return t
+    return None
+
+
+def crossovers(rows: list[dict], *, links, contenders: list[str]) -> list[dict]:
+    """For each link's latency and each pair of contenders: the bandwidth at which their
+    modelled times to the target cross (:mod:`dcnn.link`: ``T = a + B / beta`` with ``a =
+    c + alpha E``): above it the one with the smaller ``a`` is faster, below it the one with
+    fewer bytes. Pairs where one is faster at every bandwidth have none."""
+    target = _link_target(rows, contenders)
+    if target is None:
+        return []
+    parts = {r["method"]: _parts(r, target) for r in rows if r["method"] in contenders}
+    parts = {m: p for m, p in parts.items() if p is not None}
+    out = []
+    for link in links:
+        names = list(parts)
+        for i, m in enumerate(names):
+            for n in names[i + 1:]:
+                (cm, em, bm), (cn, en, bn) = parts[m], parts[n]
+                am, an = cm + link.latency * em, cn + link.latency * en
+                if bm == bn or (am - an) * (bm - bn) >= 0:
+                    continue                     # one of them is never slower
+                x = (an - am) / (bm - bn)        # 1 / beta where they cross
+                fast, lean = (m, n) if am < an else (n, m)
+                out.append({"target": target, "link": link.name, "latency_s": link.latency,
+                            "bandwidth_bit_s": 8.0 / x, "faster_above": fast,
+                            "faster_below": lean})
+    return out
+
+
+def plot_links(rows: list[dict], path: Path, *, links, contenders: list[str],
+               title: str = "") -> Path | None:
+    """Modelled time to the target against bandwidth, one panel per link's latency, a line
+    per contender (where lines cross, the faster method changes); the link's own bandwidth
+    dashed."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    target = _link_target(rows, contenders)
+    fig, axes = plt.subplots(1, len(links), figsize=(4.5 * len(links), 4), squeeze=False)
+    bits = np.logspace(5, 11, 200)
+    for ax, link in zip(axes[0], links):
+        for k, r in enumerate(rows):
+            p = None if target is None or r["method"] not in contenders else _parts(r, target)
+            if p is not None:
+                c, e, b = p
+                ax.plot(bits, c + link.latency * e + b / (bits / 8), label=r["method"],
+                        color=f"C{k}")
+        ax.axvline(8 * link.bandwidth, color="k", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bandwidth (bit/s)")
+        ax.set_ylabel(f"modelled s to the {target or 'no'} target")
+        ax.set_title(f"{link.name}: latency {link.describe().split('(')[1].split(',')[0]}")
+        ax.grid(alpha=0.3, which="both")
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _attempt(c: Config, folder, *, network, reference, model, data):
     """``("ok", result)``, ``("diverged", message)`` or ``("skipped", message)``: a method
     that does not fit this launch or model (more ranks than pipeline stages, a model that is
@@ -388,8 +493,10 @@ def _fmt_setting(key: str, value) -> str:
 
 def _tune(m: str, c: Config, grid: Grid, *, rounds: int, run, log, gap: float,
           auto) -> dict:
-    """Every point of ``grid`` for method ``m`` (``rounds`` each, no output folder) and the
-    chosen one (:func:`dcnn.tuning.choose`): ``{"key", "grid", "rounds", "points",
+    """Every point of ``grid`` for method ``m`` (``rounds`` each, on every seed, no output
+    folder: ``run`` returns one ``(status, result)`` per seed) and the chosen one
+    (:func:`dcnn.tuning.choose` on the mean over the seeds; a point that diverged on any seed
+    is out): ``{"key", "grid", "rounds", "points",
     "chosen", "setting", "at_edge"}``; ``setting`` is the algorithm keys of the chosen point
     (``{}``: the method's default). A relative grid whose best point is at one of its ends
     is extended past it by factors of 2 (at most :data:`dcnn.tuning.EXTEND` times) while that
@@ -408,17 +515,25 @@ def _tune(m: str, c: Config, grid: Grid, *, rounds: int, run, log, gap: float,
         # a relative grid's factor 1 is the method's default itself (its "auto", as it runs)
         setting = {} if grid.relative and v == 1 else {grid.key: v * base if grid.relative
                                                        else v}
-        status, res = run(_with(c, setting))
-        point = {"value": setting.get(grid.key, base), "factor": v if grid.relative else None,
-                 "status": status}
-        if status == "ok":
-            row = compare_rows({m: res.history}, reference=res.summary["centralized"],
-                               task=res.summary["task"], gap=gap)[0][0]
-            point.update(status=row["status"], final_objective=row["final_objective"],
-                         objective_rounds=row["objective_rounds"],
-                         final_test_metric=row["final_test_metric"])
-        else:
-            point.update(final_objective=None, objective_rounds=None, error=res)
+        runs = run(_with(c, setting))                     # one (status, result) a seed
+        point = {"value": setting.get(grid.key, base), "factor": v if grid.relative else None}
+        bad = [(st, res) for st, res in runs if st != "ok"]
+        if not bad:
+            rows = [compare_rows({m: res.history}, reference=res.summary["centralized"],
+                                 task=res.summary["task"], gap=gap)[0][0] for _, res in runs]
+            bad = [("diverged", "blew up") for r in rows if r["status"] != "ok"]
+        if bad:     # diverged (or refused) on one seed: out of the choice
+            point.update(status=bad[0][0], final_objective=None, objective_rounds=None,
+                         error=bad[0][1])
+        else:       # the mean over the seeds; rounds only when every seed reached the target
+            reached = [r["objective_rounds"] for r in rows]
+            point.update(status="ok",
+                         final_objective=sum(r["final_objective"] for r in rows) / len(rows),
+                         objective_rounds=None if None in reached else
+                         sum(reached) / len(reached),
+                         final_objectives=[r["final_objective"] for r in rows],
+                         final_test_metric=sum(r["final_test_metric"] for r in rows)
+                         / len(rows))
         log(f"compare: tune {m}: {_fmt_setting(grid.key, point['value'])}: "
             + (f"objective {point['final_objective']:.4g}" if point["status"] == "ok"
                else point["status"]))
@@ -453,7 +568,8 @@ def _tune(m: str, c: Config, grid: Grid, *, rounds: int, run, log, gap: float,
 def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                 network: Network | None = None, gap: float = 0.01,
                 verbose: bool = True, model=None, data=None, tune: bool = False,
-                tune_rounds: int | None = None, seeds: int = 1) -> CompareResult:
+                tune_rounds: int | None = None, seeds: int = 1,
+                links=(), tune_factors: tuple[float, ...] | None = None) -> CompareResult:
     """Run every method of ``methods`` (default: the registry's
     :func:`~dcnn.methods.default_methods` for the graph's kind, less those the topology does
     not allow) on ``cfg``; write the comparison into ``out`` (rank 0). ``model`` and ``data``
@@ -462,11 +578,15 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
 
     ``tune``: each method first runs its step grid (:meth:`dcnn.methods.MethodSpec.step_grid`,
     or the grid given with it, ``"gt:alpha0=0.1|0.25|0.5"``, which is tuned even without
-    ``tune``) for ``tune_rounds`` rounds (default ``run.iterations``) on the first seed and
-    keeps the point with the lowest final training objective (:mod:`dcnn.tuning`). ``seeds``:
+    ``tune``) for ``tune_rounds`` rounds (default ``run.iterations``) on every seed and keeps
+    the point with the lowest mean final training objective among those that diverged on no
+    seed (:mod:`dcnn.tuning`). ``seeds``:
     every method then runs on the seeds ``run.seed, run.seed + 1, ...`` (data split,
     partition, initial point and graph); the rows hold means with their spread
-    (:mod:`dcnn.verdict`)."""
+    (:mod:`dcnn.verdict`). ``links`` (presets or ``"latency=1ms,bandwidth=1Gbit"``, or
+    :class:`dcnn.link.Link`): each method's time to each target on that modelled link
+    (:mod:`dcnn.link`), in the table and the verdict. ``tune_factors`` replace the factors of
+    the methods' default grids (e.g. ``(0.5, 1, 2)`` for a short check)."""
     if not 0 < gap < 1:
         raise ConfigError(f"--gap must lie in (0, 1) (the fraction of the initial objective "
                           f"gap left at the target, e.g. 0.01), got {gap}")
@@ -482,6 +602,15 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
     if cfg.run.seed + seeds > 2**32:
         raise ConfigError(f"run.seed = {cfg.run.seed} with --seeds {seeds} passes 2**32; "
                           "lower run.seed")
+    if isinstance(links, (str, Link)):
+        links = [links]
+    if not isinstance(links, (list, tuple)) or not all(isinstance(x, (str, Link))
+                                                         for x in links):
+        raise ConfigError(f"links must be link names or dcnn.link.Link objects (e.g. "
+                          f"['lan', 'latency=1ms,bandwidth=1Gbit']), got {links!r}")
+    links = [x if isinstance(x, Link) else parse_link(x) for x in links]
+    if len({x.name for x in links}) != len(links):
+        raise ConfigError(f"--link names a link twice: {', '.join(x.name for x in links)}")
     explicit = methods is not None
     if isinstance(methods, str):             # "next-pl,gt" as on the command line
         methods = [m.strip() for m in methods.split(",") if m.strip()]
@@ -522,7 +651,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                 _with(c, {grids[m].key: v}).algorithm.options()
         elif tune:
             default = get_method(c.algorithm.name).step_grid()
-            grids[m] = None if default is None else Grid(*default, relative=True)
+            grids[m] = None if default is None else Grid(
+                default[0], tuple(tune_factors or default[1]), relative=True)
     if cfg.run.checkpoint_every:
         engines = [m for m, c in configs.items()
                    if not get_method(c.algorithm.name).supports.resumable]
@@ -543,14 +673,16 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
         c.run.reference = cfg.run.reference
         setting = {}
         if grids[m] is not None:
-            first = seed_list[0]
-
-            def tune_run(ct, first=first):
-                status, res = _attempt(_with(ct, {}, seed=first), None,
-                                       reference=references[first], **kw)
-                if status == "ok":
-                    references[first] = res.summary["centralized"]
-                return status, res
+            def tune_run(ct):
+                runs = []
+                for s in seed_list:
+                    status, res = _attempt(_with(ct, {}, seed=s), None,
+                                           reference=references[s], **kw)
+                    runs.append((status, res))
+                    if status != "ok":       # out of the choice already
+                        break
+                    references[s] = res.summary["centralized"]
+                return runs
             tuning[m] = _tune(m, c, grids[m], rounds=tune_rounds or cfg.run.iterations,
                               run=tune_run, log=log, gap=gap,
                               auto=lambda ct, key: _auto_value(ct, key, **kw))
@@ -596,22 +728,36 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                               "algorithm.alpha0")
     task = done[0]["task"]
     per_seed, targets_by_seed = [], {}
+    pooled = {m: get_method(parse_method(m)["name"]).pooled for m in ran}
+    # one agent's share of a process's loop time (dcnn.link): pooled data is one machine's
+    shares = {m: 1.0 if pooled[m] else network.size / cfg.run.agents for m in ran}
     for s in seed_list:
         rows_s, targets_by_seed[s] = compare_rows({m: histories[s][m] for m in ran},
-                                                  reference=references[s], task=task, gap=gap)
+                                                  reference=references[s], task=task, gap=gap,
+                                                  shares=shares)
         per_seed.append(rows_s)
     rows = aggregate(per_seed, figures=FIGURES)
     for row in rows:
         row["setting"] = settings.get(row["method"], "")
+        for link in links:          # linear in the parts: the mean's time = the mean time
+            for t in ("test", "objective"):
+                row[f"{t}_time_{link.name}"] = modelled_time(
+                    *(row[f"{t}_{k}"] for k in ("compute_s", "exchanges", "busiest_bytes")),
+                    link)
+    measures = MEASURES + tuple((f"time_{x.name}", f"time on {x.describe()}", 1.0, " s")
+                                for x in links)
     # each seed is measured against its own targets; the tables show their mean
     targets = _mean_targets(targets_by_seed)
-    contenders = [m for m in ran if not get_method(parse_method(m)["name"]).pooled]
-    result = verdict(rows, targets=targets, contenders=contenders)
+    contenders = [m for m in ran if not pooled[m]]
+    result = verdict(rows, targets=targets, contenders=contenders, measures=measures)
+    crossings = crossovers(rows, links=links, contenders=contenders)
     metric = metric_name(task)
     reference = references[seed_list[0]]
     if out_dir is not None and network.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        keys = ROW_KEYS if seeds == 1 else ROW_KEYS + SPREAD_KEYS
+        keys = (ROW_KEYS + tuple(f"{t}_time_{x.name}" for x in links
+                                 for t in ("test", "objective"))
+                + (SPREAD_KEYS if seeds > 1 else ()))
         with (out_dir / "compare.csv").open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
@@ -623,6 +769,7 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                                                      targets_by_seed.items()},
              "rows_by_seed": {str(s): r for s, r in zip(seed_list, per_seed)},
              "tuning": tuning, "verdict": result,
+             "links": [dataclasses.asdict(x) for x in links], "crossovers": crossings,
              "config": resolve(cfg), "algorithm_keys": cfg.algorithm.explicit}),
             indent=2) + "\n")
         ok = [m for m in ran if any(histories[s].get(m) is not None for s in seed_list)]
@@ -630,19 +777,24 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
                  f"{cfg.run.agents} agents" + (f", {seeds} seeds" if seeds > 1 else ""))
         (out_dir / "compare.md").write_text(markdown_compare(
             rows, targets=targets, metric=metric, reference=reference, title=title,
-            verdict=format_verdict(result, metric=metric, seeds=seeds)))
+            verdict=format_verdict(result, metric=metric, seeds=seeds, measures=measures),
+            links=links, crossings=crossings))
         plot_compare({m: [histories[s][m] for s in seed_list if histories[s].get(m)]
                       for m in ok}, out_dir / "compare.png", metric=metric,
                      reference=reference, title=title)
-        log(f"results in {out_dir}/ (compare.csv, compare.json, compare.md, compare.png, one "
-            "folder per method)")
+        if links:
+            plot_links(rows, out_dir / "compare_link.png", links=links, contenders=contenders,
+                       title=title)
+        log(f"results in {out_dir}/ (compare.csv, compare.json, compare.md, compare.png"
+            + (", compare_link.png" if links else "") + ", one folder per method)")
     if verbose and network.rank == 0:
         print(format_compare(rows, targets=targets, metric=metric), flush=True)
-        print(format_verdict(result, metric=metric, seeds=seeds), flush=True)
+        print(format_verdict(result, metric=metric, seeds=seeds, measures=measures), flush=True)
     first = seed_list[0]
     return CompareResult(rows=rows, histories=histories[first], summaries=summaries[first],
                          reference=reference, targets=targets, task=task, out=out_dir,
-                         verdict=result, tuning=tuning, per_seed=per_seed)
+                         verdict=result, tuning=tuning, per_seed=per_seed,
+                         crossovers=crossings)
 
 
 def _mean_targets(targets_by_seed: dict) -> dict:

@@ -157,9 +157,13 @@ class Experiment:
                               model=self._model, data=self.data)
 
     def compare(self, methods=None, *, out: str | Path | None = None, network=None,
-                gap: float = 0.01, verbose: bool = False):
+                gap: float = 0.01, verbose: bool = False, tune: bool = False,
+                tune_rounds: int | None = None, seeds: int = 1, links=()):
         """Run several methods on the same shards, graph and initial point: a
-        :class:`dcnn.compare.CompareResult` (``.table()`` prints it)."""
+        :class:`dcnn.compare.CompareResult` (``.table()`` prints it, ``.verdict`` names the
+        best); ``tune``, ``seeds`` and ``links`` as ``dcnn compare --tune --seeds --link``
+        (:func:`dcnn.compare.run_compare`)."""
         from .compare import run_compare
         return run_compare(self.to_config(), methods=methods, out=out, network=network,
-                           gap=gap, verbose=verbose, model=self._model, data=self.data)
+                           gap=gap, verbose=verbose, model=self._model, data=self.data,
+                           tune=tune, tune_rounds=tune_rounds, seeds=seeds, links=links)

@@ -11,7 +11,10 @@ quantities refer to the network average ``w_bar = (1/N) sum_i w_i`` unless named
 - ``train_metric`` / ``test_metric`` at ``w_bar`` (accuracy in percent, or MSE), and the
   ``test_metric`` of each agent's own ``w_i`` as ``agent_test_min/mean/max``;
 - ``sparsity``: share of entries of ``w_bar`` with ``|w| <= 1e-8`` (meaningful with l1);
-- ``bytes_per_agent``: logical bytes sent per agent so far; ``step_size``: ``alpha[t]``.
+- ``bytes_per_agent``: logical bytes sent per agent so far; ``step_size``: ``alpha[t]``;
+- ``exchanges`` / ``busiest_bytes``: neighbour exchanges so far, and the bytes the busiest
+  agent sent or received in them (what a modelled link needs, :mod:`dcnn.link`; NaN for the
+  engines and schemes, whose collectives are not counted per call).
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ __all__ = ["COLUMNS", "History", "evaluate", "DivergenceError", "metric_name"]
 
 COLUMNS = ("iteration", "objective", "grad_norm", "consensus_error", "train_metric",
            "test_metric", "agent_test_min", "agent_test_mean", "agent_test_max", "sparsity",
-           "bytes_per_agent", "step_size", "time_s", "eval_time_s")
+           "bytes_per_agent", "step_size", "time_s", "eval_time_s", "exchanges",
+           "busiest_bytes")
 
 
 def metric_name(task: str) -> str:

@@ -12,7 +12,9 @@ points) while that improves the choice, so a choice at an end is reported (``at_
 when the extension ran out.
 
 The choice (:func:`choose`) looks at the training objective only, never at the test set: the
-lowest final objective among the points that did not diverge; a tie (within ``1e-9``
+lowest final objective (``dcnn compare`` runs every point on every seed and gives the mean;
+a point that diverged on any seed is out: choosing on one seed picked steps at the edge of
+stability that diverged on the next) among the points that did not diverge; a tie (within ``1e-9``
 relative) goes to the fewest rounds to the objective target, then to the earlier point.
 """
 from __future__ import annotations

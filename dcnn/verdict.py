@@ -27,7 +27,7 @@ MEASURES = (("rounds", "rounds", 1.0, ""), ("bytes_per_agent", "MB per agent", 1
 
 def _is_target_key(key: str) -> bool:
     """A figure measured *to* a target (``test_rounds``, ``objective_time_s``, ...)."""
-    return key in {f"{t}_{m}" for t in TARGETS for m, *_ in MEASURES}
+    return key.startswith(tuple(f"{t}_" for t in TARGETS)) and not key.endswith("_gap")
 
 
 def aggregate(per_seed: list[list[dict]], *, figures: tuple[str, ...]) -> list[dict]:
@@ -58,7 +58,8 @@ def aggregate(per_seed: list[list[dict]], *, figures: tuple[str, ...]) -> list[d
     return out
 
 
-def verdict(rows: list[dict], *, targets: dict, contenders: list[str]) -> dict:
+def verdict(rows: list[dict], *, targets: dict, contenders: list[str],
+            measures: tuple = MEASURES) -> dict:
     """``{target: None | {"target", "reached", "not_reached", "by": {measure: ...}}}``; each
     measure: ``best`` (a list: several on a tie), ``value``, ``runner_up``,
     ``ratio_to_runner_up`` and ``ratios`` (every other method that reached the target: its
@@ -71,8 +72,11 @@ def verdict(rows: list[dict], *, targets: dict, contenders: list[str]) -> dict:
             continue
         reached = [r for r in cands if r["status"] == "ok" and r.get(f"{t}_rounds") is not None]
         entry = {"target": targets[t], "reached": [r["method"] for r in reached],
-                 "not_reached": [r["method"] for r in cands if r not in reached], "by": {}}
-        for measure, *_ in MEASURES:
+                 "not_reached": [r["method"] for r in cands if r not in reached],
+                 # seeds on which each of those reached it all the same (k of K)
+                 "reached_on": {r["method"]: [r.get(f"{t}_reached", 0), r.get("seeds", 1)]
+                                for r in cands if r not in reached}, "by": {}}
+        for measure, *_ in measures:
             vals = sorted((r[f"{t}_{measure}"], r["method"]) for r in reached
                           if r.get(f"{t}_{measure}") is not None)
             if not vals:
@@ -97,7 +101,8 @@ def _num(x: float, scale: float) -> str:
     return format(x * scale, ".3g")
 
 
-def format_verdict(result: dict, *, metric: str, seeds: int = 1) -> str:
+def format_verdict(result: dict, *, metric: str, seeds: int = 1,
+                   measures: tuple = MEASURES) -> str:
     """One line per target: who is best by rounds, bytes and loop time, by how much."""
     lines = []
     means = f", mean of {seeds} seeds" if seeds > 1 else ""
@@ -111,7 +116,7 @@ def format_verdict(result: dict, *, metric: str, seeds: int = 1) -> str:
             lines.append(f"verdict ({what}{means}): no method reached it")
             continue
         parts = []
-        for measure, label, scale, unit in MEASURES:
+        for measure, label, scale, unit in measures:
             by = entry["by"].get(measure)
             if by is None:
                 continue
@@ -122,6 +127,9 @@ def format_verdict(result: dict, *, metric: str, seeds: int = 1) -> str:
                          + (f" ({others})" if others else ""))
         line = f"verdict ({what}{means}): " + "; ".join(parts)
         if entry["not_reached"]:
-            line += f"; not reached: {', '.join(entry['not_reached'])}"
+            def why(m):
+                got, of = entry.get("reached_on", {}).get(m, (0, 1))
+                return f"{m} (on {got} of {of} seeds)" if got else m
+            line += f"; not reached: {', '.join(map(why, entry['not_reached']))}"
         lines.append(line)
     return "\n".join(lines)

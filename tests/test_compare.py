@@ -122,6 +122,12 @@ def test_same_table_under_mpiexec_2(compared, tmp_path):
         for k in ("final_objective", "final_test_metric", "bytes_per_agent", "test_rounds"):
             a, b = _num(one[m][k]), _num(two[m][k])
             assert (a is None and b is None) or math.isclose(a, b, rel_tol=1e-9), (m, k, a, b)
+        # the modelled link's counters come from the global graph: the same on every launch
+        hist = []
+        for folder in (compared, out):
+            with open(folder / m / "history.csv") as fh:
+                hist.append([(r["exchanges"], r["busiest_bytes"]) for r in csv.DictReader(fh)])
+        assert hist[0] == hist[1], m
 
 
 def test_default_methods_skip_what_the_graph_does_not_allow():
@@ -221,7 +227,7 @@ TUNED = "next-fl,gt:lr=0.05|0.2|0.8,centralized"
 def tuned(tmp_path_factory):
     out = tmp_path_factory.mktemp("tuned") / "cmp"
     res, _ = dcnn("compare", "--methods", TUNED, "--tune", "--tune-rounds", "15", "--seeds",
-                  "2", "--set", "run.iterations=30", "--set", "run.eval_every=5", "--set",
+                  "2", "--link", "lan", "--link", "latency=1ms,bandwidth=10Mbit", "--set", "run.iterations=30", "--set", "run.eval_every=5", "--set",
                   "run.agents=4", "--set", "run.progress=false", "--out", str(out),
                   timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -304,3 +310,34 @@ def test_the_verdict_names_the_best_of_the_table(tuned):
                 assert ratio == pytest.approx(figures[m] / low)
         for m in entry["not_reached"]:
             assert rows[m]["status"] != "ok" or rows[m][f"{target}_rounds"] is None
+
+
+def test_modelled_link_times_follow_the_formula_from_the_counted_parts(tuned):
+    out, stdout = tuned
+    meta = json.loads((out / "compare.json").read_text())
+    links = meta["links"]
+    assert [x["name"] for x in links] == ["lan", "1ms-10Mbit/s"]
+    rows = _rows(out / "compare.csv")
+    checked = 0
+    for m, row in rows.items():
+        for t in ("test", "objective"):
+            for x in links:
+                got = _num(row[f"{t}_time_{x['name']}"])
+                if row[f"{t}_rounds"] == "":
+                    assert got is None
+                    continue
+                c, e, b = (float(row[f"{t}_{k}"]) for k in ("compute_s", "exchanges",
+                                                            "busiest_bytes"))
+                assert got == pytest.approx(c + x["latency"] * e + b / x["bandwidth"])
+                checked += 1
+        # the parts: one agent's share of the loop time (4 agents on one process), and on
+        # the pooled reference no traffic at all
+        if row["test_rounds"] and m != "centralized":
+            assert float(row["test_compute_s"]) == pytest.approx(float(row["test_time_s"]) / 4)
+            assert float(row["test_exchanges"]) > 0 and float(row["test_busiest_bytes"]) > 0
+        if m == "centralized" and row["test_rounds"]:
+            assert float(row["test_exchanges"]) == 0 == float(row["test_busiest_bytes"])
+    assert checked
+    assert (out / "compare_link.png").is_file()
+    assert "time on lan" in stdout or "no method reached" in stdout
+    assert "Modelled seconds" in (out / "compare.md").read_text()

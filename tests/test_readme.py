@@ -111,6 +111,14 @@ def test_documented_command_runs(cmd, scratch):
     elif " compare " in f" {cmd} ":
         rows = (scratch / out.group(1) / "compare.csv").read_text().splitlines()
         assert len(rows) == 1 + len(re.search(r"--methods (\S+)", cmd).group(1).split(","))
+        if "--tune" in cmd and cmd == _shorter(cmd):
+            # the README quotes this command's verdict: a real one, and its rounds part as run
+            verdict = json.loads((scratch / out.group(1) / "compare.json").read_text())
+            assert verdict["verdict"]["test"]["by"]["rounds"]["best"]
+            quoted = re.search(r"^verdict \(test .*$", README, re.M).group(0)
+            printed = re.search(r"^verdict \(test .*$", res.stdout, re.M).group(0)
+            part = re.compile(r"least rounds: [^;]*;")
+            assert part.search(printed).group(0) == part.search(quoted).group(0)
     elif " bench " in cmd:
         assert (scratch / out.group(1)).read_text().count("\n") >= 2   # header + rows
     else:

@@ -178,6 +178,8 @@ of the model's dtype (:func:`check_X0`).
     history = resume.history() if resume is not None else History()
     saved = resume.counters if resume is not None else {}
     bytes_offset = saved.get("bytes_sent", 0.0)
+    # the modelled link's counters (dcnn.link): the same on every rank, no reduction needed
+    link_offset = {k: saved.get(k, 0.0) for k in ("exchanges", "busiest_bytes")}
     step_time, eval_time = saved.get("step_time", 0.0), saved.get("eval_time", 0.0)
     bar = None
     if progress and network.rank == 0:
@@ -191,7 +193,10 @@ of the model's dtype (:func:`check_X0`).
     def save(good, reason: str):
         return checkpoints.save(good, network=network, history=history,
                                 counters={"bytes_sent": bytes_sent(), "step_time": step_time,
-                                          "eval_time": eval_time}, reason=reason)
+                                          "eval_time": eval_time, **link()}, reason=reason)
+
+    def link() -> dict:
+        return {k: link_offset[k] + getattr(network, k) for k in link_offset}
 
     def diverged(what: str, t: int, good):
         if good is None:
@@ -211,7 +216,7 @@ of the model's dtype (:func:`check_X0`).
         if guard and not math.isfinite(rec["objective"]):
             diverged(f"the objective is not finite ({rec['objective']})", state.t, good)
         rec.update(iteration=state.t, bytes_per_agent=bytes_sent() / network.n_agents,
-                   step_size=state.alpha, time_s=step_time, eval_time_s=eval_time)
+                   step_size=state.alpha, time_s=step_time, eval_time_s=eval_time, **link())
         history.append(rec)
         if bar is not None:
             bar.set_postfix(objective=f"{rec['objective']:.4g}",

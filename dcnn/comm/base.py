@@ -11,7 +11,10 @@ algorithm never knows where it runs.
 Counters: ``bytes_sent`` / ``messages_sent`` are *logical*, per agent: agent ``j`` sends its
 row to every ``i != j`` with ``W[i, j] != 0``, whichever process hosts ``i``; they are the same
 on every backend and are what reports show. ``wire_bytes`` counts what this process really put
-on the wire (0 in one process).
+on the wire (0 in one process). For a modelled link (:mod:`dcnn.link`), ``exchanges`` counts
+the neighbour exchanges (``mix`` calls: one latency each) and ``busiest_bytes`` what the
+busiest agent of the whole network sends or receives in them (the most neighbours times the
+row's bytes, summed over the exchanges): both from the global ``W``, the same on every rank.
 
 Timeouts: on several processes every wait is bounded (``run.comm_timeout``, see
 :mod:`dcnn.comm.faults`) and ends in :class:`~dcnn.errors.CommTimeoutError`. The collectives
@@ -21,6 +24,7 @@ network's bound (e.g. rank 0 solving the centralized reference while the others 
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -28,7 +32,15 @@ import torch
 
 from ..errors import CommError
 
-__all__ = ["Network", "agent_blocks"]
+__all__ = ["Network", "agent_blocks", "busiest_degree"]
+
+
+def busiest_degree(W: np.ndarray) -> int:
+    """The most neighbours any agent sends to or receives from under ``W`` (row ``i`` = what
+    agent ``i`` receives): in a synchronous round that agent's link is the last to finish."""
+    nz = np.asarray(W) != 0
+    off = nz.diagonal()
+    return int(max((nz.sum(axis=0) - off).max(initial=0), (nz.sum(axis=1) - off).max(initial=0)))
 
 
 def agent_blocks(n_agents: int, size: int) -> list[tuple[int, int]]:
@@ -59,10 +71,13 @@ class Network(ABC):
         self.bytes_sent = 0
         self.messages_sent = 0
         self.wire_bytes = 0
+        self.exchanges = 0
+        self.busiest_bytes = 0
 
     def reset_counters(self) -> None:
         """Zero the bytes and messages counted so far (a new run on the same network)."""
         self.bytes_sent = self.messages_sent = self.wire_bytes = 0
+        self.exchanges = self.busiest_bytes = 0
 
     @property
     def n_local(self) -> int:
@@ -74,6 +89,12 @@ class Network(ABC):
         row_bytes = X[0].numel() * X.element_size() if X.shape[0] else 0
         self.messages_sent += int(out_deg.sum())
         self.bytes_sent += int(out_deg.sum()) * row_bytes
+        self._tally(busiest_degree(W), X)
+
+    def _tally(self, degree: int, X: torch.Tensor) -> None:
+        """One exchange in which the busiest agent has ``degree`` neighbours."""
+        self.exchanges += 1
+        self.busiest_bytes += degree * math.prod(X.shape[1:]) * X.element_size()
 
     def check_weights(self, W: np.ndarray) -> np.ndarray:
         W = np.asarray(W, dtype=np.float64)

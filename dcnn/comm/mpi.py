@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import CommError, CommTimeoutError
-from .base import Network, agent_blocks
+from .base import Network, agent_blocks, busiest_degree
 from .faults import (agent_count_mismatch, agents_label, check_timeout, install_abort_hook,
                      ranks_label, wait_until)
 
@@ -44,6 +44,7 @@ class _Plan:
     recvs: list                          # (source rank, first, end) slices of the receive buffer
     sends: list                          # (destination rank, own rows: slice or index array)
     messages: int                        # logical per-agent messages sent by this group
+    busiest: int                         # the most neighbours of any agent (busiest_degree)
 
 
 _OPS = ("sum", "min", "max")
@@ -172,7 +173,7 @@ class MPINetwork(Network):
             sends.append((s, slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows))
         out_deg = nz[:, lo:hi].sum(axis=0) - nz.diagonal()[lo:hi]
         plan = _Plan(remote=torch.from_numpy(remote), recvs=recvs, sends=sends,
-                     messages=int(out_deg.sum()))
+                     messages=int(out_deg.sum()), busiest=busiest_degree(W))
         if len(self._plans) >= 64:
             self._plans.pop(next(iter(self._plans)))
         self._plans[key] = plan
@@ -185,6 +186,7 @@ class MPINetwork(Network):
         row_bytes = X[0].numel() * X.element_size() if X.shape[0] else 0
         self.messages_sent += plan.messages
         self.bytes_sent += plan.messages * row_bytes
+        self._tally(plan.busiest, X)
         lo, hi = self.blocks[self.rank]
         flat = X.reshape(X.shape[0], -1).contiguous()
         recv = self._recv_buffer(len(plan.remote), flat.shape[1], flat.dtype)

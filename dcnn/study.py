@@ -1,0 +1,291 @@
+"""Studies as data: one TOML file names the cases of a comparison, ``dcnn study`` runs them.
+
+A study (``experiments/studies/NAME.toml``) is a ``[study]`` table and one ``[[case]]`` per
+comparison::
+
+    [study]
+    title = "NEXT against the decentralized baselines"
+    about = "what the study asks (shown above its tables)"
+    methods = ["next-pl", "next-fl", "gt", "dgd", "centralized-lbfgs"]
+    seeds = 3                  # dcnn compare --seeds
+    tune = true                # --tune
+    tune_rounds = 200          # --tune-rounds (default: each case's run.iterations)
+    links = ["lan", "wan"]     # --link
+    gap = 0.01                 # --gap
+    set = ["run.agents=8"]     # --set for every case
+
+    [[case]]
+    name = "breast_cancer-ring"
+    config = "../compare/breast_cancer.toml"   # relative to the study file (optional)
+    set = ["topology.graph='ring'", "topology.dynamic='static'"]
+    methods = [...]            # optional: this case's own list
+
+:func:`run_study` runs each case as one ``dcnn compare`` into ``OUT/<case>/`` (a method the
+case's graph does not allow is left out of that case, with its reason) and writes ``OUT/study.md``
+(the summary across the cases, then every case's table and verdict), ``OUT/study.csv`` (every
+row, with its case) and ``OUT/study.json``. :func:`into_readme` puts ``study.md`` between the
+markers ``<!-- study NAME -->`` and ``<!-- /study NAME -->`` of a Markdown file, so the tables
+of ``experiments/README.md`` are written by the run, not typed.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import load_config
+from .errors import ConfigError
+
+__all__ = ["Study", "Case", "load_study", "run_study", "into_readme", "STUDY_DIR"]
+
+STUDY_DIR = Path("experiments") / "studies"
+_STUDY_KEYS = {"title", "about", "methods", "seeds", "tune", "tune_rounds", "links", "gap", "set"}
+_CASE_KEYS = {"name", "config", "set", "methods"}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    config: Path | None = None
+    overrides: tuple[str, ...] = ()
+    methods: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    path: Path
+    methods: tuple[str, ...]
+    cases: tuple[Case, ...]
+    about: str = ""
+    seeds: int = 1
+    tune: bool = False
+    tune_rounds: int | None = None
+    links: tuple[str, ...] = ()
+    gap: float = 0.01
+    overrides: tuple[str, ...] = field(default=())
+
+
+def _strings(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _find(ref: str) -> Path:
+    path = Path(ref)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"study file {ref} does not exist; give a path to a study TOML "
+                              f"or the name of one in {STUDY_DIR}/")
+        return path
+    named = STUDY_DIR / f"{ref}.toml"
+    if not named.is_file():
+        known = sorted(p.stem for p in STUDY_DIR.glob("*.toml")) if STUDY_DIR.is_dir() else []
+        raise ConfigError(f"study {ref!r} is not in {STUDY_DIR}/ (run from the repository "
+                          f"root, or give the file's path)"
+                          + (f"; studies there: {', '.join(known)}" if known else ""))
+    return named
+
+
+def load_study(ref: str | Path) -> Study:
+    """The study in file ``ref`` (or named ``ref`` in ``experiments/studies``), checked: an
+    unknown key, a missing table, a bad value or a case's config that does not load is
+    refused in one line that names the file."""
+    path = _find(str(ref))
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
+    extra = set(raw) - {"study", "case"}
+    if extra or "study" not in raw or not raw.get("case"):
+        raise ConfigError(f"{where} needs a [study] table and at least one [[case]]"
+                          + (f"; unknown table {sorted(extra)[0]!r}" if extra else ""))
+    s = raw["study"]
+    bad = set(s) - _STUDY_KEYS
+    if bad:
+        raise ConfigError(f"{where}: [study] has no key {sorted(bad)[0]!r}; its keys are "
+                          f"{', '.join(sorted(_STUDY_KEYS))}")
+    if "methods" not in s or "title" not in s:
+        raise ConfigError(f"{where}: [study] needs title and methods")
+    cases, names = [], set()
+    for k, c in enumerate(raw["case"]):
+        bad = set(c) - _CASE_KEYS
+        if bad or "name" not in c:
+            raise ConfigError(f"{where}: case {k + 1} " + (
+                f"has no key {sorted(bad)[0]!r}; its keys are {', '.join(sorted(_CASE_KEYS))}"
+                if bad else "needs a name"))
+        name = c["name"]
+        if not isinstance(name, str) or not name or "/" in name or name in names:
+            raise ConfigError(f"{where}: case name {name!r} must be a new, non-empty name "
+                              "without '/'")
+        names.add(name)
+        config = None if "config" not in c else (path.parent / c["config"]).resolve()
+        if config is not None and not config.is_file():
+            raise ConfigError(f"{where}: case {name!r} names config {c['config']!r}, which "
+                              f"is not a file ({config})")
+        cases.append(Case(name, config, _strings(c.get("set", []), f"{where}: {name}.set"),
+                          None if "methods" not in c else
+                          _strings(c["methods"], f"{where}: {name}.methods")))
+    study = Study(
+        name=path.stem, title=str(s["title"]), path=path, about=str(s.get("about", "")),
+        methods=_strings(s["methods"], f"{where}: study.methods"), cases=tuple(cases),
+        seeds=s.get("seeds", 1), tune=s.get("tune", False), tune_rounds=s.get("tune_rounds"),
+        links=_strings(s.get("links", []), f"{where}: study.links"), gap=s.get("gap", 0.01),
+        overrides=_strings(s.get("set", []), f"{where}: study.set"))
+    def bad(key, rule):
+        raise ConfigError(f"{where}: study.{key} must be {rule}, got {s[key]!r}")
+    if not isinstance(study.seeds, int) or isinstance(study.seeds, bool) or study.seeds < 1:
+        bad("seeds", "a positive integer")
+    if not isinstance(study.tune, bool):
+        bad("tune", "true or false")
+    if study.tune_rounds is not None and (not isinstance(study.tune_rounds, int)
+                                          or study.tune_rounds < 1):
+        bad("tune_rounds", "a positive integer")
+    if not isinstance(study.gap, float) or not 0 < study.gap < 1:
+        bad("gap", "a number in (0, 1)")
+    from .link import parse_link
+    for x in study.links:
+        parse_link(x)
+    for case in study.cases:                  # every case's config loads before anything runs
+        try:
+            _case_config(study, case)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: case {case.name!r}: {exc}") from None
+    return study
+
+
+def _case_config(study: Study, case: Case, extra: tuple[str, ...] = ()):
+    return load_config(case.config, overrides=[*study.overrides, *case.overrides, *extra])
+
+
+def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None = None,
+              rounds: int | None = None, tune_rounds: int | None = None,
+              tune_factors: tuple[float, ...] | None = None, only: list[str] | None = None,
+              overrides: list[str] | tuple = (), verbose: bool = True, network=None) -> dict:
+    """Run ``study``'s cases (``only``: those named) into ``out``; ``seeds``, ``rounds`` (every
+    case's ``run.iterations``), ``tune_rounds`` and ``tune_factors`` (the relative grids)
+    replace the study's own, and ``overrides`` (``--set``) come after every case's, for a
+    shortened run. Returns ``study.json``'s content."""
+    from .compare import _fits, run_compare
+    if not isinstance(study, Study):
+        study = load_study(study)
+    cases = list(study.cases)
+    if only:
+        unknown = [n for n in only if n not in {c.name for c in cases}]
+        if unknown:
+            raise ConfigError(f"--cases {unknown[0]!r} is not a case of {study.name}; its cases "
+                              f"are {', '.join(c.name for c in cases)}")
+        cases = [c for c in cases if c.name in only]
+    extra = (*overrides, *(() if rounds is None else (f"run.iterations={rounds}",)))
+    for case in cases:                          # every shortened config loads before a run
+        try:
+            _case_config(study, case, extra)
+        except ConfigError as exc:
+            raise ConfigError(f"{study.path}: case {case.name!r}: {exc}") from None
+    out = Path(out)
+    changed = [f"--{k.replace('_', '-')} {v}" for k, v in (
+        ("seeds", seeds), ("rounds", rounds), ("tune_rounds", tune_rounds),
+        ("tune_factors", None if tune_factors is None else ",".join(map(str, tune_factors))))
+        if v is not None] + [f"--set {o}" for o in overrides]
+    result = {"study": study.name, "title": study.title, "file": str(study.path),
+              "shortened": changed, "cases": {}}
+    for k, case in enumerate(cases, 1):
+        cfg = _case_config(study, case, extra)
+        methods = list(case.methods or study.methods)
+        left_out = {m: why for m in methods if (why := _fits(m, cfg))}
+        if verbose:
+            print(f"dcnn: study {study.name}: case {k}/{len(cases)} {case.name}", flush=True)
+        res = run_compare(cfg, methods=[m for m in methods if m not in left_out],
+                          out=out / case.name, network=network, gap=study.gap,
+                          verbose=verbose, tune=study.tune,
+                          tune_rounds=tune_rounds or study.tune_rounds,
+                          seeds=seeds or study.seeds, links=list(study.links),
+                          tune_factors=tune_factors)
+        result["cases"][case.name] = {
+            "rows": res.rows, "verdict": res.verdict, "targets": res.targets,
+            "left_out": left_out, "metric": "mse" if res.task == "regression" else "accuracy",
+            "markdown": (out / case.name / "compare.md").read_text()
+            if (out / case.name / "compare.md").is_file() else ""}
+    if network is None or network.rank == 0:
+        _write(out, study, result)
+    return result
+
+
+def _write(out: Path, study: Study, result: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"case": name, **r} for name, c in result["cases"].items() for r in c["rows"]]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    _replace(out / "study.csv", lambda fh: (w := csv.DictWriter(fh, fieldnames=keys),
+                                            w.writeheader(), w.writerows(rows)))
+    _replace(out / "study.json", lambda fh: fh.write(json.dumps(
+        {k: v for k, v in result.items()}, indent=2, default=str) + "\n"))
+    _replace(out / "study.md", lambda fh: fh.write(study_markdown(study, result)))
+
+
+def _replace(path: Path, write) -> None:
+    """Write ``path`` through a temporary file and a rename: an earlier file stays whole."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", newline="") as fh:
+        write(fh)
+    os.replace(tmp, path)
+
+
+def _cell(row: dict, key: str) -> str:
+    if row["status"] == "diverged":
+        return "diverged"
+    v = row.get(key)
+    if v is None:
+        got = row.get(f"{key.split('_')[0]}_reached") or 0
+        return f"{got}/{row.get('seeds', 1)} seeds" if got else "-"
+    return f"{v:.4g}"
+
+
+def study_markdown(study: Study, result: dict) -> str:
+    """``study.md``: the summary (rounds to the test target per case and method, the best by
+    rounds and the verdict's lines), then each case's ``compare.md``."""
+    methods = list(dict.fromkeys(r["method"] for c in result["cases"].values()
+                                 for r in c["rows"]))
+    lines = [f"### {study.title}", ""]
+    if study.about:
+        lines += [study.about.strip(), ""]
+    seeds = {r.get("seeds", 1) for c in result["cases"].values() for r in c["rows"]}
+    k = max(seeds) if seeds else 1
+    short = " ".join(result.get("shortened") or [])
+    lines += [f"`dcnn study {study.path.as_posix()}{' ' + short if short else ''}`"
+              + f" ({k} seed{'s' if k > 1 else ''}"
+              + (", tuned" if study.tune else ", untuned defaults")
+              + "). Rounds to the test target (mean over the seeds; `k/K seeds`: reached on "
+              "k of them only; `-`: not reached):", "",
+              "| case | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for name, c in result["cases"].items():
+        by = {r["method"]: r for r in c["rows"]}
+        lines.append(f"| {name} | " + " | ".join(
+            _cell(by[m], "test_rounds") if m in by else "n/a" for m in methods) + " |")
+    lines.append("")
+    for name, c in result["cases"].items():
+        lines += [f"#### {name}", "", c["markdown"].strip(), ""]
+        if c["left_out"]:
+            lines += ["Left out: " + "; ".join(f"{m} ({why})" for m, why in
+                                                c["left_out"].items()), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def into_readme(study_md: str, readme: str | Path, name: str) -> Path:
+    """Replace the block between ``<!-- study NAME -->`` and ``<!-- /study NAME -->`` of
+    ``readme`` with ``study_md`` (the file is rewritten whole, by a rename)."""
+    readme = Path(readme)
+    text = readme.read_text()
+    start, end = f"<!-- study {name} -->", f"<!-- /study {name} -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ConfigError(f"{readme} needs one '{start}' line and one '{end}' line after it "
+                          "where the study's tables go")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    _replace(readme, lambda fh: fh.write(f"{head}{start}\n{study_md.rstrip()}\n{end}{tail}"))
+    return readme
