@@ -81,7 +81,9 @@ def plot_history(history: History, path: str | Path, *, metric_name: str,
     axes[0, 0].legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # fixed margins: tight_layout measured every tick label again and took half the time
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.08, top=0.93, wspace=0.28,
+                        hspace=0.28)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

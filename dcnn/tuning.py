@@ -7,7 +7,7 @@ from ``"auto"``, ``lr`` for the gradient methods and the trainers, ``tau`` for N
 SONATA). A relative grid runs the method's default first, reads the number it resolved from
 its summary and multiplies it, so the grid is centred on the automatic choice whatever the
 problem's scale; the default itself is the point of factor 1. When the best point is an end of
-a relative grid, the grid is extended past it by factors of 2 (up to :data:`EXTEND` more
+a relative grid of 3 or more points, the grid is extended past it by factors of 2 (up to :data:`EXTEND` more
 points) while that improves the choice, so a choice at an end is reported (``at_edge``) only
 when the extension ran out.
 

@@ -14,7 +14,8 @@ from conftest import ROOT, error_of
 from test_cli import dcnn
 
 STUDIES = sorted(p.stem for p in (ROOT / STUDY_DIR).glob("*.toml"))
-SHORT = dict(seeds=1, rounds=4, tune_rounds=2, tune_factors=(1.0, 2.0))
+# one grid point per method here; the command-line test below tunes on a grid of two
+SHORT = dict(seeds=1, rounds=3, tune_rounds=2, tune_factors=(1.0,))
 # the MNIST-1D study's models on 5000 samples take minutes for their references alone
 SMALL = {"mnist1d": ["data.samples=500", "model.hidden=[16]", "run.eval_every=2"]}
 
@@ -53,7 +54,7 @@ def test_every_study_runs_shortened_and_its_verdicts_match_its_tables(name, tmp_
     assert set(ran) | set(case["left_out"]) == set(study.cases[0].methods or study.methods)
     md = (out / "study.md").read_text()
     assert md.startswith(f"### {study.title}") and f"| {first} |" in md
-    assert "--rounds 4" in md                      # a shortened run says so
+    assert "--rounds 3" in md                      # a shortened run says so
     with open(out / "study.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["method"] for r in rows] == ran and {r["case"] for r in rows} == {first}
@@ -62,21 +63,23 @@ def test_every_study_runs_shortened_and_its_verdicts_match_its_tables(name, tmp_
 
 def test_a_whole_study_through_the_command_line_into_a_readme(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- study failures -->\nold\n<!-- /study failures -->\nend\n")
+    readme.write_text("intro\n<!-- study failures -->\nSTALE-TABLE\n<!-- /study failures -->"
+                      "\nend\n")
     out = tmp_path / "out"
-    res, _ = dcnn("study", "failures", "--seeds", "1", "--rounds", "4", "--tune-rounds", "2",
-                  "--tune-factors", "1,2", "--out", str(out), "--into", str(readme),
-                  "--quiet", cwd=ROOT, timeout=600)
+    res, _ = dcnn("study", "failures", "--cases", "p_fail-0.0,p_fail-0.7", "--seeds", "1",
+                  "--rounds", "4", "--tune-rounds", "2", "--tune-factors", "1,2", "--out",
+                  str(out), "--into", str(readme), "--quiet", cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     study = load_study(ROOT / STUDY_DIR / "failures.toml")
     meta = json.loads((out / "study.json").read_text())
-    assert list(meta["cases"]) == [c.name for c in study.cases]
+    assert list(meta["cases"]) == ["p_fail-0.0", "p_fail-0.7"]
     for case in meta["cases"].values():
         _verdict_is_the_best_of_its_rows(case)
     text = readme.read_text()
     assert text.startswith("intro\n<!-- study failures -->\n### ") and text.endswith(
         "<!-- /study failures -->\nend\n")
-    assert "old" not in text and text.count("| p_fail-") == 2 * len(study.cases)
+    assert "STALE-TABLE" not in text and text.count("| p_fail-") == 2      # summary rows
+    assert "#### p_fail-0.0\n" in text and "#### p_fail-0.7\n" in text
     # the summary table has a row per case and a column per method
     head = next(x for x in text.splitlines() if x.startswith("| case |"))
     assert [c.strip() for c in head.strip("|").split("|")] == ["case", *study.methods]
@@ -113,3 +116,24 @@ def test_a_bad_into_file_fails_before_anything_runs(tmp_path):
     error_of(lambda: into_readme("x", readme, "failures"), "needs one", kind=ConfigError)
     error_of(lambda: load_study("no-such-study"), "is not in", kind=ConfigError)
     shutil.rmtree(tmp_path / "never", ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_the_experiments_readme_holds_each_study_as_written_by_its_run(name):
+    """Its block is the placeholder or the study.md of a full run (every case, no
+    shortening), so no table there is typed by hand."""
+    text = (ROOT / "experiments" / "README.md").read_text()
+    start, end = f"<!-- study {name} -->\n", f"<!-- /study {name} -->"
+    assert text.count(start) == 1 and text.count(end) == 1
+    block = text.split(start, 1)[1].split(end, 1)[0]
+    if block.startswith("Not run yet"):
+        return
+    study = load_study(ROOT / STUDY_DIR / f"{name}.toml")
+    assert block.startswith(f"### {study.title}\n")
+    assert f"`dcnn study experiments/studies/{name}.toml` (" in block      # not shortened
+    lines = block.splitlines()
+    head = next(k for k, x in enumerate(lines) if x.startswith("| case |"))
+    summary = lines[head + 2:lines.index("", head)]
+    assert [x.split(" | ")[0][2:] for x in summary] == [c.name for c in study.cases]
+    for case in study.cases:
+        assert f"#### {case.name}\n" in block
