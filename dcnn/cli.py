@@ -81,24 +81,19 @@ def _factors(text: str) -> tuple[float, ...]:
 
 
 def _cmd_study(args) -> int:
-    from .study import into_readme, load_study, run_study
+    from pathlib import Path
+
+    from .study import check_markers, into_readme, load_study, run_study
     study = load_study(args.study)
     if args.into is not None:       # checked before hours of runs, not after
-        from pathlib import Path
-        text = Path(args.into).read_text() if Path(args.into).is_file() else ""
-        if text.count(f"<!-- study {study.name} -->") != 1:
-            from .errors import ConfigError
-            raise ConfigError(f"--into {args.into} has no '<!-- study {study.name} -->' "
-                              f"line (and '<!-- /study {study.name} -->' after it) where the "
-                              "tables go; add them or drop --into")
+        check_markers(args.into, study.name)
     out = args.out or f"runs/studies/{study.name}"
-    only = None if args.cases is None else [c.strip() for c in args.cases.split(",") if c]
+    only = None if args.cases is None else [c.strip() for c in args.cases.split(",")
+                                            if c.strip()]
     run_study(study, out=out, seeds=args.seeds, rounds=args.rounds,
               tune_rounds=args.tune_rounds, tune_factors=args.tune_factors, only=only,
               overrides=args.set, verbose=not args.quiet)
-    rank, _, _ = _world()
-    if rank == 0:
-        from pathlib import Path
+    if _world()[0] == 0:
         if args.into is not None:
             into_readme((Path(out) / "study.md").read_text(), args.into, study.name)
         print(f"dcnn: study {study.name}: results in {out}/ (study.md, study.csv, study.json, "

@@ -288,8 +288,8 @@ def markdown_compare(rows: list[dict], *, targets: dict, metric: str, reference:
             if r["status"] == "diverged":
                 continue
             lines.append(f"| {r['method']} | " + " | ".join(
-                f"{_fmt(r[f'test_time_{x.name}'], '.3g')} / "
-                f"{_fmt(r[f'objective_time_{x.name}'], '.3g')}" for x in links) + " |")
+                f"{_fmt(r[f'test_time_on_{x.name}'], '.3g')} / "
+                f"{_fmt(r[f'objective_time_on_{x.name}'], '.3g')}" for x in links) + " |")
     if crossings:
         lines += ["", "Crossovers (the bandwidth above which the first is faster to the "
                   f"{crossings[0]['target']} target):", ""]
@@ -483,7 +483,10 @@ def _auto_value(c: Config, key: str, *, network, model, data):
     on the prepared experiment (the same estimate its run makes; collective)."""
     from .prepare import prepare
     from .runner import build
-    built, _ = build(prepare(c, network=network, model=model, data=data))
+    try:
+        built, _ = build(prepare(c, network=network, model=model, data=data))
+    except ConfigError:     # it does not fit this launch: its own run says why, untuned
+        return None
     value = built.info.get(key)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -492,32 +495,40 @@ def _fmt_setting(key: str, value) -> str:
     return f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
 
 
+def _numeric(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _tune(m: str, c: Config, grid: Grid, *, rounds: int, run, log, gap: float,
           auto) -> dict:
     """Every point of ``grid`` for method ``m`` (``rounds`` each, on every seed, no output
-    folder: ``run`` returns one ``(status, result)`` per seed) and the chosen one
-    (:func:`dcnn.tuning.choose` on the mean over the seeds; a point that diverged on any seed
-    is out): ``{"key", "grid", "rounds", "points",
-    "chosen", "setting", "at_edge"}``; ``setting`` is the algorithm keys of the chosen point
-    (``{}``: the method's default). A relative grid of 3 or more points whose best point is
-    at one of its ends is extended past it by factors of 2 (at most :data:`dcnn.tuning.EXTEND` times) while that
-    improves the choice; ``at_edge`` says the choice is still an end of the grid."""
-    c = _with(c, {}, iterations=rounds, eval_every=min(c.run.eval_every, rounds))
+    folder and no checkpoints: ``run`` returns one ``(status, result)`` per seed) and the
+    chosen one (:func:`dcnn.tuning.choose` on the mean over the seeds; a point that diverged
+    or was refused on any seed is out): ``{"key", "grid", "rounds", "points", "chosen",
+    "setting", "at_edge"}``; ``setting`` is the algorithm keys of the chosen point (``{}``:
+    the method's default). A relative grid's factor 1 is the method's default as it runs
+    (``"auto"``, with whatever the method does with it, e.g. NEXT's raise of ``tau``); its
+    other points fix the key at factor x the automatic value on the first seed. A relative
+    grid of 3 or more points whose best point is one of its ends is extended past it by
+    factors of 2 (at most :data:`dcnn.tuning.EXTEND` times) while that improves the choice;
+    ``at_edge`` says a numeric grid's choice is still one of its ends."""
+    c = _with(c, {}, iterations=rounds, eval_every=min(c.run.eval_every, rounds),
+              checkpoint_every=0)
     base = auto(c, grid.key) if grid.relative else None
     record = {"key": grid.key, "grid": grid.describe(), "rounds": rounds, "points": [],
               "chosen": None, "setting": None, "at_edge": False}
     if grid.relative and base is None:
-        record["note"] = f"not tuned: {m} resolves no number for {grid.key}"
+        record["note"] = f"not tuned: {m} resolves no number for {grid.key} here"
         record["setting"] = {}
         return record
     points, settings = [], []
 
     def measure(v):
-        # a relative grid's factor 1 is the method's default itself (its "auto", as it runs)
-        setting = {} if grid.relative and v == 1 else {grid.key: v * base if grid.relative
-                                                       else v}
+        default = grid.relative and v == 1
+        setting = {} if default else {grid.key: v * base if grid.relative else v}
         runs = run(_with(c, setting))                     # one (status, result) a seed
-        point = {"value": setting.get(grid.key, base), "factor": v if grid.relative else None}
+        point = {"value": setting.get(grid.key, base), "factor": v if grid.relative else None,
+                 "default": default}
         bad = [(st, res) for st, res in runs if st != "ok"]
         if not bad:
             rows = [compare_rows({m: res.history}, reference=res.summary["centralized"],
@@ -544,24 +555,25 @@ def _tune(m: str, c: Config, grid: Grid, *, rounds: int, run, log, gap: float,
         for lst, x in zip((points, settings), measure(v)):
             lst.append(x)
     k = choose(points)
-    order = sorted(range(len(points)), key=lambda i: points[i]["value"]) if k is not None \
-        else []
+    numeric = all(_numeric(p["value"]) for p in points)
+
+    def ends():
+        order = sorted(range(len(points)), key=lambda i: points[i]["value"])
+        return order[0], order[-1]
     for _ in range(EXTEND if grid.relative and len(grid.values) >= 3 else 0):
-        if k not in (order[0], order[-1]) or len(order) < 2:
+        low, high = ends()
+        if k is None or k not in (low, high):
             break
-        end = order[0] if k == order[0] else order[-1]
-        factor = points[end]["factor"] * (0.5 if end == order[0] else 2.0)
-        point, setting = measure(factor)
+        point, setting = measure(points[k]["factor"] * (0.5 if k == low else 2.0))
         points.append(point)
         settings.append(setting)
         k = choose(points)
-        order = sorted(range(len(points)), key=lambda i: points[i]["value"])
     record["points"] = points
     if k is not None:
         record["chosen"], record["setting"] = points[k]["value"], settings[k]
-        record["at_edge"] = len(order) > 1 and k in (order[0], order[-1])
+        record["at_edge"] = numeric and len(points) > 2 and k in ends()
         if record["at_edge"]:
-            log(f"compare: tune {m}: the best {grid.key} is at the end of the grid; widen it "
+            log(f"compare: tune {m}: the best {grid.key} is at an end of the grid; widen it "
                 f"({m}:{grid.key}=a|b|c)")
     return record
 
@@ -610,6 +622,8 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
         raise ConfigError(f"links must be link names or dcnn.link.Link objects (e.g. "
                           f"['lan', 'latency=1ms,bandwidth=1Gbit']), got {links!r}")
     links = [x if isinstance(x, Link) else parse_link(x) for x in links]
+    for x in links:
+        x.check()
     if len({x.name for x in links}) != len(links):
         raise ConfigError(f"--link names a link twice: {', '.join(x.name for x in links)}")
     explicit = methods is not None
@@ -644,10 +658,13 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             name = f"{stamp}-compare-{Path(str(cfg.data.name)).stem}"
             out = network.broadcast(str(Path("runs") / name))
         out_dir = Path(out)
+    if tune_factors is not None and not tune:
+        raise ConfigError("--tune-factors sets the default grids of --tune; add --tune")
     configs = {m: _config_for(cfg, m) for m in names}        # every spec checked up front
     for m, c in configs.items():
         c.algorithm.options()                                 # and every method's options
         if grids[m] is not None:                              # and every point of its grid
+            parse_method(f"{m}:{grids[m].key}=0")             # a key the method reads
             for v in grids[m].values:
                 _with(c, {grids[m].key: v}).algorithm.options()
         elif tune:
@@ -742,10 +759,10 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
         row["setting"] = settings.get(row["method"], "")
         for link in links:          # linear in the parts: the mean's time = the mean time
             for t in ("test", "objective"):
-                row[f"{t}_time_{link.name}"] = modelled_time(
+                row[f"{t}_time_on_{link.name}"] = modelled_time(
                     *(row[f"{t}_{k}"] for k in ("compute_s", "exchanges", "busiest_bytes")),
                     link)
-    measures = MEASURES + tuple((f"time_{x.name}", f"time on {x.describe()}", 1.0, " s")
+    measures = MEASURES + tuple((f"time_on_{x.name}", f"time on {x.describe()}", 1.0, " s")
                                 for x in links)
     # each seed is measured against its own targets; the tables show their mean
     targets = _mean_targets(targets_by_seed)
@@ -756,7 +773,7 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
     reference = references[seed_list[0]]
     if out_dir is not None and network.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        keys = (ROW_KEYS + tuple(f"{t}_time_{x.name}" for x in links
+        keys = (ROW_KEYS + tuple(f"{t}_time_on_{x.name}" for x in links
                                  for t in ("test", "objective"))
                 + (SPREAD_KEYS if seeds > 1 else ()))
         with (out_dir / "compare.csv").open("w", newline="") as fh:

@@ -158,7 +158,8 @@ class Experiment:
 
     def compare(self, methods=None, *, out: str | Path | None = None, network=None,
                 gap: float = 0.01, verbose: bool = False, tune: bool = False,
-                tune_rounds: int | None = None, seeds: int = 1, links=()):
+                tune_rounds: int | None = None, seeds: int = 1, links=(),
+                tune_factors: tuple[float, ...] | None = None):
         """Run several methods on the same shards, graph and initial point: a
         :class:`dcnn.compare.CompareResult` (``.table()`` prints it, ``.verdict`` names the
         best); ``tune``, ``seeds`` and ``links`` as ``dcnn compare --tune --seeds --link``
@@ -166,4 +167,5 @@ class Experiment:
         from .compare import run_compare
         return run_compare(self.to_config(), methods=methods, out=out, network=network,
                            gap=gap, verbose=verbose, model=self._model, data=self.data,
-                           tune=tune, tune_rounds=tune_rounds, seeds=seeds, links=links)
+                           tune=tune, tune_rounds=tune_rounds, seeds=seeds, links=links,
+                           tune_factors=tune_factors)

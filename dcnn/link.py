@@ -41,6 +41,18 @@ class Link:
     latency: float
     bandwidth: float
 
+    def check(self) -> "Link":
+        """This link, or a one-line ConfigError when it cannot be one."""
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.+/-]+", self.name):
+            raise ConfigError(f"a link's name must be a word (letters, digits, _.+/-), got "
+                              f"{self.name!r}")
+        for what, v in (("latency", self.latency), ("bandwidth", self.bandwidth)):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
+                    or v <= 0:
+                raise ConfigError(f"link {self.name!r}: {what} must be a positive finite "
+                                  f"number, got {v!r}")
+        return self
+
     def describe(self) -> str:
         return f"{self.name} ({_seconds(self.latency)}, {_bits(self.bandwidth)})"
 
@@ -70,13 +82,14 @@ _RATE = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
 
 def _quantity(text: str, units: dict, what: str, example: str) -> float:
-    m = re.fullmatch(r"\s*([0-9.]+(?:e[-+]?[0-9]+)?)\s*([a-z]+)(?:/s)?\s*", text.lower())
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*([a-z]+)(?:/s)?\s*",
+                     text.lower())
     if m is None or m.group(2) not in units:
         raise ConfigError(f"--link {what} {text!r} is not a number with a unit "
                           f"({', '.join(units)}); e.g. {example}")
     value = float(m.group(1)) * units[m.group(2)]
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--link {what} must be positive, got {text!r}")
+        raise ConfigError(f"--link {what} must be a positive finite number, got {text!r}")
     return value
 
 

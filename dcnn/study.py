@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import load_config
-from .errors import ConfigError
+from .errors import ConfigError, DcnnError
 
-__all__ = ["Study", "Case", "load_study", "run_study", "into_readme", "STUDY_DIR"]
+__all__ = ["Study", "Case", "load_study", "run_study", "into_readme", "check_markers",
+           "study_markdown", "STUDY_DIR"]
 
 STUDY_DIR = Path("experiments") / "studies"
 _STUDY_KEYS = {"title", "about", "methods", "seeds", "tune", "tune_rounds", "links", "gap", "set"}
@@ -145,6 +146,7 @@ def load_study(ref: str | Path) -> Study:
     if not isinstance(study.tune, bool):
         bad("tune", "true or false")
     if study.tune_rounds is not None and (not isinstance(study.tune_rounds, int)
+                                          or isinstance(study.tune_rounds, bool)
                                           or study.tune_rounds < 1):
         bad("tune_rounds", "a positive integer")
     if not isinstance(study.gap, float) or not 0 < study.gap < 1:
@@ -183,38 +185,67 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
                               f"are {', '.join(c.name for c in cases)}")
         cases = [c for c in cases if c.name in only]
     extra = (*overrides, *(() if rounds is None else (f"run.iterations={rounds}",)))
-    for case in cases:                          # every shortened config loads before a run
+    plans = {}
+    for case in cases:                  # every shortened config and method list before a run
         try:
-            _case_config(study, case, extra)
+            cfg = _case_config(study, case, extra)
         except ConfigError as exc:
             raise ConfigError(f"{study.path}: case {case.name!r}: {exc}") from None
+        methods = list(case.methods or study.methods)
+        left_out = {m: why for m in methods if (why := _fits(m, cfg))}
+        if len(left_out) == len(methods):
+            raise ConfigError(f"{study.path}: case {case.name!r}: no method of its list runs "
+                              f"on its graph ({'; '.join(f'{m} {w}' for m, w in left_out.items())})")
+        plans[case.name] = (cfg, [m for m in methods if m not in left_out], left_out)
     out = Path(out)
     changed = [f"--{k.replace('_', '-')} {v}" for k, v in (
         ("seeds", seeds), ("rounds", rounds), ("tune_rounds", tune_rounds),
-        ("tune_factors", None if tune_factors is None else ",".join(map(str, tune_factors))))
-        if v is not None] + [f"--set {o}" for o in overrides]
+        ("tune_factors", None if tune_factors is None else ",".join(map(str, tune_factors))),
+        ("cases", ",".join(only) if only else None)) if v is not None] \
+        + [f"--set {o}" for o in overrides]
     result = {"study": study.name, "title": study.title, "file": str(study.path),
               "shortened": changed, "cases": {}}
+    rank0 = _rank(network) == 0
     for k, case in enumerate(cases, 1):
-        cfg = _case_config(study, case, extra)
-        methods = list(case.methods or study.methods)
-        left_out = {m: why for m in methods if (why := _fits(m, cfg))}
-        if verbose:
+        cfg, methods, left_out = plans[case.name]
+        if verbose and rank0:
             print(f"dcnn: study {study.name}: case {k}/{len(cases)} {case.name}", flush=True)
-        res = run_compare(cfg, methods=[m for m in methods if m not in left_out],
-                          out=out / case.name, network=network, gap=study.gap,
-                          verbose=verbose, tune=study.tune,
-                          tune_rounds=tune_rounds or study.tune_rounds,
-                          seeds=seeds or study.seeds, links=list(study.links),
-                          tune_factors=tune_factors)
-        result["cases"][case.name] = {
-            "rows": res.rows, "verdict": res.verdict, "targets": res.targets,
-            "left_out": left_out, "metric": "mse" if res.task == "regression" else "accuracy",
-            "markdown": (out / case.name / "compare.md").read_text()
-            if (out / case.name / "compare.md").is_file() else ""}
-    if network is None or network.rank == 0:
-        _write(out, study, result)
+        try:
+            res = run_compare(cfg, methods=methods, out=out / case.name, network=network,
+                              gap=study.gap, verbose=verbose, tune=study.tune,
+                              tune_rounds=study.tune_rounds if tune_rounds is None
+                              else tune_rounds,
+                              seeds=study.seeds if seeds is None else seeds,
+                              links=list(study.links),
+                              tune_factors=tune_factors if study.tune else None)
+        except DcnnError as exc:      # every method diverged, none fits: the case says so
+            result["cases"][case.name] = {"error": str(exc), "rows": [], "verdict": {},
+                                          "left_out": left_out, "markdown": ""}
+            if verbose and rank0:
+                print(f"dcnn: study {study.name}: case {case.name} failed: {exc}", flush=True)
+        else:
+            md = out / case.name / "compare.md"
+            result["cases"][case.name] = {
+                "rows": res.rows, "verdict": res.verdict, "targets": res.targets,
+                "left_out": left_out,
+                "metric": "mse" if res.task == "regression" else "accuracy",
+                "markdown": md.read_text() if rank0 and md.is_file() else ""}
+        if rank0:                      # after every case: what ran is kept if a later one dies
+            _write(out, study, result)
+    if all("error" in c for c in result["cases"].values()):
+        raise DcnnError(f"study {study.name}: every case failed; the first: "
+                        f"{next(iter(result['cases'].values()))['error']}")
     return result
+
+
+def _rank(network) -> int:
+    if network is not None:
+        return network.rank
+    from .comm import launched_by_mpi
+    if not launched_by_mpi():
+        return 0
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.Get_rank()
 
 
 def _write(out: Path, study: Study, result: dict) -> None:
@@ -223,8 +254,9 @@ def _write(out: Path, study: Study, result: dict) -> None:
     keys = list(dict.fromkeys(k for r in rows for k in r))
     _replace(out / "study.csv", lambda fh: (w := csv.DictWriter(fh, fieldnames=keys),
                                             w.writeheader(), w.writerows(rows)))
+    from .report import _clean
     _replace(out / "study.json", lambda fh: fh.write(json.dumps(
-        {k: v for k, v in result.items()}, indent=2, default=str) + "\n"))
+        _clean(result), indent=2, default=str) + "\n"))
     _replace(out / "study.md", lambda fh: fh.write(study_markdown(study, result)))
 
 
@@ -247,8 +279,8 @@ def _cell(row: dict, key: str) -> str:
 
 
 def study_markdown(study: Study, result: dict) -> str:
-    """``study.md``: the summary (rounds to the test target per case and method, the best by
-    rounds and the verdict's lines), then each case's ``compare.md``."""
+    """``study.md``: the summary (rounds to the test target per case and method), then each
+    case's ``compare.md`` (its table, modelled times, crossovers and verdict)."""
     methods = list(dict.fromkeys(r["method"] for c in result["cases"].values()
                                  for r in c["rows"]))
     lines = [f"### {study.title}", ""]
@@ -269,22 +301,32 @@ def study_markdown(study: Study, result: dict) -> str:
             _cell(by[m], "test_rounds") if m in by else "n/a" for m in methods) + " |")
     lines.append("")
     for name, c in result["cases"].items():
-        lines += [f"#### {name}", "", c["markdown"].strip(), ""]
+        lines += [f"#### {name}", "", c["markdown"].strip() if "error" not in c else
+                  f"Failed: {c['error']}", ""]
         if c["left_out"]:
             lines += ["Left out: " + "; ".join(f"{m} ({why})" for m, why in
                                                 c["left_out"].items()), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
+def check_markers(readme: str | Path, name: str) -> str:
+    """``readme``'s text, or a one-line ConfigError unless it has one ``<!-- study NAME -->``
+    line and one ``<!-- /study NAME -->`` line after it."""
+    readme = Path(readme)
+    start, end = f"<!-- study {name} -->", f"<!-- /study {name} -->"
+    text = readme.read_text() if readme.is_file() else ""
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ConfigError(f"--into {readme} needs one '{start}' line and one '{end}' line "
+                          "after it, where the study's tables go; add them or drop --into")
+    return text
+
+
 def into_readme(study_md: str, readme: str | Path, name: str) -> Path:
     """Replace the block between ``<!-- study NAME -->`` and ``<!-- /study NAME -->`` of
     ``readme`` with ``study_md`` (the file is rewritten whole, by a rename)."""
     readme = Path(readme)
-    text = readme.read_text()
+    text = check_markers(readme, name)
     start, end = f"<!-- study {name} -->", f"<!-- /study {name} -->"
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ConfigError(f"{readme} needs one '{start}' line and one '{end}' line after it "
-                          "where the study's tables go")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     _replace(readme, lambda fh: fh.write(f"{head}{start}\n{study_md.rstrip()}\n{end}{tail}"))

@@ -43,7 +43,9 @@ class Grid:
     def __post_init__(self):
         if not self.values:
             raise ConfigError(f"the grid over {self.key!r} is empty; give at least one value")
-        if len(set(map(repr, self.values))) != len(self.values):
+        same = [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)
+                for v in self.values]                     # 1 and 1.0 are one value
+        if len(set(same)) != len(self.values):
             raise ConfigError(f"the grid over {self.key!r} lists a value twice: "
                               f"{'|'.join(map(str, self.values))}")
         if self.relative and not all(isinstance(v, (int, float)) and not isinstance(v, bool)

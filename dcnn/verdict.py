@@ -129,7 +129,7 @@ def format_verdict(result: dict, *, metric: str, seeds: int = 1,
         if entry["not_reached"]:
             def why(m):
                 got, of = entry.get("reached_on", {}).get(m, (0, 1))
-                return f"{m} (on {got} of {of} seeds)" if got else m
+                return f"{m} (reached on {got} of {of} seeds only)" if got else m
             line += f"; not reached: {', '.join(map(why, entry['not_reached']))}"
         lines.append(line)
     return "\n".join(lines)

@@ -322,7 +322,7 @@ def test_modelled_link_times_follow_the_formula_from_the_counted_parts(tuned):
     for m, row in rows.items():
         for t in ("test", "objective"):
             for x in links:
-                got = _num(row[f"{t}_time_{x['name']}"])
+                got = _num(row[f"{t}_time_on_{x['name']}"])
                 if row[f"{t}_rounds"] == "":
                     assert got is None
                     continue

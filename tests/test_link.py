@@ -26,7 +26,8 @@ def test_presets_and_custom_links_parse_to_seconds_and_bytes_per_second():
     ("lam", "is not a preset"),
     ("latency=1ms", "needs latency and bandwidth"),
     ("latency=1ms,bandwidth=1Gbyte", "is not a number with a unit"),
-    ("latency=0ms,bandwidth=1Gbit", "must be positive"),
+    ("latency=0ms,bandwidth=1Gbit", "must be a positive finite number"),
+    ("latency=1..2ms,bandwidth=1Gbit", "is not a number with a unit"),
     ("latency=fast,bandwidth=1Gbit", "is not a number with a unit"),
 ])
 def test_a_bad_link_is_refused_with_one_line(text, fragment):
@@ -85,3 +86,15 @@ def test_crossovers_are_where_two_modelled_times_meet():
     assert modelled_time(1.0, 100, 1e9, faster) < modelled_time(5.0, 100, 1e7, faster)
     # fewer than two contenders reached a target: nothing to cross
     assert crossovers(rows[:1], links=[link], contenders=["a"]) == []
+
+
+def test_a_link_object_from_python_is_checked_before_anything_runs():
+    from dcnn.compare import run_compare
+    from dcnn.config import load_config
+    cfg = load_config(overrides=["run.iterations=2", "run.progress=false"])
+    error_of(lambda: run_compare(cfg, methods=["gt"], out=None, verbose=False,
+                                 links=[Link("x", 0.0, 1e6)]),
+             "latency must be a positive finite number", kind=ConfigError)
+    error_of(lambda: Link("a b", 1e-3, 1e6).check(), "must be a word", kind=ConfigError)
+    error_of(lambda: run_compare(cfg, methods=["gt"], out=None, verbose=False, links=3),
+             "links must be link names", kind=ConfigError)

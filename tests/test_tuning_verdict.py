@@ -124,3 +124,67 @@ def test_a_tie_is_reported_as_one_and_nothing_reached_is_said_plainly():
     rows[0]["test_bytes_per_agent"] = 0.0
     v = verdict(rows, targets={"test": 1.0}, contenders=["a", "b"])
     assert math.isinf(v["test"]["by"]["bytes_per_agent"]["ratios"]["b"])
+
+
+def _fake(objective):
+    """A run's result as ``dcnn.compare._tune`` reads it: a History and a summary."""
+    from types import SimpleNamespace
+
+    from dcnn.metrics import History
+    h = History()
+    for t, obj in ((0, 1.0), (10, objective)):
+        h.append({"iteration": t, "objective": obj, "test_metric": 50.0, "consensus_error": 0.0,
+                  "bytes_per_agent": 0.0, "time_s": 0.0, "exchanges": 0, "busiest_bytes": 0})
+    return SimpleNamespace(history=h, summary={"centralized": {"objective": 0.1,
+                                                                "test_metric": 90.0},
+                                               "task": "classification"})
+
+
+def _tune_with(grid, outcome):
+    """``_tune`` on ``grid`` with runs whose outcome is ``outcome(value)`` (an objective, or
+    None: diverged) on two seeds."""
+    from dcnn.compare import _tune
+    from dcnn.config import load_config
+    seen = []
+
+    def run(c):
+        seen.append(c)
+        v = c.algorithm.explicit.get(grid.key, "default")
+        obj = outcome(2.0 if v == "default" else v)
+        return [("diverged", "NaN")] if obj is None else [("ok", _fake(obj))] * 2
+    cfg = load_config(overrides=["run.iterations=20", "run.checkpoint_every=5"])
+    record = _tune("gt", cfg, grid, rounds=10, run=run, log=lambda m: None, gap=0.01,
+                   auto=lambda c, key: 2.0)
+    return record, seen
+
+
+def test_a_grid_where_every_point_diverges_is_reported_not_fatal():
+    record, seen = _tune_with(Grid("lr", (0.25, 0.5, 1.0, 2.0, 4.0), relative=True),
+                              lambda v: None)
+    assert record["chosen"] is None and record["setting"] is None
+    assert [p["status"] for p in record["points"]] == ["diverged"] * 5     # not extended
+    # tuning runs keep no checkpoints (they have no folder) and run the tuning rounds
+    assert all(c.run.checkpoint_every == 0 and c.run.iterations == 10 for c in seen)
+
+
+def test_a_best_end_extends_the_grid_until_it_stops_improving():
+    # better with larger steps up to lr = 16 (factor 8), diverged past it
+    record, _ = _tune_with(Grid("lr", (0.25, 0.5, 1.0, 2.0, 4.0), relative=True),
+                           lambda v: None if v > 16 else 1.0 / v)
+    factors = [p["factor"] for p in record["points"]]
+    assert factors == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert record["chosen"] == pytest.approx(16.0) and not record["at_edge"]
+    # a best interior point: nothing added; factor 1 is the default itself (no key set)
+    record, _ = _tune_with(Grid("lr", (0.25, 0.5, 1.0, 2.0, 4.0), relative=True),
+                           lambda v: (v - 2.0) ** 2 + 0.2)
+    assert len(record["points"]) == 5 and record["setting"] == {}
+    assert record["points"][2]["default"]
+    # still improving after EXTEND more points: the choice is flagged as an end of the grid
+    record, _ = _tune_with(Grid("lr", (0.25, 0.5, 1.0), relative=True), lambda v: 1.0 / v)
+    assert len(record["points"]) == 3 + 4 and record["at_edge"]
+
+
+def test_a_grid_of_mixed_values_is_tuned_without_an_order():
+    record, _ = _tune_with(Grid("lr", (0.1, "auto", 0.2)),
+                           lambda v: 0.5 if v == "auto" else v)
+    assert record["chosen"] == 0.1 and not record["at_edge"]
