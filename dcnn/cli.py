@@ -92,7 +92,8 @@ def _cmd_study(args) -> int:
                                             if c.strip()]
     run_study(study, out=out, seeds=args.seeds, rounds=args.rounds,
               tune_rounds=args.tune_rounds, tune_factors=args.tune_factors, only=only,
-              overrides=args.set, verbose=not args.quiet)
+              overrides=args.set, tune=False if args.no_tune else None,
+              verbose=not args.quiet)
     if _world()[0] == 0:
         if args.into is not None:
             into_readme((Path(out) / "study.md").read_text(), args.into, study.name)
@@ -214,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--tune-factors", type=_factors, metavar="F[,F...]",
                        help="replace the factors of the default step grids (e.g. 0.5,1,2)")
     study.add_argument("--cases", help="run only these cases (comma-separated names)")
+    study.add_argument("--no-tune", action="store_true",
+                       help="run every method at its defaults (no step grids)")
     study.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key in every case, after the study's own "
                        "(repeatable)")

@@ -169,11 +169,13 @@ def _case_config(study: Study, case: Case, extra: tuple[str, ...] = ()):
 def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None = None,
               rounds: int | None = None, tune_rounds: int | None = None,
               tune_factors: tuple[float, ...] | None = None, only: list[str] | None = None,
-              overrides: list[str] | tuple = (), verbose: bool = True, network=None) -> dict:
+              overrides: list[str] | tuple = (), tune: bool | None = None,
+              verbose: bool = True, network=None) -> dict:
     """Run ``study``'s cases (``only``: those named) into ``out``; ``seeds``, ``rounds`` (every
     case's ``run.iterations``), ``tune_rounds`` and ``tune_factors`` (the relative grids)
-    replace the study's own, and ``overrides`` (``--set``) come after every case's, for a
-    shortened run. Returns ``study.json``'s content."""
+    replace the study's own, ``tune = False`` runs every method at its defaults, and
+    ``overrides`` (``--set``) come after every case's, for a shortened run. Returns
+    ``study.json``'s content."""
     from .compare import _fits, run_compare
     if not isinstance(study, Study):
         study = load_study(study)
@@ -202,9 +204,11 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
         ("seeds", seeds), ("rounds", rounds), ("tune_rounds", tune_rounds),
         ("tune_factors", None if tune_factors is None else ",".join(map(str, tune_factors))),
         ("cases", ",".join(only) if only else None)) if v is not None] \
-        + [f"--set {o}" for o in overrides]
+        + [f"--set {o}" for o in overrides] + (["--no-tune"] if tune is False else [])
+    tune = study.tune if tune is None else tune
     result = {"study": study.name, "title": study.title, "file": str(study.path),
-              "shortened": changed, "cases": {}}
+              "shortened": changed, "tuned": study.tune if tune is None else tune,
+              "cases": {}}
     rank0 = _rank(network) == 0
     for k, case in enumerate(cases, 1):
         cfg, methods, left_out = plans[case.name]
@@ -212,12 +216,12 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
             print(f"dcnn: study {study.name}: case {k}/{len(cases)} {case.name}", flush=True)
         try:
             res = run_compare(cfg, methods=methods, out=out / case.name, network=network,
-                              gap=study.gap, verbose=verbose, tune=study.tune,
+                              gap=study.gap, verbose=verbose, tune=tune,
                               tune_rounds=study.tune_rounds if tune_rounds is None
                               else tune_rounds,
                               seeds=study.seeds if seeds is None else seeds,
                               links=list(study.links),
-                              tune_factors=tune_factors if study.tune else None)
+                              tune_factors=tune_factors if tune else None)
         except DcnnError as exc:      # every method diverged, none fits: the case says so
             result["cases"][case.name] = {"error": str(exc), "rows": [], "verdict": {},
                                           "left_out": left_out, "markdown": ""}
@@ -291,7 +295,7 @@ def study_markdown(study: Study, result: dict) -> str:
     short = " ".join(result.get("shortened") or [])
     lines += [f"`dcnn study {study.path.as_posix()}{' ' + short if short else ''}`"
               + f" ({k} seed{'s' if k > 1 else ''}"
-              + (", tuned" if study.tune else ", untuned defaults")
+              + (", tuned" if result.get("tuned", study.tune) else ", untuned defaults")
               + "). Rounds to the test target (mean over the seeds; `k/K seeds`: reached on "
               "k of them only; `-`: not reached):", "",
               "| case | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]

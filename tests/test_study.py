@@ -14,8 +14,8 @@ from conftest import ROOT, error_of
 from test_cli import dcnn
 
 STUDIES = sorted(p.stem for p in (ROOT / STUDY_DIR).glob("*.toml"))
-# one grid point per method here; the command-line test below tunes on a grid of two
-SHORT = dict(seeds=1, rounds=3, tune_rounds=2, tune_factors=(1.0,))
+# every method at its defaults here; the command-line test below tunes on a grid of two
+SHORT = dict(seeds=1, rounds=3, tune=False)
 # the MNIST-1D study's models on 5000 samples take minutes for their references alone
 SMALL = {"mnist1d": ["data.samples=500", "model.hidden=[16]", "run.eval_every=2"]}
 
@@ -67,7 +67,7 @@ def test_a_whole_study_through_the_command_line_into_a_readme(tmp_path):
                       "\nend\n")
     out = tmp_path / "out"
     res, _ = dcnn("study", "failures", "--cases", "p_fail-0.0,p_fail-0.7", "--seeds", "1",
-                  "--rounds", "4", "--tune-rounds", "2", "--tune-factors", "1,2", "--out",
+                  "--rounds", "6", "--tune-rounds", "2", "--tune-factors", "1,2", "--out",
                   str(out), "--into", str(readme), "--quiet", cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     study = load_study(ROOT / STUDY_DIR / "failures.toml")
@@ -75,6 +75,7 @@ def test_a_whole_study_through_the_command_line_into_a_readme(tmp_path):
     assert list(meta["cases"]) == ["p_fail-0.0", "p_fail-0.7"]
     for case in meta["cases"].values():
         _verdict_is_the_best_of_its_rows(case)
+    assert "--cases p_fail-0.0,p_fail-0.7" in (out / "study.md").read_text()
     text = readme.read_text()
     assert text.startswith("intro\n<!-- study failures -->\n### ") and text.endswith(
         "<!-- /study failures -->\nend\n")
@@ -111,7 +112,7 @@ def test_a_bad_into_file_fails_before_anything_runs(tmp_path):
     readme.write_text("no markers here\n")
     res, seconds = dcnn("study", "failures", "--into", str(readme), "--out",
                         str(tmp_path / "never"), "--quiet", cwd=ROOT, timeout=60)
-    assert res.returncode == 2 and "has no '<!-- study failures -->' line" in res.stderr
+    assert res.returncode == 2 and "needs one '<!-- study failures -->' line" in res.stderr
     assert not (tmp_path / "never").exists() and readme.read_text() == "no markers here\n"
     error_of(lambda: into_readme("x", readme, "failures"), "needs one", kind=ConfigError)
     error_of(lambda: load_study("no-such-study"), "is not in", kind=ConfigError)

@@ -34,7 +34,10 @@ def test_one_process_trains_and_equals_gradient_descent(name):
     assert hist.column("iteration") == [0, 3, 6]
     objective = hist.column("objective")
     assert objective[-1] < objective[0]
-    assert all(math.isfinite(hist.last[c]) for c in COLUMNS if c != "consensus_error")
+    # the modelled link's counters are the loop's (dcnn.link): engines do not count them
+    assert all(math.isfinite(hist.last[c]) for c in COLUMNS
+               if c not in ("consensus_error", "exchanges", "busiest_bytes"))
+    assert all(math.isnan(hist.last[c]) for c in ("exchanges", "busiest_bytes"))
     assert hist.column("bytes_per_agent") == [0.0, 0.0, 0.0]        # nothing leaves a rank
     assert hist.column("time_s") == sorted(hist.column("time_s"))
     assert info["world_size"] == 1 and info["launcher"] == "single"
