@@ -35,6 +35,13 @@ over the ranks, a model that is not the MLP a split needs, l1 for a method witho
 steps) is skipped with its one-line reason, logged and kept under ``skipped`` in
 ``compare.json``; the others still run. With l1 the reference is
 solved by FISTA, else by L-BFGS-B.
+
+Best-tuned against best-tuned, over seeds, with a verdict: ``tune`` runs each method's step
+grid first (:mod:`dcnn.tuning`; every point on every seed, the lowest mean final training
+objective wins), ``seeds`` repeats every method over ``run.seed, run.seed + 1, ...`` and folds
+the rows into means with their spread, and the verdict names the best method per target by
+rounds, bytes, loop time and the modelled time on each of ``links`` (:mod:`dcnn.verdict`,
+:mod:`dcnn.link`). The tables and figures are :mod:`dcnn.compare_tables`'.
 """
 from __future__ import annotations
 
@@ -45,7 +52,6 @@ import json
 import math
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +60,16 @@ from .config import Config, _apply, parse_set, resolve
 from .errors import ConfigError, DivergenceError, LaunchError
 from .methods import default_methods, get_method, parse_variant
 from .metrics import History, metric_name
-from .report import _clean, plottable
+from .report import _clean
 from .runner import run_experiment
 from .topology import DIRECTED_GRAPHS
 from .tuning import EXTEND, Grid, choose, split_grid
-from .link import Link, modelled_time, parse_link
+from .compare_tables import format_compare, markdown_compare, plot_compare
+from .link import Link, crossovers, modelled_time, parse_link, plot_links
 from .verdict import MEASURES, aggregate, format_verdict, verdict
 
 __all__ = ["CompareResult", "run_compare", "compare_rows", "format_compare", "plot_compare",
+           "markdown_compare", "crossovers",
            "parse_method", "DEFAULT_METHODS", "DEFAULT_METHODS_DIRECTED", "ROW_KEYS"]
 
 # the registry's defaults for the built-in methods (default_methods() reads it anew)
@@ -189,270 +197,6 @@ def compare_rows(histories: dict[str, History], *, reference: dict | None, task:
                 row[f"{kind}_{k}"] = None if reached is None else reached[k]
         rows.append(row)
     return rows, targets
-
-
-def _fmt(x, spec=".4g") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return format(x, spec)
-
-
-def _reach(r: dict, key: str, spec: str, scale: float = 1.0) -> str:
-    """A figure to a target: its mean, or "k/K" when only k of the K seeds reached it."""
-    v = r[key]
-    if v is not None:
-        return _fmt(v * scale, spec)
-    got = r.get(f"{key.split('_')[0]}_reached") or 0
-    return f"{got}/{r['seeds']}" if r.get("seeds", 1) > 1 and got else "-"
-
-
-def format_compare(rows: list[dict], *, targets: dict, metric: str) -> str:
-    """The comparison as an aligned text table (means over the seeds; a figure to a target
-    that only some seeds reached shows how many did)."""
-    head = ("method", "objective", "U/U_ref-1", f"test {metric}", "consensus",
-            "rounds@test", "MB@test", "s@test", "rounds@obj", "MB@obj", "s@obj")
-    tuned = any(r.get("setting") for r in rows)
-    if tuned:
-        head += ("tuned",)
-    body = []
-    for r in rows:
-        if r["status"] == "diverged":
-            cells = (r["method"], "diverged", *["-"] * (len(head) - 2 - tuned))
-        else:
-            cells = (r["method"] + ("*" if r["status"] != "ok" else ""),
-                     _fmt(r["final_objective"]), _fmt(r["objective_gap"], ".2e"),
-                     _fmt(r["final_test_metric"]), _fmt(r["final_consensus_error"], ".1e"),
-                     _reach(r, "test_rounds", ".0f"), _reach(r, "test_bytes_per_agent", ".4g",
-                                                             1e-6),
-                     _reach(r, "test_time_s", ".3g"), _reach(r, "objective_rounds", ".0f"),
-                     _reach(r, "objective_bytes_per_agent", ".4g", 1e-6),
-                     _reach(r, "objective_time_s", ".3g"))
-        body.append(cells + ((r.get("setting") or "default",) if tuned else ()))
-    widths = [max(len(x[k]) for x in (head, *body)) for k in range(len(head))]
-    lines = ["  ".join(x[k].ljust(widths[k]) for k in range(len(head))) for x in (head, *body)]
-    seeds = max((r.get("seeds", 1) for r in rows), default=1)
-    lines.append(f"targets: test {metric} {_fmt(targets['test'])}; objective "
-                 f"{_fmt(targets['objective'])} (centralized + {targets['gap']:g} of the gap "
-                 "at the start); "
-                 "'-' = not reached"
-                 + (f"; means of {seeds} seeds, k/{seeds} = reached on k seeds only, "
-                    "* = diverged on some seeds" if seeds > 1 else ""))
-    return "\n".join(lines)
-
-
-def _spread(r: dict, key: str, spec: str = ".4g") -> str:
-    """``mean (min-max)`` with several seeds, the value with one."""
-    v = _fmt(r[key], spec)
-    if r.get("seeds", 1) > 1 and r.get(f"{key}_min") is not None:
-        v += f" ({_fmt(r[f'{key}_min'], spec)}-{_fmt(r[f'{key}_max'], spec)})"
-    return v
-
-
-def markdown_compare(rows: list[dict], *, targets: dict, metric: str, reference: dict | None,
-                     title: str, verdict: str = "", links=(), crossings=()) -> str:
-    """The comparison as a markdown table (``compare.md``): final objective and test metric,
-    and rounds / MB per agent / loop seconds to each target (means, with the spread over the
-    seeds in brackets), then the verdict."""
-    def reach(r, key):
-        if r[f"{key}_rounds"] is None:
-            got = r.get(f"{key}_reached") or 0
-            return f"reached on {got} of {r['seeds']} seeds" if got else "not reached"
-        rounds = r[f"{key}_rounds"]
-        text = (f"{rounds:.4g} / {_fmt(r[f'{key}_bytes_per_agent'] / 1e6, '.3g')} / "
-                f"{_fmt(r[f'{key}_time_s'], '.2g')}")
-        if r.get("seeds", 1) > 1:
-            text += f" (rounds {r[f'{key}_rounds_min']}-{r[f'{key}_rounds_max']})"
-        return text
-    tuned = any(r.get("setting") for r in rows)
-    central = "" if reference is None else f", centralized {_fmt(reference['objective'])}"
-    lines = [f"**{title}** (test target {metric} {_fmt(targets['test'])}; objective target "
-             f"{_fmt(targets['objective'])}{central})", "",
-             f"| method | final objective | final test {metric} | rounds / MB / s to test "
-             "target | rounds / MB / s to objective target |" + (" tuned |" if tuned else ""),
-             "|---|---|---|---|---|" + ("---|" if tuned else "")]
-    for r in rows:
-        end = f" {r.get('setting') or 'default'} |" if tuned else ""
-        if r["status"] == "diverged":
-            lines.append(f"| {r['method']} | diverged | | | |{end}")
-            continue
-        status = "" if r["status"] == "ok" else f" ({r['status']})"
-        lines.append(f"| {r['method']}{status} | {_spread(r, 'final_objective')} | "
-                     f"{_spread(r, 'final_test_metric')} | {reach(r, 'test')} | "
-                     f"{reach(r, 'objective')} |{end}")
-    if links:
-        lines += ["", "Modelled seconds to the test / objective target (dcnn.link: "
-                  "compute + latency x exchanges + busiest agent's bytes / bandwidth):", "",
-                  "| method | " + " | ".join(x.describe() for x in links) + " |",
-                  "|---|" + "---|" * len(links)]
-        for r in rows:
-            if r["status"] == "diverged":
-                continue
-            lines.append(f"| {r['method']} | " + " | ".join(
-                f"{_fmt(r[f'test_time_on_{x.name}'], '.3g')} / "
-                f"{_fmt(r[f'objective_time_on_{x.name}'], '.3g')}" for x in links) + " |")
-    if crossings:
-        lines += ["", "Crossovers (the bandwidth above which the first is faster to the "
-                  f"{crossings[0]['target']} target):", ""]
-        lines += [f"- {c['link']} latency: {c['faster_above']} faster than {c['faster_below']}"
-                  f" above {c['bandwidth_bit_s'] / 1e6:.3g} Mbit/s" for c in crossings]
-    return "\n".join(lines) + "\n" + (f"\n{verdict}\n" if verdict else "")
-
-
-def _band(runs: list[History], col: str, xcol: str, scale: float):
-    """x (mean over the seeds), and the mean, min and max of ``col`` over the seeds, on the
-    evaluations every run has."""
-    import numpy as np
-    n = min(len(h.records) for h in runs)
-    x = np.mean([[scale * v for v in h.column(xcol)[:n]] for h in runs], axis=0)
-    ys = np.array([plottable(h.column(col)[:n]) for h in runs], dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN column stays NaN
-        return x, np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
-
-
-def plot_compare(histories: dict[str, History | list[History]], path: Path, *, metric: str,
-                 reference: dict | None, title: str = "") -> Path:
-    """Objective and test metric against rounds, MB per agent and seconds; consensus error.
-    A method with several histories (seeds) is drawn as its mean with a min-max band."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    runs = {m: h if isinstance(h, list) else [h] for m, h in histories.items() if h}
-    color = {m: f"C{k}" for k, m in enumerate(runs)}
-    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
-    xs = [("iteration", "rounds", 1.0), ("bytes_per_agent", "MB sent per agent", 1e-6),
-          ("time_s", "seconds (loop)", 1.0)]
-    for row, (col, label, log) in enumerate((("objective", "objective U(w_bar)", True),
-                                             ("test_metric", f"test {metric}", False))):
-        for k, (xcol, xlabel, scale) in enumerate(xs):
-            ax = axes[row, k]
-            lows, finals = [], []
-            for name, hs in runs.items():
-                x, mid, lo, hi = _band(hs, col, xcol, scale)
-                ax.plot(x, mid, label=name, color=color[name])
-                if len(hs) > 1:
-                    ax.fill_between(x, lo, hi, color=color[name], alpha=0.2, lw=0)
-                lows += [v for v in lo if v == v]
-                finals += [h.last[col] for h in hs]
-            if reference is not None and reference.get(col) is not None:
-                ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized ref.")
-            if log and lows and min(lows) > 0:
-                ax.set_yscale("log")
-            if col == "test_metric" and reference and reference.get(col) is not None:
-                # the start (chance level) would squeeze the part that differs
-                finals = [f for f in finals if f is not None and math.isfinite(f)]
-                lo, hi = min(finals + [reference[col]]), max(finals + [reference[col]])
-                pad = max(hi - lo, 1e-3 * abs(hi), 1e-12)
-                if metric == "accuracy":
-                    ax.set_ylim(max(lo - 4 * pad, 0.0), min(hi + pad, 100.0))
-                else:
-                    ax.set_ylim(max(lo - pad, 0.0), hi + 4 * pad)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-    ax = axes[0, 3]
-    for name, hs in runs.items():   # rounding-level disagreement (centralized) left out
-        x, mid, lo, hi = _band(hs, "consensus_error", "iteration", 1.0)
-        keep = mid > 1e-24
-        if keep.any():
-            ax.plot(x[keep], mid[keep], label=name, color=color[name])
-            if len(hs) > 1:
-                ax.fill_between(x[keep], lo[keep], hi[keep], color=color[name], alpha=0.2, lw=0)
-    ax.set_yscale("log")
-    ax.set_xlabel("rounds")
-    ax.set_ylabel("consensus error")
-    ax.grid(alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    axes[1, 3].axis("off")
-    axes[1, 3].legend(handles, labels, loc="center")
-    if title:
-        fig.suptitle(title)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.08, top=0.93, wspace=0.3,
-                        hspace=0.28)       # fixed margins: tight_layout doubles the time
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _parts(row: dict, target: str) -> tuple | None:
-    """``(compute_s, exchanges, busiest_bytes)`` of ``row`` at ``target``, or ``None``."""
-    parts = tuple(row.get(f"{target}_{k}") for k in ("compute_s", "exchanges", "busiest_bytes"))
-    ok = row["status"] == "ok" and all(p is not None and math.isfinite(p) for p in parts)
-    return parts if ok else None
-
-
-def _link_target(rows: list[dict], contenders: list[str]) -> str | None:
-    """The target the link figures speak of: the test target if two contenders reached it,
-    else the objective target."""
-    for t in ("test", "objective"):
-        if sum(_parts(r, t) is not None for r in rows if r["method"] in contenders) >= 2:
-            return t
-    return None
-
-
-def crossovers(rows: list[dict], *, links, contenders: list[str]) -> list[dict]:
-    """For each link's latency and each pair of contenders: the bandwidth at which their
-    modelled times to the target cross (:mod:`dcnn.link`: ``T = a + B / beta`` with ``a =
-    c + alpha E``): above it the one with the smaller ``a`` is faster, below it the one with
-    fewer bytes. Pairs where one is faster at every bandwidth have none."""
-    target = _link_target(rows, contenders)
-    if target is None:
-        return []
-    parts = {r["method"]: _parts(r, target) for r in rows if r["method"] in contenders}
-    parts = {m: p for m, p in parts.items() if p is not None}
-    out = []
-    for link in links:
-        names = list(parts)
-        for i, m in enumerate(names):
-            for n in names[i + 1:]:
-                (cm, em, bm), (cn, en, bn) = parts[m], parts[n]
-                am, an = cm + link.latency * em, cn + link.latency * en
-                if bm == bn or (am - an) * (bm - bn) >= 0:
-                    continue                     # one of them is never slower
-                x = (an - am) / (bm - bn)        # 1 / beta where they cross
-                fast, lean = (m, n) if am < an else (n, m)
-                out.append({"target": target, "link": link.name, "latency_s": link.latency,
-                            "bandwidth_bit_s": 8.0 / x, "faster_above": fast,
-                            "faster_below": lean})
-    return out
-
-
-def plot_links(rows: list[dict], path: Path, *, links, contenders: list[str],
-               title: str = "") -> Path | None:
-    """Modelled time to the target against bandwidth, one panel per link's latency, a line
-    per contender (where lines cross, the faster method changes); the link's own bandwidth
-    dashed."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    target = _link_target(rows, contenders)
-    fig, axes = plt.subplots(1, len(links), figsize=(4.5 * len(links), 4), squeeze=False)
-    bits = np.logspace(5, 11, 200)
-    for ax, link in zip(axes[0], links):
-        for k, r in enumerate(rows):
-            p = None if target is None or r["method"] not in contenders else _parts(r, target)
-            if p is not None:
-                c, e, b = p
-                ax.plot(bits, c + link.latency * e + b / (bits / 8), label=r["method"],
-                        color=f"C{k}")
-        ax.axvline(8 * link.bandwidth, color="k", ls="--", lw=1)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("bandwidth (bit/s)")
-        ax.set_ylabel(f"modelled s to the {target or 'no'} target")
-        ax.set_title(f"{link.name}: latency {link.describe().split('(')[1].split(',')[0]}")
-        ax.grid(alpha=0.3, which="both")
-    if axes[0][0].get_legend_handles_labels()[0]:
-        axes[0][0].legend()
-    if title:
-        fig.suptitle(title)
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=0.86, wspace=0.35)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _attempt(c: Config, folder, *, network, reference, model, data):

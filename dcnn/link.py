@@ -27,10 +27,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Link", "PRESETS", "parse_link", "modelled_time"]
+__all__ = ["Link", "PRESETS", "parse_link", "modelled_time", "crossovers", "plot_links"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,83 @@ def modelled_time(compute_s: float | None, exchanges: float | None,
     if any(p is None or not math.isfinite(p) for p in parts):
         return None
     return compute_s + link.latency * exchanges + busiest_bytes / link.bandwidth
+
+
+def _parts(row: dict, target: str) -> tuple | None:
+    """``(compute_s, exchanges, busiest_bytes)`` of ``row`` at ``target``, or ``None``."""
+    parts = tuple(row.get(f"{target}_{k}") for k in ("compute_s", "exchanges", "busiest_bytes"))
+    ok = row["status"] == "ok" and all(p is not None and math.isfinite(p) for p in parts)
+    return parts if ok else None
+
+
+def _link_target(rows: list[dict], contenders: list[str]) -> str | None:
+    """The target the link figures speak of: the test target if two contenders reached it,
+    else the objective target."""
+    for t in ("test", "objective"):
+        if sum(_parts(r, t) is not None for r in rows if r["method"] in contenders) >= 2:
+            return t
+    return None
+
+
+def crossovers(rows: list[dict], *, links, contenders: list[str]) -> list[dict]:
+    """For each link's latency and each pair of contenders: the bandwidth at which their
+    modelled times to the target cross (:mod:`dcnn.link`: ``T = a + B / beta`` with ``a =
+    c + alpha E``): above it the one with the smaller ``a`` is faster, below it the one with
+    fewer bytes. Pairs where one is faster at every bandwidth have none."""
+    target = _link_target(rows, contenders)
+    if target is None:
+        return []
+    parts = {r["method"]: _parts(r, target) for r in rows if r["method"] in contenders}
+    parts = {m: p for m, p in parts.items() if p is not None}
+    out = []
+    for link in links:
+        names = list(parts)
+        for i, m in enumerate(names):
+            for n in names[i + 1:]:
+                (cm, em, bm), (cn, en, bn) = parts[m], parts[n]
+                am, an = cm + link.latency * em, cn + link.latency * en
+                if bm == bn or (am - an) * (bm - bn) >= 0:
+                    continue                     # one of them is never slower
+                x = (an - am) / (bm - bn)        # 1 / beta where they cross
+                fast, lean = (m, n) if am < an else (n, m)
+                out.append({"target": target, "link": link.name, "latency_s": link.latency,
+                            "bandwidth_bit_s": 8.0 / x, "faster_above": fast,
+                            "faster_below": lean})
+    return out
+
+
+def plot_links(rows: list[dict], path: Path, *, links, contenders: list[str],
+               title: str = "") -> Path | None:
+    """Modelled time to the target against bandwidth, one panel per link's latency, a line
+    per contender (where lines cross, the faster method changes); the link's own bandwidth
+    dashed."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    target = _link_target(rows, contenders)
+    fig, axes = plt.subplots(1, len(links), figsize=(4.5 * len(links), 4), squeeze=False)
+    bits = np.logspace(5, 11, 200)
+    for ax, link in zip(axes[0], links):
+        for k, r in enumerate(rows):
+            p = None if target is None or r["method"] not in contenders else _parts(r, target)
+            if p is not None:
+                c, e, b = p
+                ax.plot(bits, c + link.latency * e + b / (bits / 8), label=r["method"],
+                        color=f"C{k}")
+        ax.axvline(8 * link.bandwidth, color="k", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bandwidth (bit/s)")
+        ax.set_ylabel(f"modelled s to the {target or 'no'} target")
+        ax.set_title(f"{link.name}: latency {link.describe().split('(')[1].split(',')[0]}")
+        ax.grid(alpha=0.3, which="both")
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend()
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=0.86, wspace=0.35)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import load_config
-from .errors import ConfigError, DcnnError
+from .errors import ConfigError, DcnnError, DivergenceError, LaunchError
 
 __all__ = ["Study", "Case", "load_study", "run_study", "into_readme", "check_markers",
            "study_markdown", "STUDY_DIR"]
@@ -186,6 +186,9 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
             raise ConfigError(f"--cases {unknown[0]!r} is not a case of {study.name}; its cases "
                               f"are {', '.join(c.name for c in cases)}")
         cases = [c for c in cases if c.name in only]
+    for what, v in (("--seeds", seeds), ("--rounds", rounds), ("--tune-rounds", tune_rounds)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ConfigError(f"{what} must be a positive integer, got {v!r}")
     extra = (*overrides, *(() if rounds is None else (f"run.iterations={rounds}",)))
     plans = {}
     for case in cases:                  # every shortened config and method list before a run
@@ -207,8 +210,7 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
         + [f"--set {o}" for o in overrides] + (["--no-tune"] if tune is False else [])
     tune = study.tune if tune is None else tune
     result = {"study": study.name, "title": study.title, "file": str(study.path),
-              "shortened": changed, "tuned": study.tune if tune is None else tune,
-              "cases": {}}
+              "shortened": changed, "tuned": tune, "cases": {}}
     rank0 = _rank(network) == 0
     for k, case in enumerate(cases, 1):
         cfg, methods, left_out = plans[case.name]
@@ -222,7 +224,8 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
                               seeds=study.seeds if seeds is None else seeds,
                               links=list(study.links),
                               tune_factors=tune_factors if tune else None)
-        except DcnnError as exc:      # every method diverged, none fits: the case says so
+        except (DivergenceError, LaunchError) as exc:   # every method diverged, none fits:
+            # the same on every rank; the case says so and the others still run
             result["cases"][case.name] = {"error": str(exc), "rows": [], "verdict": {},
                                           "left_out": left_out, "markdown": ""}
             if verbose and rank0:

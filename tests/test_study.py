@@ -138,3 +138,20 @@ def test_the_experiments_readme_holds_each_study_as_written_by_its_run(name):
     assert [x.split(" | ")[0][2:] for x in summary] == [c.name for c in study.cases]
     for case in study.cases:
         assert f"#### {case.name}\n" in block
+
+
+def test_a_case_where_every_method_diverges_is_recorded_and_the_rest_still_run(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[study]\ntitle='t'\nmethods=['gt:lr=1e8']\nset=['run.agents=4', "
+                    "'run.eval_every=1']\n[[case]]\nname='blows-up'\n[[case]]\nname='fine'\n"
+                    "methods=['gt']\n")
+    result = run_study(path, out=tmp_path / "out", rounds=2, verbose=False)
+    assert "every method diverged" in result["cases"]["blows-up"]["error"]
+    assert [r["method"] for r in result["cases"]["fine"]["rows"]] == ["gt"]
+    md = (tmp_path / "out" / "study.md").read_text()
+    assert "#### blows-up\n\nFailed: every method diverged" in md
+    saved = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert set(saved["cases"]) == {"blows-up", "fine"}
+    error_of(lambda: run_study(path, out=tmp_path / "x", seeds=0, verbose=False),
+             "--seeds must be a positive integer", kind=ConfigError)
+    assert not (tmp_path / "x").exists()
