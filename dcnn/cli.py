@@ -5,8 +5,8 @@
 (written with ``--set run.checkpoint_every=K``) with the config in ``DIR/config.json``;
 ``dcnn compare [CONFIG.toml] --methods next-pl,gt,... [--set ...] [--out DIR] [--tune]
 [--seeds K]`` runs several methods on identical shards, graphs and seeds (each method's step
-tuned on a grid first with ``--tune``) and writes one comparison with its verdict; ``dcnn study NAME`` runs the comparisons a study file
-names (:mod:`dcnn.study`); under
+tuned on a grid first with ``--tune``) and writes one comparison with its verdict;
+``dcnn study NAME`` runs the comparisons a study file names (:mod:`dcnn.study`); under
 ``mpiexec -n R dcnn run ...`` the agents are spread over the R ranks. Bad input ends with one
 line ``dcnn: error: ...`` and exit status 2; under MPI the whole job ends (no rank is left
 waiting in a collective).

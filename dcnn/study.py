@@ -199,8 +199,9 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
         methods = list(case.methods or study.methods)
         left_out = {m: why for m in methods if (why := _fits(m, cfg))}
         if len(left_out) == len(methods):
+            why = "; ".join(f"{m} {w}" for m, w in left_out.items())
             raise ConfigError(f"{study.path}: case {case.name!r}: no method of its list runs "
-                              f"on its graph ({'; '.join(f'{m} {w}' for m, w in left_out.items())})")
+                              f"on its graph ({why})")
         plans[case.name] = (cfg, [m for m in methods if m not in left_out], left_out)
     out = Path(out)
     changed = [f"--{k.replace('_', '-')} {v}" for k, v in (

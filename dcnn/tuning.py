@@ -2,20 +2,22 @@
 
 A grid is one ``algorithm`` key and its values, either given with the method
 (``gt:alpha0=0.1|0.25|0.5|1``: the values as written) or the method's default
-(:attr:`dcnn.methods.MethodSpec.tune`: a key and *factors* of the number the method resolves
-from ``"auto"``, ``lr`` for the gradient methods and the trainers, ``tau`` for NEXT and
-SONATA). A relative grid runs the method's default first, reads the number it resolved from
-its summary and multiplies it, so the grid is centred on the automatic choice whatever the
-problem's scale; the default itself is the point of factor 1. When the best point is an end of
-a relative grid of 3 or more points, the grid is extended past it by factors of 2 (up to :data:`EXTEND` more
-points) while that improves the choice, so a choice at an end is reported (``at_edge``) only
-when the extension ran out.
+(:meth:`dcnn.methods.MethodSpec.step_grid`: a key and *factors* of the number the method
+resolves from ``"auto"``, ``lr`` for the gradient methods and the trainers, ``tau`` for NEXT
+and SONATA). A relative grid reads that number by building the method on the first seed's
+experiment and multiplies it, so the grid is centred on the automatic choice whatever the
+problem's scale; the point of factor 1 is the method's default as it runs (``"auto"``, with
+NEXT's raise of ``tau`` during the run), the others fix the value. When the best point is an
+end of a relative grid of 3 or more points, the grid is extended past it by factors of 2 (up
+to :data:`EXTEND` more points) while that improves the choice, so a choice at an end is
+reported (``at_edge``) only when the extension ran out.
 
 The choice (:func:`choose`) looks at the training objective only, never at the test set: the
-lowest final objective (``dcnn compare`` runs every point on every seed and gives the mean;
-a point that diverged on any seed is out: choosing on one seed picked steps at the edge of
-stability that diverged on the next) among the points that did not diverge; a tie (within ``1e-9``
-relative) goes to the fewest rounds to the objective target, then to the earlier point.
+lowest final objective (``dcnn compare`` runs every point on every seed and gives the mean; a
+point that diverged on any seed is out: choosing on one seed picked steps at the edge of
+stability that diverged on the next) among the points that did not diverge; a tie (within
+``1e-9`` relative) goes to the fewest rounds to the objective target, then to the earlier
+point.
 """
 from __future__ import annotations
 
