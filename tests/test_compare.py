@@ -154,6 +154,8 @@ def test_default_methods_skip_what_the_graph_does_not_allow():
     (["--methods", "next-pl,gt:alpha0=0.5|2"], ("algorithm.alpha0 must be in (0, 1], got 2",)),
     (["--methods", "gt:alpha0=0.5|1:lr=1|2"], ("grids over several keys",)),
     (["--methods", "gt:alpha0=0.5|0.5"], ("lists a value twice",)),
+    (["--methods", "gt:tau=1|2"], ("'gt' has no option 'tau'",)),
+    (["--methods", "gt", "--tune-factors", "1,2"], ("add --tune",)),
 ])
 def test_bad_input_fails_with_one_line_before_running(args, fragments, tmp_path):
     out = tmp_path / "never"
