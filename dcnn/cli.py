@@ -93,7 +93,7 @@ def _cmd_study(args) -> int:
     run_study(study, out=out, seeds=args.seeds, rounds=args.rounds,
               tune_rounds=args.tune_rounds, tune_factors=args.tune_factors, only=only,
               overrides=args.set, tune=False if args.no_tune else None,
-              verbose=not args.quiet)
+              resume=args.resume, verbose=not args.quiet)
     if _world()[0] == 0:
         if args.into is not None:
             into_readme((Path(out) / "study.md").read_text(), args.into, study.name)
@@ -222,6 +222,8 @@ def _parser() -> argparse.ArgumentParser:
                        "(repeatable)")
     study.add_argument("--into", metavar="FILE.md", help="write study.md into FILE.md between "
                        "its '<!-- study NAME -->' and '<!-- /study NAME -->' lines")
+    study.add_argument("--resume", action="store_true", help="keep the cases that --out "
+                       "holds finished from an earlier run with the same options")
     study.add_argument("--quiet", action="store_true", help="no progress, log or table")
     _plugin_option(study)
     study.set_defaults(func=_cmd_study)

@@ -18,9 +18,9 @@ def _fmt(x, spec=".4g") -> str:
     return format(x, spec)
 
 
-def _reach(r: dict, key: str, spec: str, scale: float = 1.0) -> str:
+def reach_cell(r: dict, key: str, spec: str, scale: float = 1.0) -> str:
     """A figure to a target: its mean, or "k/K" when only k of the K seeds reached it."""
-    v = r[key]
+    v = r.get(key)
     if v is not None:
         return _fmt(v * scale, spec)
     got = r.get(f"{key.split('_')[0]}_reached") or 0
@@ -43,11 +43,10 @@ def format_compare(rows: list[dict], *, targets: dict, metric: str) -> str:
             cells = (r["method"] + ("*" if r["status"] != "ok" else ""),
                      _fmt(r["final_objective"]), _fmt(r["objective_gap"], ".2e"),
                      _fmt(r["final_test_metric"]), _fmt(r["final_consensus_error"], ".1e"),
-                     _reach(r, "test_rounds", ".0f"), _reach(r, "test_bytes_per_agent", ".4g",
-                                                             1e-6),
-                     _reach(r, "test_time_s", ".3g"), _reach(r, "objective_rounds", ".0f"),
-                     _reach(r, "objective_bytes_per_agent", ".4g", 1e-6),
-                     _reach(r, "objective_time_s", ".3g"))
+                     *(c for t in ("test", "objective") for c in (
+                         reach_cell(r, f"{t}_rounds", ".0f"),
+                         reach_cell(r, f"{t}_bytes_per_agent", ".4g", 1e-6),
+                         reach_cell(r, f"{t}_time_s", ".3g"))))
         body.append(cells + ((r.get("setting") or "default",) if tuned else ()))
     widths = [max(len(x[k]) for x in (head, *body)) for k in range(len(head))]
     lines = ["  ".join(x[k].ljust(widths[k]) for k in range(len(head))) for x in (head, *body)]

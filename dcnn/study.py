@@ -36,6 +36,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .compare_tables import reach_cell
 from .config import load_config
 from .errors import ConfigError, DcnnError, DivergenceError, LaunchError
 
@@ -170,12 +171,14 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
               rounds: int | None = None, tune_rounds: int | None = None,
               tune_factors: tuple[float, ...] | None = None, only: list[str] | None = None,
               overrides: list[str] | tuple = (), tune: bool | None = None,
-              verbose: bool = True, network=None) -> dict:
+              resume: bool = False, verbose: bool = True, network=None) -> dict:
     """Run ``study``'s cases (``only``: those named) into ``out``; ``seeds``, ``rounds`` (every
     case's ``run.iterations``), ``tune_rounds`` and ``tune_factors`` (the relative grids)
     replace the study's own, ``tune = False`` runs every method at its defaults, and
-    ``overrides`` (``--set``) come after every case's, for a shortened run. Returns
-    ``study.json``'s content."""
+    ``overrides`` (``--set``) come after every case's, for a shortened run. ``resume`` keeps
+    the cases that ``out/study.json`` holds finished from an earlier run of the same study with
+    the same options (in one process only: under mpiexec the ranks could see different
+    folders). Returns ``study.json``'s content."""
     from .compare import _fits, run_compare
     if not isinstance(study, Study):
         study = load_study(study)
@@ -212,9 +215,16 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
     tune = study.tune if tune is None else tune
     result = {"study": study.name, "title": study.title, "file": str(study.path),
               "shortened": changed, "tuned": tune, "cases": {}}
+    done = _finished(out, study, changed) if resume else {}
     rank0 = _rank(network) == 0
     for k, case in enumerate(cases, 1):
         cfg, methods, left_out = plans[case.name]
+        if case.name in done:
+            result["cases"][case.name] = done[case.name]
+            if verbose:
+                print(f"dcnn: study {study.name}: case {k}/{len(cases)} {case.name}: kept from "
+                      f"{out / 'study.json'} (--resume)", flush=True)
+            continue
         if verbose and rank0:
             print(f"dcnn: study {study.name}: case {k}/{len(cases)} {case.name}", flush=True)
         try:
@@ -244,6 +254,31 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
         raise DcnnError(f"study {study.name}: every case failed; the first: "
                         f"{next(iter(result['cases'].values()))['error']}")
     return result
+
+
+def _finished(out: Path, study: Study, changed: list[str]) -> dict:
+    """The cases an earlier run of ``study`` with the same options finished in ``out``
+    (``--resume``): ``{name: case}``; a case that failed there runs again."""
+    from .comm import launched_by_mpi
+    if launched_by_mpi():
+        raise ConfigError("--resume runs in one process (under mpiexec the ranks could see "
+                          "different folders); run it without mpiexec, or rerun the cases "
+                          "left with --cases")
+    path = out / "study.json"
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+        kept = {n: c for n, c in old["cases"].items() if "error" not in c}
+        same = (old["study"], [x for x in old["shortened"] if not x.startswith("--cases ")])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"--resume: {path} is not a study result ({exc}); give another "
+                          "--out or delete it") from None
+    if same != (study.name, [x for x in changed if not x.startswith("--cases ")]):
+        raise ConfigError(f"--resume: {path} holds study {old['study']!r} run with "
+                          f"{' '.join(same[1]) or 'no options'}; resume it with the same "
+                          "options, or give another --out")
+    return kept
 
 
 def _rank(network) -> int:
@@ -279,11 +314,8 @@ def _replace(path: Path, write) -> None:
 def _cell(row: dict, key: str) -> str:
     if row["status"] == "diverged":
         return "diverged"
-    v = row.get(key)
-    if v is None:
-        got = row.get(f"{key.split('_')[0]}_reached") or 0
-        return f"{got}/{row.get('seeds', 1)} seeds" if got else "-"
-    return f"{v:.4g}"
+    cell = reach_cell(row, key, ".4g")
+    return f"{cell} seeds" if "/" in cell else cell
 
 
 def study_markdown(study: Study, result: dict) -> str:

@@ -155,3 +155,25 @@ def test_a_case_where_every_method_diverges_is_recorded_and_the_rest_still_run(t
     error_of(lambda: run_study(path, out=tmp_path / "x", seeds=0, verbose=False),
              "--seeds must be a positive integer", kind=ConfigError)
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_keeps_the_finished_cases_and_runs_the_others(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[study]\ntitle='t'\nmethods=['gt']\nset=['run.agents=4', "
+                    "'run.eval_every=10']\n[[case]]\nname='a'\n[[case]]\nname='b'\n"
+                    "methods=['dgd']\n")
+    out = tmp_path / "out"
+    run_study(path, out=out, rounds=20, only=["a"], verbose=False)
+    first = json.loads((out / "study.json").read_text())["cases"]["a"]
+    stamp = (out / "a" / "compare.json").stat().st_mtime_ns
+    both = run_study(path, out=out, rounds=20, resume=True, verbose=False)
+    assert both["cases"]["a"] == first                              # kept as written
+    assert (out / "a" / "compare.json").stat().st_mtime_ns == stamp  # not run again
+    assert [r["method"] for r in both["cases"]["b"]["rows"]] == ["dgd"]
+    assert list(json.loads((out / "study.json").read_text())["cases"]) == ["a", "b"]
+    assert "#### a\n" in (out / "study.md").read_text()
+    # other options than the folder's: refused in one line, the folder left as it was
+    before = (out / "study.json").read_bytes()
+    error_of(lambda: run_study(path, out=out, rounds=30, resume=True, verbose=False),
+             "--resume: ", kind=ConfigError)
+    assert (out / "study.json").read_bytes() == before

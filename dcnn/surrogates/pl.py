@@ -86,20 +86,26 @@ SOLVERS = ("auto", "cholesky", "woodbury", "cg")
 
 def pl_solve(J: torch.Tensor, q: torch.Tensor, *, a: float, c: float,
              method: str = "auto") -> torch.Tensor:
-    """Solve ``(a J^T J + c I) d = q`` for stacked ``J (A, K, P)`` and ``q (A, P)``."""
+    """Solve ``(a J^T J + c I) d = q`` for stacked ``J (A, K, P)`` and ``q (A, P)``.
+
+    The matrix is positive definite for ``c > 0``; when rounding says otherwise (``J`` so large
+    against ``c`` that the iterates have blown up), that agent's ``d`` is NaN, so the loop's
+    divergence guard stops the run on every rank alike instead of one rank raising alone."""
     K, P = J.shape[-2], J.shape[-1]
     if method == "auto":
         method = "woodbury" if K < P else "cholesky"
     if method == "cholesky":
         H = a * J.transpose(-1, -2) @ J
         H.diagonal(dim1=-2, dim2=-1).add_(c)
-        L = torch.linalg.cholesky(H)
-        return torch.cholesky_solve(q.unsqueeze(-1), L).squeeze(-1)
-    S = J @ J.transpose(-1, -2)
-    S.diagonal(dim1=-2, dim2=-1).add_(c / a)
-    L = torch.linalg.cholesky(S)
-    u = torch.cholesky_solve((J @ q.unsqueeze(-1)), L)
-    return (q - (J.transpose(-1, -2) @ u).squeeze(-1)) / c
+        L, info = torch.linalg.cholesky_ex(H)
+        d = torch.cholesky_solve(q.unsqueeze(-1), L).squeeze(-1)
+    else:
+        S = J @ J.transpose(-1, -2)
+        S.diagonal(dim1=-2, dim2=-1).add_(c / a)
+        L, info = torch.linalg.cholesky_ex(S)
+        u = torch.cholesky_solve((J @ q.unsqueeze(-1)), L)
+        d = (q - (J.transpose(-1, -2) @ u).squeeze(-1)) / c
+    return d.masked_fill((info != 0).unsqueeze(-1), float("nan")) if bool(info.any()) else d
 
 
 def jacobian_bytes(problem: LocalProblems) -> int:

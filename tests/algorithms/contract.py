@@ -62,6 +62,9 @@ CASES = {
 # a linear model has one Linear layer: no pipeline of two stages and no second block for local
 # parallelism on a second rank (refused; see the engine tests)
 NOT_ON_TWO_RANKS = ("pipeline", "local-parallel")
+# under mpiexec each case runs its first MPI_ROUNDS rounds (or all, if fewer) and must follow
+# the in-process trajectory there to rounding (evaluated every MPI_ROUNDS rounds in both)
+MPI_ROUNDS = 200
 # methods that cannot train the ridge model, and why (each has its own oracle tests)
 NO_RIDGE_CASE = {
     "sil": "needs classes (codes per class) and a model split at a hidden layer",
@@ -74,11 +77,13 @@ def optimum() -> float:
     return ridge_optimum(load_dataset("diabetes", seed=0), LAM)
 
 
-def run_case(name: str, network=None):
-    """``(relative gap, RunResult)`` of case ``name`` on ``network`` (default in-process)."""
-    overrides, rounds, _ = CASES[name]
+def run_case(name: str, network=None, rounds: int | None = None):
+    """``(relative gap, RunResult)`` of case ``name`` on ``network`` (default in-process)
+    after ``rounds`` rounds (default: the case's own)."""
+    overrides, full, _ = CASES[name]
+    rounds = full if rounds is None else rounds
     cfg = load_config(overrides=[*BASE, *overrides, f"run.iterations={rounds}",
-                                 f"run.eval_every={rounds}"])
+                                 f"run.eval_every={min(rounds, MPI_ROUNDS)}"])
     res = run_experiment(cfg, out=None, network=network, verbose=False)
     opt = optimum()
     return (res.history.last["objective"] - opt) / opt, res

@@ -43,8 +43,9 @@ def test_same_results_under_mpiexec_2(mpi):
     line = next(x for x in res.stdout.splitlines() if x.startswith("RESULT "))
     results = json.loads(line[len("RESULT "):])
     assert set(results) == set(CASES) - set(NOT_ON_TWO_RANKS)
-    for name, (gap, objective, _) in results.items():
-        assert -1e-12 <= gap <= CASES[name][2], (name, gap)
-        local_gap, local = _inprocess(name)
-        # same seed, same trajectory: the objective agrees to rounding
-        assert abs(objective - local.history.last["objective"]) <= 1e-9 * abs(objective), name
+    for name, (rounds, objective, _) in results.items():
+        # same seed, same trajectory: the objective agrees to rounding with the in-process
+        # run's at the same round (that run reaches the optimum: the test above)
+        _, local = _inprocess(name)
+        there = {r["iteration"]: r["objective"] for r in local.history.records}[rounds]
+        assert abs(objective - there) <= 1e-9 * abs(objective), (name, objective, there)

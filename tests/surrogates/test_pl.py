@@ -331,3 +331,22 @@ def test_loose_matrix_free_inner_solves_still_reach_the_optimum(case):
     gap = (rec["objective"] - opt) / abs(opt)
     assert -1e-12 <= gap <= 1e-6, gap
     assert rec["consensus_error"] < 1e-12
+
+
+@pytest.mark.parametrize("method,K,P", [("cholesky", 6, 3), ("woodbury", 3, 6)])
+def test_a_system_that_rounding_makes_indefinite_gives_nan_for_that_agent_only(method, K, P):
+    """Blown-up iterates make ``a J^T J + c I`` indefinite in floating point: that agent's
+    step is NaN (the loop's guard then stops the run on every rank), the others are exact."""
+    g = torch.Generator().manual_seed(0)
+    J = torch.randn(2, K, P, generator=g, dtype=torch.float64)       # agent 0: full rank
+    J[1] = 1e10 * torch.outer(J[1, :, 0], J[1, 0])                    # agent 1: rank 1, huge
+    q = torch.randn(2, P, generator=g, dtype=torch.float64)
+    c = 1.0
+    H = J[1].T @ J[1] if method == "cholesky" else J[1] @ J[1].T
+    H.diagonal().add_(c)
+    with pytest.raises(RuntimeError):       # the case is real: plain Cholesky refuses it
+        torch.linalg.cholesky(H)
+    d = pl_solve(J, q, a=1.0, c=c, method=method)
+    assert torch.isnan(d[1]).all()
+    exact = torch.linalg.solve(J[0].T @ J[0] + c * torch.eye(P, dtype=torch.float64), q[0])
+    assert torch.allclose(d[0], exact, rtol=1e-6)
