@@ -36,6 +36,7 @@ from .topology import DIRECTED_GRAPHS
 from .metrics import History, metric_name, rounds_to_target, target_metric
 from .methods import Built, get_method, method_names
 from .reference import centralized_reference
+from .reference_cache import lookup, reference_key, store
 from .report import format_table, write_config, write_report
 
 __all__ = ["RunResult", "run_experiment", "resume_experiment", "local_problems",
@@ -147,16 +148,22 @@ def _check_checkpointing(cfg: Config, out, resume: Checkpoint | None) -> None:
                           "for the checkpoints; give --out DIR (out=DIR in Python)")
 
 
-def reference_of(exp: Prepared) -> dict:
+def reference_of(exp: Prepared, *, cache: bool = True) -> dict:
     """The centralized reference (rank 0 solves, every rank gets it): the same model, loss and
-    regulariser on the pooled data, by L-BFGS-B (FISTA with l1)."""
+    regulariser on the pooled data, by L-BFGS-B (FISTA with l1); solved once per distinct
+    problem (:mod:`dcnn.reference_cache`; ``cache = False`` for a model given as an object,
+    whose ``forward`` no key can hold)."""
     ref = None
     if exp.network.rank == 0:
-        res = centralized_reference(exp.pooled(), test=exp.test)
-        ref = {"objective": res.objective, "grad_norm": res.grad_norm,
-               "train_metric": res.train_metric, "test_metric": res.test_metric,
-               "iterations": res.iterations,
-               "solver": "L-BFGS-B" if exp.regularizer.smooth else "FISTA"}
+        key = reference_key(exp) if cache else None
+        ref = lookup(key)
+        if ref is None:
+            res = centralized_reference(exp.pooled(), test=exp.test)
+            ref = {"objective": res.objective, "grad_norm": res.grad_norm,
+                   "train_metric": res.train_metric, "test_metric": res.test_metric,
+                   "iterations": res.iterations,
+                   "solver": "L-BFGS-B" if exp.regularizer.smooth else "FISTA"}
+            store(key, ref)
     # the other ranks wait while rank 0 solves: as long as it takes (a crash on rank 0 still
     # ends the job through the abort hook)
     return exp.network.broadcast(ref, timeout=math.inf)
@@ -261,7 +268,7 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                                    checkpoints=checkpoints, resume=resume)
     ref = reference
     if r.reference and ref is None:
-        ref = reference_of(exp)
+        ref = reference_of(exp, cache=model is None)
     summary = summarize(exp, label=label, options=options, info=info, state=state,
                         history=history, reference=ref, threads=threads)
     if out_dir is not None and network.rank == 0:

@@ -33,6 +33,19 @@ def run_mpi(n: int, args: list[str], *, timeout: float = 120, cwd=None, env=None
                     f"{exc.stderr}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_reference_cache(tmp_path_factory):
+    """One reference cache for the whole suite (``DCNN_CACHE``, which the commands the tests
+    start inherit): each distinct centralized reference is solved once, not once per test."""
+    before = os.environ.get("DCNN_CACHE")
+    os.environ["DCNN_CACHE"] = str(tmp_path_factory.mktemp("dcnn-cache"))
+    yield
+    if before is None:
+        os.environ.pop("DCNN_CACHE", None)
+    else:
+        os.environ["DCNN_CACHE"] = before
+
+
 @pytest.fixture
 def mpi():
     return run_mpi

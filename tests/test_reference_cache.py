@@ -1,0 +1,72 @@
+"""The centralized reference is solved once per distinct problem: a second run of the same
+problem reuses it (in memory, and from ``DCNN_CACHE`` in another process), bit for bit; any
+change of data, model, loss or regulariser solves again; a model given as a Python object is
+never cached; a broken cache file is ignored and rewritten."""
+import json
+
+import pytest
+import torch
+
+import dcnn.runner
+from dcnn import reference_cache
+from dcnn.config import load_config
+from dcnn.runner import run_experiment
+
+BASE = ["run.progress=false", "run.iterations=2", "run.agents=2", "data.name='diabetes'",
+        "model.hidden=[4]"]
+
+
+@pytest.fixture
+def solves(monkeypatch, tmp_path):
+    """Counts the reference solves; an empty cache in memory and in ``tmp_path/cache``."""
+    monkeypatch.setattr(reference_cache, "_MEMORY", type(reference_cache._MEMORY)())
+    monkeypatch.setenv("DCNN_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = dcnn.runner.centralized_reference
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+    monkeypatch.setattr(dcnn.runner, "centralized_reference", counted)
+    return calls
+
+
+def _ref(*overrides, **kw):
+    cfg = load_config(overrides=[*BASE, *overrides])
+    return run_experiment(cfg, out=None, verbose=False, **kw).summary["centralized"]
+
+
+def test_the_same_problem_is_solved_once_and_reused_exactly(solves, tmp_path):
+    first = _ref()
+    assert _ref() == first and len(solves) == 1
+    # another process: only the file in DCNN_CACHE is left
+    reference_cache._MEMORY.clear()
+    assert _ref() == first and len(solves) == 1
+    (path,) = (tmp_path / "cache" / "reference").glob("*.json")
+    # the algorithm's own settings do not change the reference
+    assert _ref("algorithm.surrogate='fl'", "run.iterations=3") == first
+    assert len(solves) == 1
+    # a broken file: solved again, and rewritten
+    reference_cache._MEMORY.clear()
+    path.write_text("{not json")
+    assert _ref() == first and len(solves) == 2
+    assert json.loads(path.read_text())["objective"] == first["objective"]
+
+
+@pytest.mark.parametrize("change", ["model.lam=0.05", "data.test_fraction=0.3", "model.activation='relu'",
+                                    "model.hidden=[5]", "model.regularizer='l1'",
+                                    "run.seed=4", "data.name='breast_cancer'"])
+def test_any_change_of_the_problem_solves_again(solves, change):
+    first = _ref()
+    other = _ref(change)
+    assert len(solves) == 2 and other != first, change
+
+
+def test_a_model_given_as_an_object_is_never_cached(solves):
+    def module():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(10, 3), torch.nn.Tanh(),
+                                   torch.nn.Linear(3, 1)).double()
+    a = _ref(model=module())
+    b = _ref(model=module())
+    assert a == b and len(solves) == 2
