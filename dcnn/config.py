@@ -45,6 +45,7 @@ class RunConfig:
     reference: bool = True
     comm_timeout: float = 60.0
     checkpoint_every: int = 0
+    blowup: float = 1e6
 
 
 @dataclass
@@ -198,6 +199,7 @@ _RANGES = {  # (section, key): (test, description)
     ("run", "threads"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
     ("run", "comm_timeout"): (lambda v: v > 0, "> 0 (seconds)"),
     ("run", "checkpoint_every"): (lambda v: v >= 0, ">= 0 (0 = no checkpoints)"),
+    ("run", "blowup"): (lambda v: v == 0 or v > 1, "0 (off) or > 1"),
     ("data", "beta"): (lambda v: v > 0, "> 0"),
     ("data", "test_fraction"): (lambda v: 0 <= v < 1, "in [0, 1)"),
     ("data", "samples"): (lambda v: v >= 100 and v % 10 == 0,

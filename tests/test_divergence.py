@@ -13,7 +13,7 @@ import torch
 from dcnn.algorithms import Constant, GradientTracking, Next, Scaled, run_loop
 from dcnn.checkpoint import Checkpointer, read_checkpoint
 from dcnn.comm import LocalNetwork
-from dcnn.errors import DivergenceError
+from dcnn.errors import ConfigError, DivergenceError
 from dcnn.surrogates import FL
 from dcnn.topology import make_topology
 
@@ -71,13 +71,14 @@ def test_a_step_size_that_blows_up_stops_within_one_iteration_with_the_last_fini
 
 def test_an_objective_that_overflows_is_caught_at_the_evaluation(tmp_path):
     """Iterates near 1e160 are finite, their squared loss is not: the evaluation's check
-    stops the run and saves the state of the iteration before."""
+    stops the run and saves the state of the iteration before (the bound on growth off: it
+    would stop it earlier, see below)."""
     prob, topo, algo, X0 = _setup(lr=1e8)
     states = _replay(prob, topo, algo, X0, 200)
     with pytest.raises(DivergenceError, match=r"the objective is not finite \((nan|inf)\) at "
                                               r"iteration (\d+); the last finite state") as info:
         run_loop(algo, problem=prob, network=LocalNetwork(N), topology=topo, X0=X0,
-                 iterations=200, eval_every=1,
+                 iterations=200, eval_every=1, blowup=0,
                  checkpoints=Checkpointer(tmp_path, every=0, config={}, info={}))
     t = int(re.search(r"at iteration (\d+)", str(info.value))[1])
     assert t < states[-1].t          # before the iterates themselves overflow
@@ -110,3 +111,34 @@ def test_dcnn_run_stops_with_one_line_and_the_checkpoint(tmp_path, capsys):
     assert (out / "config.json").is_file() and not (out / "summary.json").exists()
     assert all(torch.isfinite(torch.from_numpy(ckpt.arrays[f])).all() for f in ("X", "Y", "G"))
     assert ckpt.manifest["config"]["run"]["agents"] == 4
+
+
+def test_a_finite_blow_up_is_stopped_at_the_first_evaluation_past_the_bound(tmp_path):
+    """GT at twice its stable step grows geometrically but stays finite for hundreds of
+    rounds: without the bound it runs to the end (objective ~1e70); with run.blowup the run
+    stops at the first evaluation whose objective passes blowup x (|U_0| + 1)."""
+    prob, topo, algo, X0 = _setup(lr=2.0)
+    _, free = run_loop(algo, problem=prob, network=LocalNetwork(N), topology=topo, X0=X0,
+                       iterations=100, eval_every=5, blowup=0)
+    U = free.column("objective")
+    assert all(u == u and abs(u) < float("inf") for u in U) and U[-1] > 1e60
+    first = next(r["iteration"] for r in free.records
+                 if r["objective"] > 1e6 * (abs(U[0]) + 1))
+    with pytest.raises(DivergenceError) as info:
+        run_loop(algo, problem=prob, network=LocalNetwork(N), topology=topo, X0=X0,
+                 iterations=100, eval_every=5, blowup=1e6,
+                 checkpoints=Checkpointer(tmp_path, every=0, config={}, info={}))
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("the objective grew to ")
+    assert f"past run.blowup = 1e+06 x (|U_0| + 1) with U_0 = {U[0]:.4g} at iteration " \
+           f"{first};" in msg
+    assert f"(iteration {first - 1}) is in {tmp_path}" in msg
+
+
+@pytest.mark.parametrize("blowup", [0.5, 1, -3, "big", True])
+def test_a_bad_blowup_is_refused_in_one_line(blowup):
+    prob, topo, algo, X0 = _setup(lr=0.5)
+    with pytest.raises(ConfigError) as info:
+        run_loop(algo, problem=prob, network=LocalNetwork(N), topology=topo, X0=X0,
+                 iterations=2, blowup=blowup)
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"blowup = {blowup!r}")

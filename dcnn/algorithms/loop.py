@@ -8,7 +8,9 @@ start from zero, so one network can serve several runs (`dcnn compare`).
 Divergence guard (``guard=True``): after every step each rank checks that its agents' rows
 of every per-agent state field (the state class's ``ROWS``: iterates, trackers, ...) and the
 replicated tensors are finite, and one ``min`` all-reduce of two numbers tells every rank
-the first offending (agent, quantity); the objective is checked at every evaluation. The
+the first offending (agent, quantity); the objective is checked at every evaluation (finite,
+and at most ``blowup`` x (|U_0| + 1), ``run.blowup``: a run that grows without bound while
+still finite is stopped too). The
 run then stops on every rank at the same iteration with a :class:`~dcnn.errors.DivergenceError`
 naming the agent, the quantity and the iteration, after saving the last finite state (the
 one before that step) as a checkpoint when ``checkpoints`` is given.
@@ -151,7 +153,7 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
              test: tuple[torch.Tensor, torch.Tensor] | None = None,
              callbacks: Sequence[Callable] = (), progress: bool = False,
              checkpoints: Checkpointer | None = None, resume: Checkpoint | None = None,
-             guard: bool = True):
+             guard: bool = True, blowup: float = 1e6):
     """Run ``algorithm`` for ``iterations`` steps; returns ``(final_state, History)``.
 
     ``topology`` is anything with ``weights(t) -> (N, N) array`` (row i = what agent i
@@ -161,9 +163,15 @@ def run_loop(algorithm, *, problem: LocalProblems, network: Network, topology,
 of the model's dtype (:func:`check_X0`).
     ``checkpoints`` (a :class:`~dcnn.checkpoint.Checkpointer`) writes checkpoints and the last
     finite state of a diverging run; ``resume`` (a :class:`~dcnn.checkpoint.Checkpoint`)
-    continues a saved run; ``guard`` turns the divergence guard on (see the module docstring).
+    continues a saved run; ``guard`` turns the divergence guard on (see the module docstring);
+    ``blowup`` is its bound on the objective's growth (0: none).
     """
     check_X0(X0, problem=problem, network=network)
+    if not isinstance(blowup, (int, float)) or isinstance(blowup, bool) or not (
+            blowup == 0 or blowup > 1):
+        raise ConfigError(f"blowup = {blowup!r} must be 0 (no bound) or a number > 1 (the "
+                          "divergence guard stops a run whose objective passes blowup x "
+                          "(|U_0| + 1))")
     topology = check_compatible(algorithm, topology=topology, network=network)
     network.reset_counters()
     with torch.no_grad():
@@ -215,6 +223,10 @@ of the model's dtype (:func:`check_X0`).
         eval_time += time.perf_counter() - t0
         if guard and not math.isfinite(rec["objective"]):
             diverged(f"the objective is not finite ({rec['objective']})", state.t, good)
+        start = history.records[0]["objective"] if history.records else rec["objective"]
+        if guard and blowup and rec["objective"] > blowup * (abs(start) + 1.0):
+            diverged(f"the objective grew to {rec['objective']:.3g}, past run.blowup = "
+                     f"{blowup:g} x (|U_0| + 1) with U_0 = {start:.4g}", state.t, good)
         rec.update(iteration=state.t, bytes_per_agent=bytes_sent() / network.n_agents,
                    step_size=state.alpha, time_s=step_time, eval_time_s=eval_time, **link())
         history.append(rec)

@@ -28,7 +28,7 @@ class LoopMethod:
         return run_loop(self.algorithm, problem=exp.problem, network=exp.network,
                         topology=exp.topology, X0=exp.X0, iterations=exp.iterations,
                         eval_every=exp.eval_every, test=exp.test, progress=progress,
-                        checkpoints=checkpoints, resume=resume)
+                        checkpoints=checkpoints, resume=resume, blowup=exp.cfg.run.blowup)
 
 
 @dataclass(frozen=True)
