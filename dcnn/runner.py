@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from .checkpoint import (FOLDER, RESUME_FREE, Checkpoint, Checkpointer, config_difference,
                          load_checkpoint, trajectory_config)
 from .comm import Network, make_network
+from .comm.agree import check_ranks_agree
 from .config import Config, _apply, load_config, parse_set, resolve
 from .errors import CheckpointError, ConfigError
 from .prepare import Prepared, fingerprint, local_problems, make_model, prepare
@@ -198,6 +199,19 @@ def summarize(exp: Prepared, *, label: str, options, info: dict, state, history:
     }
 
 
+def _agreed(cfg: Config) -> dict:
+    """What every rank must hold alike: the resolved config (but the keys that only change
+    this process's output or threads, and a data file's path, whose contents the data's
+    sha256 compares) and dcnn's version."""
+    from . import __version__
+    flat = {f"{s}.{k}": v for s, sec in resolve(cfg).items() for k, v in sec.items()}
+    for key in ("run.progress", "run.threads"):
+        flat.pop(key, None)
+    if Path(str(flat.get("data.name", ""))).suffix in (".csv", ".npz"):
+        flat.pop("data.name")
+    return {**flat, "dcnn.version": __version__}
+
+
 def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                    network: Network | None = None, verbose: bool = True,
                    reference: dict | None = None, resume: Checkpoint | None = None,
@@ -229,8 +243,12 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         if verbose and network.rank == 0 else (lambda msg: None)
     threads = configure_threads(r.threads, ranks=network.size)
     log(f"{r.agents} agents on {network.size} rank(s), {threads} torch thread(s) per rank")
+    check_ranks_agree(_agreed(cfg), network=network, what="config",
+                      fix="start every rank with the same config file, --set options and dcnn")
     exp = prepare(cfg, network=network, model=model, data=data)
     inputs = fingerprint(exp)
+    check_ranks_agree(inputs, network=network, what="data or initial model (their sha256)",
+                      fix="give every rank the same data files and model")
     if resume is not None and resume.info.get("inputs", inputs) != inputs:
         which = [k for k in inputs if resume.info["inputs"].get(k) != inputs[k]]
         raise CheckpointError(f"the checkpoint in {resume.directory} was written for other "
