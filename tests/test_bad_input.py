@@ -209,6 +209,17 @@ ONE_HOT = np.eye(10)[np.arange(20) % 10]
 REG = make_regularizer("l2", lam=1e-3)
 
 
+def loop(**kw):
+    """``run_loop`` of GT on two agents of the 4-feature binary problem, with ``kw``."""
+    prob = problems(torch.nn.Linear(4, 1), BIN, "binary")
+    args = dict(problem=prob, network=dcnn.LocalNetwork(2), topology=np.full((2, 2), 0.5),
+                X0=prob.model.w0.expand(2, -1).clone(), iterations=2)
+    return dcnn.run_loop(dcnn.GradientTracking(dcnn.Constant(0.5)), **{**args, **kw})
+
+
+T4 = torch.zeros(3, 4, dtype=torch.float64)
+
+
 def problems(module, T, task, *, loss="squared", X=X20):
     model = module if not isinstance(module, torch.nn.Module) else FlatModel(module)
     return LocalProblems(model=model, shards=[(X[:10], T[:10]), (X[10:], T[10:])], loss=loss,
@@ -305,6 +316,16 @@ API_CASES = [
              parts=[np.arange(10), np.arange(15, 26)], network=dcnn.LocalNetwork(2),
              loss="squared", task="binary", regularizer=REG),
          kind=DataError),
+    Case("api-loop-eval-every-zero", ("eval_every = 0 must be an integer >= 1",),
+         call=lambda f: loop(eval_every=0), kind=ConfigError),
+    Case("api-loop-fractional-iterations", ("iterations = 2.5 must be an integer >= 0",),
+         call=lambda f: loop(iterations=2.5), kind=ConfigError),
+    Case("api-loop-negative-iterations", ("iterations = -3 must be an integer >= 0",),
+         call=lambda f: loop(iterations=-3), kind=ConfigError),
+    Case("api-loop-test-rows-differ", ("(X (3, 4)", "T (2, 1)", "does not fit the problem"),
+         call=lambda f: loop(test=(T4, T4[:2, :1])), kind=ConfigError),
+    Case("api-loop-test-as-numpy", ("test must be a pair of torch tensors", "n x 4"),
+         call=lambda f: loop(test=(T4.numpy(), T4[:, :1].numpy())), kind=ConfigError),
     Case("api-run-experiment-not-a-config", ("Config", "load_config"),
          call=lambda f: dcnn.run_experiment({"run": {"agents": 4}}, out=f / "prev"),
          kind=ConfigError),

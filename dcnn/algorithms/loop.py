@@ -26,6 +26,7 @@ counts in ``time_s``.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 
@@ -38,7 +39,7 @@ from ..metrics import History, evaluate
 from ..problems import LocalProblems
 from ..topology import as_topology
 
-__all__ = ["check_compatible", "check_X0", "run_loop", "nonfinite"]
+__all__ = ["check_compatible", "check_X0", "check_run_args", "run_loop", "nonfinite"]
 
 # what the state fields are, for the divergence message
 QUANTITIES = {"X": "iterate w", "Y": "tracker y", "G": "stored local gradient",
@@ -130,6 +131,29 @@ def check_X0(X0, *, problem: LocalProblems, network: Network) -> None:
                           f"model's parameters), got {tuple(X0.shape)}; {fix}")
 
 
+def check_run_args(*, iterations, eval_every, test, problem: LocalProblems) -> None:
+    """``iterations`` an integer >= 0, ``eval_every`` one >= 1, ``test`` None or ``(X, T)``:
+    tensors of the model's dtype with as many rows each and the problem's feature and
+    output widths."""
+    for name, v, low in (("iterations", iterations, 0), ("eval_every", eval_every, 1)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
+            raise ConfigError(f"{name} = {v!r} must be an integer >= {low}")
+    if test is None:
+        return
+    dtype = problem.model.dtype
+    F, O = problem.X.shape[-1], problem.T.shape[-1]
+    fix = f"give test = (X_test ({dtype}, n x {F}), T_test ({dtype}, n x {O}))"
+    if not (isinstance(test, (tuple, list)) and len(test) == 2
+            and all(isinstance(a, torch.Tensor) for a in test)):
+        raise ConfigError(f"test must be a pair of torch tensors (X, T), got "
+                          f"{type(test).__name__}; {fix}")
+    X, T = test
+    if X.dtype != dtype or T.dtype != dtype or X.dim() != 2 or T.dim() != 2 \
+            or X.shape[1] != F or T.shape[1] != O or X.shape[0] != T.shape[0]:
+        raise ConfigError(f"test = (X {tuple(X.shape)} {X.dtype}, T {tuple(T.shape)} "
+                          f"{T.dtype}) does not fit the problem; {fix}")
+
+
 def check_compatible(algorithm, *, topology, network: Network):
     """The topology ``run_loop`` will use, after refusing what ``algorithm`` cannot run on: a
     directed graph for an undirected method, a time-varying one for a static-only method. A
@@ -167,6 +191,7 @@ of the model's dtype (:func:`check_X0`).
     ``blowup`` is its bound on the objective's growth (0: none).
     """
     check_X0(X0, problem=problem, network=network)
+    check_run_args(iterations=iterations, eval_every=eval_every, test=test, problem=problem)
     if not isinstance(blowup, (int, float)) or isinstance(blowup, bool) or not (
             blowup == 0 or blowup > 1):
         raise ConfigError(f"blowup = {blowup!r} must be 0 (no bound) or a number > 1 (the "
