@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, mpiexec_path
 
 README = (ROOT / "README.md").read_text()
 EXPERIMENTS = (ROOT / "experiments" / "README.md").read_text()
@@ -125,9 +125,12 @@ def test_documented_command_runs(cmd, scratch):
         assert res.stdout.strip()
 
 
-def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=cwd, timeout=300)
+def _python(code: str, cwd: Path, ranks: int = 1) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", code]
+    if ranks > 1:
+        cmd = [mpiexec_path(), "-n", str(ranks), *cmd]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     return res
 
@@ -145,3 +148,8 @@ def test_python_blocks_run(tmp_path):
     start, objective, consensus = map(float, _python(loop, tmp_path).stdout.split())
     # the noise floor of this regression is about 0.01 (noise variance), the start about 5
     assert objective < 0.02 * start and consensus < 1e-3
+    # the same code under mpiexec -n 2 (four agents per rank): one line, the same numbers
+    two = [float(x) for x in _python(loop, tmp_path, ranks=2).stdout.split()]
+    assert len(two) == 3
+    for a, b in zip(two, (start, objective, consensus)):
+        assert abs(a - b) <= 1e-9 * abs(b) + 1e-15, (two, start, objective, consensus)

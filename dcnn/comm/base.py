@@ -126,3 +126,8 @@ class Network(ABC):
     def agent_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum over all agents of per-agent rows ``x`` of shape ``(A, ...)``."""
         return self.allreduce(x.sum(0))
+
+    def agent_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's average of per-agent rows ``x (A, ...)``: this process's rows and
+        every other process's (collective; e.g. the average model ``agent_mean(state.X)``)."""
+        return self.agent_sum(x) / self.n_agents
