@@ -187,9 +187,9 @@ def _prepare(raw: RawData, label: str, task: str, *, test_fraction: float, seed:
     if task != "regression":
         _check_classes_trained(y_tr, y_te, classes, label, has_test)
     if standardize:
-        X_tr, X_te = _standardize(X_tr, X_te)
+        X_tr, X_te = _standardize(X_tr, X_te, what=f"'{label}' features")
         if task == "regression":
-            y_tr, y_te = _standardize(y_tr, y_te)
+            y_tr, y_te = _standardize(y_tr, y_te, what=f"'{label}' targets")
     return Dataset(name=label, task=task, X_train=X_tr, y_train=y_tr, X_test=X_te, y_test=y_te,
                    n_classes=0 if task == "regression" else len(classes), classes=classes)
 
@@ -315,13 +315,25 @@ def _split(n: int, test_fraction: float, seed: int, labels: np.ndarray | None, n
                             stratify=stratify)
 
 
-def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both parts scaled by the training mean and standard deviation (per column)."""
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
-    # a column constant up to rounding keeps scale 1 rather than amplifying round-off
-    scale = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
-    return (train - mean) / scale, (test - mean) / scale
+def _standardize(train: np.ndarray, test: np.ndarray, *,
+                 what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both parts scaled by the training mean and standard deviation (per column); a column
+    whose mean or spread overflows (values near 1e308) is refused, not turned into zeros."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = train.mean(axis=0)
+        std = train.std(axis=0)
+        # a column constant up to rounding keeps scale 1 rather than amplifying round-off
+        scale = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+        out = (train - mean) / scale, (test - mean) / scale
+    bad = ~(np.isfinite(mean) & np.isfinite(scale))
+    if np.any(bad):
+        cols = np.flatnonzero(np.atleast_1d(bad))
+        big = float(np.abs(train[:, cols] if train.ndim > 1 else train).max())
+        raise DataError(f"{what}: column{'s' if len(cols) > 1 else ''} "
+                        f"{', '.join(map(str, cols[:5]))} cannot be standardised in float64 "
+                        f"(values up to {big:.3g}: the mean or spread overflows); rescale "
+                        "them, or set data.standardize = false")
+    return out
 
 
 # ----------------------------------------------------------------------------- validation

@@ -172,3 +172,17 @@ def test_npz_unreadable(tmp_path):
     path = tmp_path / "objects.npz"
     np.savez(path, X=np.array([[1, "a"]], dtype=object), y=np.zeros(1))
     error_of(lambda: load_dataset(path), "objects.npz", "cannot be read", "Object arrays")
+
+
+def test_a_column_too_large_to_standardise_is_refused_not_zeroed(tmp_path):
+    """Values near 1e308 overflow the mean or spread: refused in one line naming the column
+    (they used to become zeros, and the run trained on nothing at chance accuracy)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    X[:, 2] *= 1e307
+    path = tmp_path / "huge.csv"
+    np.savetxt(path, np.column_stack([X, np.arange(40) % 2]), delimiter=",")
+    error_of(lambda: load_dataset(str(path)), "huge.csv' features: column 2 cannot be "
+             "standardised", "data.standardize = false")
+    raw = load_dataset(str(path), standardize=False)      # the way out it names
+    assert np.isfinite(raw.X_train).all() and np.abs(raw.X_train[:, 2]).max() > 1e306
