@@ -119,17 +119,25 @@ def format_table(summary: dict) -> str:
 
 
 def write_report(out: str | Path, *, history: History, summary: dict, config: dict) -> dict:
-    """Write the four files into ``out``; returns their paths."""
+    """Write the four files into ``out``; returns their paths. Every file is written in full
+    to a temporary sibling first (a full disk or a failing plot leaves the folder as it was),
+    then renamed into place, ``summary.json`` last: a folder with a summary is finished."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"history": out / "history.csv", "summary": out / "summary.json",
-             "config": out / "config.json", "plot": out / "curves.png"}
-    tmp = history.to_csv(_temporary(paths["history"]))
-    os.replace(tmp, paths["history"])
-    _write_text(paths["summary"], json.dumps(_clean(summary), indent=2) + "\n")
-    write_config(out, config)
-    tmp = plot_history(history, _temporary(paths["plot"]), metric_name=summary["metric_name"],
-                       reference=summary.get("centralized"),
-                       title=f"{summary['method']} on {summary['dataset']}")
-    os.replace(tmp, paths["plot"])
+    paths = {"plot": out / "curves.png", "history": out / "history.csv",
+             "config": out / "config.json", "summary": out / "summary.json"}
+    tmps = {k: _temporary(p) for k, p in paths.items()}
+    try:
+        plot_history(history, tmps["plot"], metric_name=summary["metric_name"],
+                     reference=summary.get("centralized"),
+                     title=f"{summary['method']} on {summary['dataset']}")
+        history.to_csv(tmps["history"])
+        tmps["config"].write_text(json.dumps(_clean(config), indent=2) + "\n")
+        tmps["summary"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    except BaseException:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    for key in paths:                      # plot, history, config, then the summary
+        os.replace(tmps[key], paths[key])
     return paths

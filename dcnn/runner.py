@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -78,6 +79,44 @@ def _out_dir(out, cfg: Config, network: Network) -> Path | None:
             out = out.with_name(out.name + "+")
         out = network.broadcast(str(out))
     return Path(out)
+
+
+def _check_out(out: Path | None, network: Network, *, resume: bool) -> Path | None:
+    """Refuse, before any work, an output folder that cannot be written or that holds an
+    earlier run's checkpoint; returns the staging folder ``OUT.partial`` when ``out`` holds a
+    finished result (``summary.json``): the new run keeps its checkpoints there and replaces
+    the result only when it has finished, so a run that fails leaves it byte for byte as it
+    was. Rank 0 looks; every rank gets its verdict."""
+    if out is None:
+        return None
+    verdict = None
+    if network.rank == 0:
+        verdict = _out_problem(out, resume=resume)
+    verdict = network.broadcast(verdict)
+    if verdict is not None and verdict != "stage":
+        raise ConfigError(verdict)
+    return out.with_name(out.name + ".partial") if verdict == "stage" else None
+
+
+def _out_problem(out: Path, *, resume: bool) -> str | None:
+    """A one-line refusal for ``out``, ``"stage"``, or None (write into it directly)."""
+    p = out
+    while not p.exists() and p != p.parent:      # the nearest folder that exists
+        p = p.parent
+    if not p.is_dir():
+        return f"--out {out}: {p} is a file, not a folder; give another --out"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"--out {out}: {p} is not writable; give a folder you can write to"
+    if resume:
+        return None
+    if (out / FOLDER / "manifest.json").exists():
+        return (f"--out {out} holds the checkpoint of an earlier run; continue it with "
+                f"--resume {out}, or give another --out folder")
+    stage = out.with_name(out.name + ".partial")
+    if stage.exists():
+        return (f"--out {out}: {stage} holds the partial state of an earlier run into it "
+                f"that did not finish; continue it with --resume {stage}, or delete it")
+    return "stage" if (out / "summary.json").exists() else None
 
 
 def build(exp: Prepared, *, resumed_info: dict | None = None) -> tuple[Built, object]:
@@ -245,6 +284,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     log(f"{r.agents} agents on {network.size} rank(s), {threads} torch thread(s) per rank")
     check_ranks_agree(_agreed(cfg), network=network, what="config",
                       fix="start every rank with the same config file, --set options and dcnn")
+    out_dir = _out_dir(out, cfg, network)
+    stage = _check_out(out_dir, network, resume=resume is not None)
     exp = prepare(cfg, network=network, model=model, data=data)
     inputs = fingerprint(exp)
     check_ranks_agree(inputs, network=network, what="data or initial model (their sha256)",
@@ -268,18 +309,15 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         f"model with {exp.model.n_params} parameters; graph {tp.graph} ({tp.dynamic}); "
         f"{label}: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                                  for k, v in info.items()))
-    out_dir = _out_dir(out, cfg, network)
-    if resume is None and out_dir is not None and (out_dir / FOLDER / "manifest.json").exists():
-        raise ConfigError(f"--out {out_dir} holds the checkpoint of an earlier run; continue "
-                          f"it with --resume {out_dir}, or give another --out folder")
     checkpoints = None
+    work = stage or out_dir      # checkpoints go beside a finished result, not into it
     recorded = resolve(recorded_config(cfg, model=model, data=data))
     if out_dir is not None:
         # config.json is written with the first checkpoint (what --resume reads) or with the
         # report: a run refused while it starts leaves the folder as it was
-        checkpoints = Checkpointer(out_dir / FOLDER, every=r.checkpoint_every,
+        checkpoints = Checkpointer(work / FOLDER, every=r.checkpoint_every,
                                    config=recorded, info={**info, "inputs": inputs},
-                                   before_first=lambda: write_config(out_dir, recorded))
+                                   before_first=lambda: write_config(work, recorded))
     if resume is not None:
         log(f"resuming from iteration {resume.iteration} ({resume.directory})")
     state, history = built.execute(exp, progress=r.progress and verbose,
@@ -291,6 +329,10 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                         history=history, reference=ref, threads=threads)
     if out_dir is not None and network.rank == 0:
         write_report(out_dir, history=history, summary=summary, config=recorded)
+        if stage is not None:            # the new result is in place: its checkpoints too
+            if (stage / FOLDER).exists():
+                os.replace(stage / FOLDER, out_dir / FOLDER)
+            shutil.rmtree(stage, ignore_errors=True)
         log(f"results in {out_dir}/ (history.csv, summary.json, curves.png, config.json)")
     if verbose and network.rank == 0:
         print(format_table(summary), flush=True)

@@ -1,0 +1,65 @@
+"""A run's output folder is transactional: a run into the folder of a finished run keeps its
+checkpoints in ``OUT.partial`` and replaces the result only when it finishes, so a run that
+fails leaves the earlier result byte for byte as it was (and says where its own state is); an
+unusable ``--out`` is refused in one line before any work."""
+import time
+
+import pytest
+
+from dcnn.cli import main
+
+SHORT = ["--set", "run.iterations=6", "--set", "run.eval_every=3", "--set", "run.agents=4",
+         "--set", "run.reference=false", "--set", "run.progress=false", "--quiet"]
+BLOWS_UP = ["--set", "algorithm.name='dgd'", "--set", "algorithm.lr=100"]
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_failed_run_leaves_the_earlier_result_byte_for_byte(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *SHORT, "--out", str(out)]) == 0
+    before = _files(out)
+    assert set(map(str, before)) == {"history.csv", "summary.json", "curves.png",
+                                     "config.json"}
+    capsys.readouterr()
+    assert main(["run", *SHORT, *BLOWS_UP, "--set", "run.iterations=40", "--out",
+                 str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    stage = tmp_path / "run.partial"
+    assert len(err) == 1 and "the objective grew to" in err[0]
+    assert f"is in {stage / 'checkpoint'}" in err[0]
+    assert _files(out) == before                     # the earlier result, untouched
+    assert (stage / "checkpoint" / "manifest.json").is_file()
+    # the next run into the folder is told about the partial state, before any work
+    assert main(["run", *SHORT, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{stage} holds the partial state of an earlier run into it that did "
+                        f"not finish; continue it with --resume {stage}, or delete it")
+    assert _files(out) == before
+
+
+def test_a_finished_rerun_replaces_the_result_and_keeps_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", *SHORT, "--out", str(out)]) == 0
+    first = (out / "summary.json").read_bytes()
+    assert main(["run", *SHORT, "--set", "run.seed=1", "--set", "run.checkpoint_every=3",
+                 "--out", str(out)]) == 0
+    assert (out / "summary.json").read_bytes() != first
+    assert (out / "checkpoint" / "manifest.json").is_file()   # it can be extended (--resume)
+    assert not (tmp_path / "run.partial").exists()
+    assert main(["run", "--resume", str(out), "--set", "run.iterations=9", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("where", ["through-a-file", "a-file"])
+def test_an_unusable_out_is_refused_in_one_line_before_any_work(tmp_path, capsys, where):
+    (tmp_path / "f").write_text("keep")
+    out = tmp_path / "f" / "run" if where == "through-a-file" else tmp_path / "f"
+    t0 = time.perf_counter()
+    assert main(["run", *SHORT, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and ("is a file" in err), err
+    assert time.perf_counter() - t0 < 10
+    assert (tmp_path / "f").read_text() == "keep"
