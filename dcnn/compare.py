@@ -26,7 +26,8 @@ against rounds), and one folder per method
 with its own ``history.csv``, ``summary.json``, ``curves.png``, ``config.json``. A method
 that diverges (NaN or inf, or a final objective above 100 times the start) does not stop the
 comparison: its row says ``diverged`` (with an output folder, the last finite state of a
-method stopped by the divergence guard is in its folder's ``checkpoint``). With
+method stopped by the divergence guard is in its folder's ``checkpoint``, or in
+``METHOD.partial/checkpoint`` when the folder held a finished run, which it keeps). With
 ``run.checkpoint_every = k`` every method writes checkpoints into its own folder (engine
 methods cannot; they are refused up front). A method refused when it starts because it does
 not fit the launch or the problem (a :class:`~dcnn.errors.ConfigError` such as a

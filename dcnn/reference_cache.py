@@ -8,7 +8,8 @@ when the environment variable ``DCNN_CACHE`` names a folder, in ``DCNN_CACHE/ref
 one JSON file per key, so that later runs and other processes reuse it.
 
 What the key holds: the data and model fingerprints of :func:`dcnn.prepare.fingerprint`
-(train and test arrays; parameter names, shapes and initial values), the ``model`` section of
+(train and test arrays; parameter names, shapes and initial values), the task, the number of
+classes and the encoded targets, the ``model`` section of
 the config (architecture, activation, loss, regulariser, ``lam``), ``run.dtype``, the bytes of
 a model file (``model.name = "file.py:Name"``), :data:`VERSION` and dcnn's and torch's versions.
 A model given as a Python object is never cached (its ``forward`` is code, not data: the
@@ -24,9 +25,12 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["reference_key", "lookup", "store", "KEEP", "VERSION", "ENV"]
 
 VERSION = 1          # bump when the reference solver or its tolerances change
+FIELDS = {"objective", "grad_norm", "train_metric", "test_metric", "iterations", "solver"}
 KEEP = 32            # references kept in memory
 ENV = "DCNN_CACHE"
 _MEMORY: OrderedDict[str, dict] = OrderedDict()
@@ -42,9 +46,15 @@ def reference_key(exp) -> str | None:
     model = exp.cfg.model
     if model.name.startswith(PYTHON_MODEL):
         return None
+    ds = exp.dataset
+    targets = hashlib.sha256()
+    for T in (exp.T_train, exp.T_test):       # the encoded targets: task and classes
+        T = np.ascontiguousarray(T)
+        targets.update(f"{T.dtype}{T.shape}".encode() + T.tobytes())
     parts = {"version": VERSION, "dcnn": __version__, "torch": torch.__version__,
              "fingerprint": fingerprint(exp), "model": dataclasses.asdict(model),
-             "dtype": exp.cfg.run.dtype}
+             "dtype": exp.cfg.run.dtype, "task": ds.task, "classes": ds.n_classes,
+             "targets": targets.hexdigest()}
     source, _, _ = model.name.rpartition(":")
     if source:
         try:
@@ -72,7 +82,7 @@ def lookup(key: str | None) -> dict | None:
         return None
     try:
         ref = json.loads(path.read_text())
-        if not isinstance(ref, dict) or ref.get("key") != key:
+        if not isinstance(ref, dict) or ref.get("key") != key or not FIELDS <= set(ref):
             return None
     except (OSError, ValueError):
         return None

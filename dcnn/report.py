@@ -121,7 +121,8 @@ def format_table(summary: dict) -> str:
 def write_report(out: str | Path, *, history: History, summary: dict, config: dict) -> dict:
     """Write the four files into ``out``; returns their paths. Every file is written in full
     to a temporary sibling first (a full disk or a failing plot leaves the folder as it was),
-    then renamed into place, ``summary.json`` last: a folder with a summary is finished."""
+    then renamed into place, an earlier ``summary.json`` removed first and the new one renamed
+    last: a folder with a summary is finished."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"plot": out / "curves.png", "history": out / "history.csv",
@@ -138,6 +139,8 @@ def write_report(out: str | Path, *, history: History, summary: dict, config: di
         for tmp in tmps.values():
             tmp.unlink(missing_ok=True)
         raise
+    # an earlier summary goes first, so a folder never shows it beside half-replaced files
+    paths["summary"].unlink(missing_ok=True)
     for key in paths:                      # plot, history, config, then the summary
         os.replace(tmps[key], paths[key])
     return paths

@@ -81,25 +81,40 @@ def _out_dir(out, cfg: Config, network: Network) -> Path | None:
     return Path(out)
 
 
-def _check_out(out: Path | None, network: Network, *, resume: bool) -> Path | None:
-    """Refuse, before any work, an output folder that cannot be written or that holds an
-    earlier run's checkpoint; returns the staging folder ``OUT.partial`` when ``out`` holds a
-    finished result (``summary.json``): the new run keeps its checkpoints there and replaces
-    the result only when it has finished, so a run that fails leaves it byte for byte as it
-    was. Rank 0 looks; every rank gets its verdict."""
+PARTIAL = ".partial"
+
+
+def _stage_of(out: Path) -> Path:
+    """``OUT.partial`` beside the real folder ``out`` (``--out .`` or a symlink included)."""
+    real = Path(os.path.realpath(out))
+    return real.with_name(real.name + PARTIAL)
+
+
+def _check_out(out: Path | None, network: Network, *,
+               resume: bool) -> tuple[Path | None, Path | None]:
+    """``(out, stage)`` after refusing, before any work, an output folder that cannot be
+    written or that holds an earlier run's checkpoint. ``stage`` is ``OUT.partial`` when
+    ``out`` holds a finished result (``summary.json``): the new run keeps its checkpoints there
+    and replaces the result only when it has finished, so a run that fails leaves it byte for
+    byte as it was. Resuming ``OUT.partial`` continues that staged run and finishes into
+    ``OUT``. Rank 0 looks; every rank gets its verdict."""
     if out is None:
-        return None
+        return None, None
     verdict = None
     if network.rank == 0:
         verdict = _out_problem(out, resume=resume)
     verdict = network.broadcast(verdict)
-    if verdict is not None and verdict != "stage":
-        raise ConfigError(verdict)
-    return out.with_name(out.name + ".partial") if verdict == "stage" else None
+    if verdict is None:
+        return out, None
+    if verdict == "stage":
+        return out, _stage_of(out)
+    if verdict == "promote":          # --resume OUT.partial of a finished OUT
+        return Path(str(out)[:-len(PARTIAL)]), out
+    raise ConfigError(verdict)
 
 
 def _out_problem(out: Path, *, resume: bool) -> str | None:
-    """A one-line refusal for ``out``, ``"stage"``, or None (write into it directly)."""
+    """A one-line refusal for ``out``, ``"stage"``, ``"promote"`` or None (write into it)."""
     p = out
     while not p.exists() and p != p.parent:      # the nearest folder that exists
         p = p.parent
@@ -108,15 +123,18 @@ def _out_problem(out: Path, *, resume: bool) -> str | None:
     if not os.access(p, os.W_OK | os.X_OK):
         return f"--out {out}: {p} is not writable; give a folder you can write to"
     if resume:
-        return None
+        done = Path(str(out)[:-len(PARTIAL)]) if str(out).endswith(PARTIAL) else None
+        return "promote" if done is not None and (done / "summary.json").is_file() else None
     if (out / FOLDER / "manifest.json").exists():
         return (f"--out {out} holds the checkpoint of an earlier run; continue it with "
                 f"--resume {out}, or give another --out folder")
-    stage = out.with_name(out.name + ".partial")
+    if not (out / "summary.json").is_file():
+        return None
+    stage = _stage_of(out)
     if stage.exists():
         return (f"--out {out}: {stage} holds the partial state of an earlier run into it "
                 f"that did not finish; continue it with --resume {stage}, or delete it")
-    return "stage" if (out / "summary.json").exists() else None
+    return "stage"
 
 
 def build(exp: Prepared, *, resumed_info: dict | None = None) -> tuple[Built, object]:
@@ -285,7 +303,7 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     check_ranks_agree(_agreed(cfg), network=network, what="config",
                       fix="start every rank with the same config file, --set options and dcnn")
     out_dir = _out_dir(out, cfg, network)
-    stage = _check_out(out_dir, network, resume=resume is not None)
+    out_dir, stage = _check_out(out_dir, network, resume=resume is not None)
     exp = prepare(cfg, network=network, model=model, data=data)
     inputs = fingerprint(exp)
     check_ranks_agree(inputs, network=network, what="data or initial model (their sha256)",
@@ -331,7 +349,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         write_report(out_dir, history=history, summary=summary, config=recorded)
         if stage is not None:            # the new result is in place: its checkpoints too
             if (stage / FOLDER).exists():
-                os.replace(stage / FOLDER, out_dir / FOLDER)
+                shutil.rmtree(out_dir / FOLDER, ignore_errors=True)    # no manifest: stale
+                shutil.move(stage / FOLDER, out_dir / FOLDER)
             shutil.rmtree(stage, ignore_errors=True)
         log(f"results in {out_dir}/ (history.csv, summary.json, curves.png, config.json)")
     if verbose and network.rank == 0:
@@ -364,7 +383,8 @@ def resume_experiment(out: str | Path, *, overrides: list[str] | tuple = (),
                       network: Network | None = None, verbose: bool = True, model=None,
                       data=None) -> RunResult:
     """Continue the run whose output folder is ``out`` from its checkpoint
-    (``out/checkpoint``) to ``run.iterations``, and write the complete report into ``out``.
+    (``out/checkpoint``) to ``run.iterations``, and write the complete report into ``out``
+    (the staged ``OUT.partial`` of a rerun into a finished ``OUT`` finishes into ``OUT``).
 
     The config is ``out/config.json``; ``overrides`` (``--set`` items) may change only the
     keys of :data:`dcnn.checkpoint.RESUME_FREE` (e.g. ``run.iterations`` to extend the run),

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .compare_tables import reach_cell
-from .config import load_config
+from .config import load_config, resolve
 from .errors import ConfigError, DcnnError, DivergenceError, LaunchError
 
 __all__ = ["Study", "Case", "load_study", "run_study", "into_readme", "check_markers",
@@ -194,7 +194,9 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
             raise ConfigError(f"{what} must be a positive integer, got {v!r}")
     extra = (*overrides, *(() if rounds is None else (f"run.iterations={rounds}",)))
     plans = {}
-    for case in cases:                  # every shortened config and method list before a run
+    # every case's shortened config and method list before a run (those of the cases this
+    # run leaves out too: --resume keeps them by their plan)
+    for case in study.cases:
         try:
             cfg = _case_config(study, case, extra)
         except ConfigError as exc:
@@ -215,12 +217,20 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
     tune = study.tune if tune is None else tune
     result = {"study": study.name, "title": study.title, "file": str(study.path),
               "shortened": changed, "tuned": tune, "cases": {}}
-    done = _finished(out, study, changed) if resume else {}
+    seeds = study.seeds if seeds is None else seeds
+    tune_rounds = study.tune_rounds if tune_rounds is None else tune_rounds
+    digests = {name: _digest(resolve(cfg), methods, seeds, tune, tune_rounds, tune_factors,
+                             list(study.links), study.gap)
+               for name, (cfg, methods, _) in plans.items()}
+    # --resume: every case the folder holds finished with the same plan is kept, also the
+    # ones this run does not name (--cases), in the study's order
+    done = _finished(out, study, changed, digests) if resume else {}
+    order = [c.name for c in study.cases]
+    result["cases"] = dict(done)
     rank0 = _rank(network) == 0
     for k, case in enumerate(cases, 1):
         cfg, methods, left_out = plans[case.name]
         if case.name in done:
-            result["cases"][case.name] = done[case.name]
             if verbose:
                 print(f"dcnn: study {study.name}: case {k}/{len(cases)} {case.name}: kept from "
                       f"{out / 'study.json'} (--resume)", flush=True)
@@ -230,15 +240,13 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
         try:
             res = run_compare(cfg, methods=methods, out=out / case.name, network=network,
                               gap=study.gap, verbose=verbose, tune=tune,
-                              tune_rounds=study.tune_rounds if tune_rounds is None
-                              else tune_rounds,
-                              seeds=study.seeds if seeds is None else seeds,
-                              links=list(study.links),
+                              tune_rounds=tune_rounds, seeds=seeds, links=list(study.links),
                               tune_factors=tune_factors if tune else None)
         except (DivergenceError, LaunchError) as exc:   # every method diverged, none fits:
             # the same on every rank; the case says so and the others still run
             result["cases"][case.name] = {"error": str(exc), "rows": [], "verdict": {},
-                                          "left_out": left_out, "markdown": ""}
+                                          "left_out": left_out, "markdown": "",
+                                          "plan": digests[case.name]}
             if verbose and rank0:
                 print(f"dcnn: study {study.name}: case {case.name} failed: {exc}", flush=True)
         else:
@@ -247,7 +255,9 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
                 "rows": res.rows, "verdict": res.verdict, "targets": res.targets,
                 "left_out": left_out,
                 "metric": "mse" if res.task == "regression" else "accuracy",
-                "markdown": md.read_text() if rank0 and md.is_file() else ""}
+                "markdown": md.read_text() if rank0 and md.is_file() else "",
+                "plan": digests[case.name]}
+        result["cases"] = {n: result["cases"][n] for n in order if n in result["cases"]}
         if rank0:                      # after every case: what ran is kept if a later one dies
             _write(out, study, result)
     if all("error" in c for c in result["cases"].values()):
@@ -256,9 +266,16 @@ def run_study(study: Study | str | Path, *, out: str | Path, seeds: int | None =
     return result
 
 
-def _finished(out: Path, study: Study, changed: list[str]) -> dict:
+def _digest(*parts) -> str:
+    """The sha256 of what a case runs (its resolved config, methods, seeds and protocol)."""
+    import hashlib
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _finished(out: Path, study: Study, changed: list[str], digests: dict) -> dict:
     """The cases an earlier run of ``study`` with the same options finished in ``out``
-    (``--resume``): ``{name: case}``; a case that failed there runs again."""
+    (``--resume``): ``{name: case}``; a case that failed there, or whose plan (config,
+    methods, seeds, protocol) has changed since, runs again."""
     from .comm import launched_by_mpi
     if launched_by_mpi():
         raise ConfigError("--resume runs in one process (under mpiexec the ranks could see "
@@ -269,7 +286,8 @@ def _finished(out: Path, study: Study, changed: list[str]) -> dict:
         return {}
     try:
         old = json.loads(path.read_text())
-        kept = {n: c for n, c in old["cases"].items() if "error" not in c}
+        kept = {n: c for n, c in old["cases"].items()
+                if "error" not in c and c.get("plan") == digests.get(n)}
         same = (old["study"], [x for x in old["shortened"] if not x.startswith("--cases ")])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"--resume: {path} is not a study result ({exc}); give another "

@@ -141,7 +141,7 @@ MAIN_CASES = [
          argv=("run", "--set", "algorithm.alpha0=1.5")),
     Case("main-negative-lam", ("model.lam must be >= 0", "got -0.1"),
          argv=("run", "--set", "model.lam=-0.1")),
-    Case("main-blowup-below-one", ("run.blowup must be 0 (off) or > 1", "got 0.5"),
+    Case("main-blowup-below-one", ("run.blowup must be 0 (off) or a finite number > 1", "got 0.5"),
          argv=("run", "--set", "run.blowup=0.5")),
     Case("main-infinite-tau", ("algorithm.tau must be a finite number", "inf"),
          argv=("run", "--set", "algorithm.tau=inf")),

@@ -2,10 +2,12 @@
 checkpoints in ``OUT.partial`` and replaces the result only when it finishes, so a run that
 fails leaves the earlier result byte for byte as it was (and says where its own state is); an
 unusable ``--out`` is refused in one line before any work."""
+import json
 import time
 
 import pytest
 
+import dcnn.runner
 from dcnn.cli import main
 
 SHORT = ["--set", "run.iterations=6", "--set", "run.eval_every=3", "--set", "run.agents=4",
@@ -63,3 +65,30 @@ def test_an_unusable_out_is_refused_in_one_line_before_any_work(tmp_path, capsys
     assert "\n" not in err and ("is a file" in err), err
     assert time.perf_counter() - t0 < 10
     assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_resuming_the_partial_state_finishes_into_the_folder(tmp_path, monkeypatch, capsys):
+    out, stage = tmp_path / "run", tmp_path / "run.partial"
+    assert main(["run", *SHORT, "--out", str(out)]) == 0
+    before = _files(out)
+
+    def crash(*args, **kw):
+        raise OSError("disk gone")
+    monkeypatch.setattr(dcnn.runner, "summarize", crash)    # fails after its checkpoints
+    assert main(["run", *SHORT, "--set", "run.seed=1", "--set", "run.checkpoint_every=3",
+                 "--out", str(out)]) != 0
+    monkeypatch.undo()
+    assert _files(out) == before and (stage / "checkpoint" / "manifest.json").is_file()
+    assert main(["run", "--resume", str(stage), "--set", "run.iterations=9", "--quiet"]) == 0
+    assert not stage.exists() and (out / "checkpoint" / "manifest.json").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["iterations"] == 9 and _files(out) != before
+
+
+def test_out_dot_works_again_and_again(tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["run", *SHORT, "--out", "."]) == 0
+    assert main(["run", *SHORT, "--set", "run.seed=2", "--out", "."]) == 0
+    assert (here / "summary.json").is_file() and not (tmp_path / "here.partial").exists()

@@ -4,6 +4,7 @@ change of data, model, loss or regulariser solves again; a model given as a Pyth
 never cached; a broken cache file is ignored and rewritten."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,21 @@ def test_a_model_given_as_an_object_is_never_cached(solves):
     a = _ref(model=module())
     b = _ref(model=module())
     assert a == b and len(solves) == 2
+
+
+def test_the_same_arrays_as_another_task_solve_again(solves):
+    """The same arrays (labels 0.0/1.0 both times), read once as regression and once as
+    classification: other targets and another metric, so another reference (the task and the
+    encoded targets are part of the key, the arrays alone are not enough)."""
+    from dcnn.data import Dataset
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(np.int64)
+    as_task = {t: Dataset(name="xy", task=t, X_train=X[:48], X_test=X[48:],
+                          y_train=y[:48].astype(float), y_test=y[48:].astype(float),
+                          n_classes=0 if t == "regression" else 2,
+                          classes=np.empty(0) if t == "regression" else np.array([0, 1]))
+               for t in ("regression", "binary")}
+    a = _ref("data.task='auto'", data=as_task["regression"])
+    b = _ref("data.task='auto'", data=as_task["binary"])
+    assert len(solves) == 2 and a["test_metric"] != b["test_metric"]

@@ -166,12 +166,18 @@ def test_resume_keeps_the_finished_cases_and_runs_the_others(tmp_path):
     run_study(path, out=out, rounds=20, only=["a"], verbose=False)
     first = json.loads((out / "study.json").read_text())["cases"]["a"]
     stamp = (out / "a" / "compare.json").stat().st_mtime_ns
-    both = run_study(path, out=out, rounds=20, resume=True, verbose=False)
+    # --cases b with --resume: a is kept (in the study's order), b runs
+    both = run_study(path, out=out, rounds=20, only=["b"], resume=True, verbose=False)
     assert both["cases"]["a"] == first                              # kept as written
     assert (out / "a" / "compare.json").stat().st_mtime_ns == stamp  # not run again
     assert [r["method"] for r in both["cases"]["b"]["rows"]] == ["dgd"]
     assert list(json.loads((out / "study.json").read_text())["cases"]) == ["a", "b"]
     assert "#### a\n" in (out / "study.md").read_text()
+    # the study file edited since: the case whose plan changed runs again, the other is kept
+    path.write_text(path.read_text().replace("methods=['dgd']", "methods=['gt']"))
+    again = run_study(path, out=out, rounds=20, resume=True, verbose=False)
+    assert again["cases"]["a"] == first
+    assert [r["method"] for r in again["cases"]["b"]["rows"]] == ["gt"]
     # other options than the folder's: refused in one line, the folder left as it was
     before = (out / "study.json").read_bytes()
     error_of(lambda: run_study(path, out=out, rounds=30, resume=True, verbose=False),

@@ -192,8 +192,8 @@ of the model's dtype (:func:`check_X0`).
     """
     check_X0(X0, problem=problem, network=network)
     check_run_args(iterations=iterations, eval_every=eval_every, test=test, problem=problem)
-    if not isinstance(blowup, (int, float)) or isinstance(blowup, bool) or not (
-            blowup == 0 or blowup > 1):
+    if not isinstance(blowup, numbers.Real) or isinstance(blowup, bool) or not (
+            blowup == 0 or 1 < blowup < math.inf):
         raise ConfigError(f"blowup = {blowup!r} must be 0 (no bound) or a number > 1 (the "
                           "divergence guard stops a run whose objective passes blowup x "
                           "(|U_0| + 1))")
