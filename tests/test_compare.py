@@ -175,8 +175,11 @@ def test_python_api_refuses_an_unknown_method():
 
 
 def test_a_diverging_method_is_reported_and_the_others_still_run(tmp_path):
+    # run.blowup = 0: the guard stops only NaN/inf, so that compare's own rule (a final
+    # objective above 100 times the start) is what catches lr = 1000 (with the default bound
+    # the guard stops it at its first evaluation)
     cfg = load_config(overrides=["run.iterations=30", "run.eval_every=10", "run.agents=4",
-                                 "run.progress=false"])
+                                 "run.progress=false", "run.blowup=0"])
     # lr = 1e8: NaN within 30 rounds; lr = 1000: finite (~1e289) but 1e289 times the start
     res = run_compare(cfg, methods=["gt:lr=1e8", "gt:lr=1000", "next-pl",
                                     "dgd:schedule=constant:alpha0=0.2"],

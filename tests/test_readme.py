@@ -92,7 +92,9 @@ SHORTER = {" compare experiments/": " --set run.iterations=30",
            "experiments/mnist1d_study.py": " --rounds 4 --models mlp --partitions iid "
                                            "--set data.samples=500 --set run.eval_every=2 "
                                            "--set model.hidden=[16]",
-           "run.iterations=3000": " --set run.iterations=300"}
+           "run.iterations=3000": " --set run.iterations=300",
+           # the default experiment (300 rounds) on one process and on four ranks
+           "experiments/default.toml --out": " --set run.iterations=60"}
 
 
 def _shorter(cmd: str) -> str:
