@@ -188,19 +188,27 @@ def _probe(problem: LocalProblems, X0: torch.Tensor, what: str) -> None:
                           "forward") from None
 
 
+def arrays_sha256(*arrays) -> str:
+    """The sha256 of ``arrays``: each one's dtype, shape and bytes, in order."""
+    import hashlib
+    h = hashlib.sha256()
+    for arr in arrays:
+        a = np.ascontiguousarray(arr)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def fingerprint(exp: Prepared) -> dict:
     """The sha256 of the run's data (train and test arrays) and of its model (parameter
     names, shapes and initial values): what a checkpoint must be resumed with."""
     import hashlib
-    ds, data, model = exp.dataset, hashlib.sha256(), hashlib.sha256()
-    for arr in (ds.X_train, ds.y_train, ds.X_test, ds.y_test):
-        a = np.ascontiguousarray(arr)
-        data.update(f"{a.dtype}{a.shape}".encode())
-        data.update(a.tobytes())
+    ds, model = exp.dataset, hashlib.sha256()
+    data = arrays_sha256(ds.X_train, ds.y_train, ds.X_test, ds.y_test)
     w0 = exp.model.w0.detach().to(torch.float64).contiguous()
     model.update(repr(exp.model.names).encode())
     model.update(w0.numpy().tobytes())
-    return {"data": data.hexdigest(), "model": model.hexdigest()}
+    return {"data": data, "model": model.hexdigest()}
 
 
 def _check_same_model(model: FlatModel, network: Network) -> None:

@@ -25,8 +25,6 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["reference_key", "lookup", "store", "KEEP", "VERSION", "ENV"]
 
 VERSION = 1          # bump when the reference solver or its tolerances change
@@ -41,20 +39,17 @@ def reference_key(exp) -> str | None:
     import torch
 
     from . import __version__
-    from .prepare import fingerprint
+    from .prepare import arrays_sha256, fingerprint
     from .runner import PYTHON_MODEL
     model = exp.cfg.model
     if model.name.startswith(PYTHON_MODEL):
         return None
     ds = exp.dataset
-    targets = hashlib.sha256()
-    for T in (exp.T_train, exp.T_test):       # the encoded targets: task and classes
-        T = np.ascontiguousarray(T)
-        targets.update(f"{T.dtype}{T.shape}".encode() + T.tobytes())
     parts = {"version": VERSION, "dcnn": __version__, "torch": torch.__version__,
              "fingerprint": fingerprint(exp), "model": dataclasses.asdict(model),
              "dtype": exp.cfg.run.dtype, "task": ds.task, "classes": ds.n_classes,
-             "targets": targets.hexdigest()}
+             # the encoded targets (they follow the task and the classes)
+             "targets": arrays_sha256(exp.T_train, exp.T_test)}
     source, _, _ = model.name.rpartition(":")
     if source:
         try:
