@@ -52,7 +52,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import uuid
@@ -239,8 +238,7 @@ class Checkpointer:
         """Write ``state`` (collective: every rank calls it; rank 0 writes); returns the
         folder. Every rank raises the same :class:`CheckpointError` if the write fails."""
         arrays, layout = _encode(state, network=network)
-        error = None
-        if network.rank == 0:
+        def write() -> str | None:
             t = int(state.t)
             body = {"format": FORMAT, "version": VERSION, "iteration": t,
                     "reason": reason, "state_class": type(state).__name__,
@@ -256,11 +254,12 @@ class Checkpointer:
                     self._before_first = None
                 _commit(self.directory, body, arrays)
             except OSError as exc:
-                error = (f"cannot write the checkpoint into {self.directory}: "
-                         f"{exc.strerror or exc}; free disk space or give another --out folder")
-        # the other ranks wait while rank 0 writes: as long as it takes (a crash on rank 0
-        # still ends the job through the abort hook)
-        error = network.broadcast(error, timeout=math.inf)
+                return (f"cannot write the checkpoint into {self.directory}: "
+                        f"{exc.strerror or exc}; free disk space or give another --out folder")
+            return None
+
+        # the other ranks wait as long as rank 0 writes and sends heartbeats
+        error = network.on_root(write, what=f"writing a checkpoint into {self.directory}")
         if error:
             raise CheckpointError(error)
         return self.directory
@@ -449,13 +448,13 @@ def load_checkpoint(directory: str | Path, *, network, config: dict) -> Checkpoi
     every rank verifies the same bytes, so all accept or all raise the same
     :class:`CheckpointError`. It must belong to ``config`` (the resolved config to resume)."""
     directory = Path(directory)
-    payload = None
-    if network.rank == 0:
+    def read():
         try:
-            payload = _read_files(directory)
+            return _read_files(directory)
         except CheckpointError as exc:
-            payload = str(exc)
-    payload = network.broadcast(payload, timeout=math.inf)
+            return str(exc)
+
+    payload = network.on_root(read, what=f"reading the checkpoint in {directory}")
     if isinstance(payload, str):
         raise CheckpointError(payload)
     ckpt = _parse(directory, *payload)

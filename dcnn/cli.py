@@ -244,11 +244,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _initialised_world():
+    """(rank, size, comm or None) of an MPI this process has already initialised; never
+    initialises it (under mpiexec, MPI_Init on one rank alone waits for the others)."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized():
+        return 0, 1, None
+    return MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size(), MPI.COMM_WORLD
+
+
 def _fail(exc: BaseException, code: int) -> int:
-    rank, size, comm = _world()
+    rank, size, comm = _initialised_world()
     msg = f"dcnn: error: {exc}" if isinstance(exc, DcnnError) else \
         f"dcnn: error: unexpected {type(exc).__name__}: {exc}"
     if size == 1:
+        from .comm import launcher_rank
+        if launcher_rank():          # under mpiexec with MPI never initialised
+            msg = msg.replace("dcnn: error:", f"dcnn: error: [rank {launcher_rank()}]", 1)
         if not isinstance(exc, DcnnError):
             traceback.print_exc()
         print(msg, file=sys.stderr, flush=True)

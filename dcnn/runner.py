@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
@@ -211,8 +210,7 @@ def reference_of(exp: Prepared, *, cache: bool = True) -> dict:
     regulariser on the pooled data, by L-BFGS-B (FISTA with l1); solved once per distinct
     problem (:mod:`dcnn.reference_cache`; ``cache = False`` for a model given as an object,
     whose ``forward`` no key can hold)."""
-    ref = None
-    if exp.network.rank == 0:
+    def solve() -> dict:
         key = reference_key(exp) if cache else None
         ref = lookup(key)
         if ref is None:
@@ -222,9 +220,10 @@ def reference_of(exp: Prepared, *, cache: bool = True) -> dict:
                    "iterations": res.iterations,
                    "solver": "L-BFGS-B" if exp.regularizer.smooth else "FISTA"}
             store(key, ref)
-    # the other ranks wait while rank 0 solves: as long as it takes (a crash on rank 0 still
-    # ends the job through the abort hook)
-    return exp.network.broadcast(ref, timeout=math.inf)
+        return ref
+
+    # the other ranks wait as long as rank 0 solves and sends heartbeats
+    return exp.network.on_root(solve, what="solving the centralized reference")
 
 
 def summarize(exp: Prepared, *, label: str, options, info: dict, state, history: History,

@@ -3,19 +3,33 @@ from __future__ import annotations
 
 import os
 
+from ..errors import ConfigError
 from .base import Network, agent_blocks
 from .faults import check_timeout
 from .local import LocalNetwork
 
 __all__ = ["Network", "LocalNetwork", "MPINetwork", "agent_blocks", "make_network",
-           "launched_by_mpi"]
+           "launched_by_mpi", "launcher_size", "launcher_rank"]
+
+def launcher_size() -> int:
+    """How many processes the MPI launcher started (1 without one), from its environment."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if int(os.environ.get(var, "1") or 1) > 1:
+            return int(os.environ[var])
+    return 1
+
+
+def launcher_rank() -> int:
+    """This process's rank as the MPI launcher numbered it (0 without one)."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
 
 def launched_by_mpi() -> bool:
     """True when this process was started by an MPI launcher with more than one rank."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
-        if int(os.environ.get(var, "1") or 1) > 1:
-            return True
-    return False
+    return launcher_size() > 1
 
 
 def make_network(n_agents: int, *, backend: str = "auto", comm=None,
@@ -30,6 +44,11 @@ def make_network(n_agents: int, *, backend: str = "auto", comm=None,
     if backend not in ("auto", "local", "mpi"):
         raise ValueError(f"backend {backend!r} is unknown; choose auto, local or mpi")
     timeout = check_timeout(timeout)
+    if backend == "local" and comm is None and launched_by_mpi():
+        raise ConfigError(
+            f"run.backend = 'local' under mpiexec with {launcher_size()} processes would run "
+            "every agent in each process and write the same results twice; set run.backend = "
+            "'auto' to spread the agents over the processes, or start one process")
     if backend == "mpi" or comm is not None or (backend == "auto" and launched_by_mpi()):
         from .mpi import MPINetwork
         return MPINetwork(n_agents, comm=comm, timeout=timeout)

@@ -18,9 +18,12 @@ row's bytes, summed over the exchanges): both from the global ``W``, the same on
 
 Timeouts: on several processes every wait is bounded (``run.comm_timeout``, see
 :mod:`dcnn.comm.faults`) and ends in :class:`~dcnn.errors.CommTimeoutError`. The collectives
-take ``timeout=`` for one call whose peers may legitimately be busy for longer than the
-network's bound (e.g. rank 0 solving the centralized reference while the others wait in
-``broadcast``); ``None`` means the network's own. One process never waits and ignores it.
+take ``timeout=`` for one call whose bound should differ from the network's; ``None`` means
+the network's own. Long work on one process that the others wait for (rank 0 solving the
+centralized reference, writing or reading a checkpoint) goes through :meth:`Network.on_root`:
+the working rank announces itself with a heartbeat, so the others wait as long as it works and
+no longer than the bound after it stops (a stopped or dead process). One process never waits
+and ignores timeouts.
 """
 from __future__ import annotations
 
@@ -122,6 +125,13 @@ class Network(ABC):
 
     def barrier(self, *, timeout: float | None = None) -> None:
         """Wait for every process (no-op in one process)."""
+
+    def on_root(self, work, *, what: str, root: int = 0):
+        """``work()`` run on process ``root`` only, its result on every process (collective).
+
+        For work of any length on one process that the others must wait for: ``what`` names
+        it in messages ("solving the centralized reference"). In one process: ``work()``."""
+        return work()
 
     def agent_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum over all agents of per-agent rows ``x`` of shape ``(A, ...)``."""

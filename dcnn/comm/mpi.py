@@ -11,7 +11,11 @@ shape ``(A, 2, P)`` for NEXT's ``z`` and ``y``.
 No hangs (see :mod:`dcnn.comm.faults`): every wait of this backend (``mix``, ``allreduce``,
 ``allgather_rows``, ``broadcast``, ``barrier``) is non-blocking MPI polled until ``timeout``
 seconds (``run.comm_timeout``) and then ends in :class:`~dcnn.errors.CommTimeoutError`
-naming this rank, the operation and the rank(s) it waited for. Creating the network with
+naming this rank, the operation and the rank(s) it waited for. Work on one rank that the
+others wait for (:meth:`MPINetwork.on_root`) is announced by a heartbeat: a background thread
+of the working rank sends a one-byte message to every other rank every ``min(1 s, timeout /
+4)``; the others wait as long as heartbeats arrive and end ``timeout`` seconds after the last
+one (a stopped, dead or swapped-out process), naming it. Creating the network with
 more than one rank checks that every rank was given the same number of agents and installs a
 ``sys.excepthook`` that turns an uncaught exception on any rank into ``MPI_Abort`` of the
 whole job, so a library user's script ends within seconds too (``abort_on_error=False``
@@ -21,6 +25,7 @@ receives and refuses further calls: the job is expected to end.
 from __future__ import annotations
 
 import pickle
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -35,6 +40,8 @@ from .faults import (agent_count_mismatch, agents_label, check_timeout, install_
 __all__ = ["MPINetwork"]
 
 _TAG = 17
+_BEAT_TAG = 18           # heartbeats of on_root: _WORKING ..., then _DONE or _FAILED
+_WORKING, _DONE, _FAILED = 0, 1, 2
 START_TIMEOUT = 300.0   # seconds the start-up agent-count check waits for every rank
 
 
@@ -253,3 +260,69 @@ class MPINetwork(Network):
     def barrier(self, *, timeout: float | None = None) -> None:
         call = self._enter("barrier")
         self._wait([self.comm.Ibarrier()], f"barrier at call {call}", timeout=timeout)
+
+    def on_root(self, work, *, what: str, root: int = 0):
+        """``work()`` on ``root`` while it sends heartbeats; then its result to every rank.
+
+        The other ranks wait while heartbeats arrive and raise :class:`CommTimeoutError`
+        ``timeout`` seconds after the last one. If ``work`` raises on ``root``, the others
+        raise a :class:`CommError` saying so (the root's own error ends the job). Needs MPI
+        with at least ``MPI_THREAD_SERIALIZED`` (mpi4py asks for ``MULTIPLE``): with less,
+        the others wait without a deadline, as a plain broadcast would have to.
+        """
+        call = self._enter("on_root")
+        label = what
+        others = [r for r in range(self.size) if r != root]
+        beats = self._MPI.Query_thread() >= self._MPI.THREAD_SERIALIZED
+        if self.rank == root:
+            result = self._work_with_heartbeats(work, others, label, beats=beats)
+            return self.broadcast(result, root=root)
+        status = self._await_heartbeats(root, label, beats=beats)
+        if status == _FAILED:
+            raise CommError(f"rank {root} failed while {what}; its own error ends the job")
+        return self.broadcast(None, root=root)
+
+    def _work_with_heartbeats(self, work, others: list, label: str, *, beats: bool):
+        pending: list = []
+        one = np.full(1, _WORKING, dtype=np.int8)     # read-only: shared by every send
+        stop = threading.Event()
+        period = min(1.0, self.timeout / 4)
+
+        def beat():
+            # the main thread makes no MPI call while this runs (SERIALIZED is enough)
+            while not stop.wait(period):
+                pending[:] = [r for r in pending if not r.Test()]
+                pending.extend(self.comm.Isend(one, dest=r, tag=_BEAT_TAG) for r in others)
+
+        thread = threading.Thread(target=beat, name="dcnn-heartbeat", daemon=True)
+        if beats:
+            thread.start()
+        status = np.full(1, _FAILED, dtype=np.int8)
+        try:
+            result = work()
+            status[0] = _DONE
+        finally:
+            stop.set()
+            if beats:
+                thread.join()
+            pending.extend(self.comm.Isend(status, dest=r, tag=_BEAT_TAG) for r in others)
+            self._wait(pending, f"the end of {label}", keep=(one, status))
+        return result
+
+    def _await_heartbeats(self, root: int, label: str, *, beats: bool) -> int:
+        t = self.timeout if beats else float("inf")
+        buf = np.empty(1, dtype=np.int8)
+        while True:
+            req = self.comm.Irecv(buf, source=root, tag=_BEAT_TAG)
+            if not wait_until(req.Test, timeout=t):
+                break
+            if buf[0] != _WORKING:
+                return int(buf[0])
+        req.Cancel()
+        wait_until(req.Test, timeout=0.1)
+        msg = (f"rank {self.rank} heard nothing for {_seconds(t)} s from rank {root} "
+               f"({agents_label(*self.blocks[root])}) while it was {label}; that rank failed "
+               f"or is stuck (stopped, dead or out of memory)")
+        self._failed = msg
+        self._abandoned.append(([req], (buf,)))
+        raise CommTimeoutError(msg)

@@ -5,14 +5,21 @@
 - ``raise-cli``: rank RANK raises at iteration K inside a ``dcnn run`` (``dcnn.cli.main``);
 - ``raise-lib``: the same without the CLI (``run_experiment`` on ``make_network``), so only
   the abort hook of the MPI network ends the job;
-- ``stuck-lib``: rank RANK sleeps 120 s at iteration K; the network's timeout is TIMEOUT s;
-- ``stuck-cli``: the same inside ``dcnn run --set run.comm_timeout=TIMEOUT``;
 - ``agents``: rank 0 is given 8 agents, every other rank 6 (K and RANK are ignored);
 - ``normal``: a run with a small timeout and no fault; rank 0 prints ``FINISHED``.
+- ``stop-OP`` (OP one of mix, allreduce, allgather_rows, broadcast, barrier, on_root): rank
+  RANK stops itself with SIGSTOP before the network's OP; the others call OP with TIMEOUT;
+- ``stop-reference`` / ``stop-write`` / ``stop-read``: inside ``dcnn run --set
+  run.comm_timeout=TIMEOUT``, rank 0 stops itself while it solves the centralized reference,
+  writes a checkpoint, or reads the checkpoint to resume (K and RANK are ignored);
+- ``slow-on_root``: rank RANK works (sleeps) 3 x TIMEOUT in ``on_root``: its heartbeats
+  keep the others waiting, and every rank prints ``FINISHED``.
 
 Before the fault the faulty rank prints ``INJECT <unix time>``, so the test can time how
 long the job takes to end after it.
 """
+import os
+import signal
 import sys
 import time
 
@@ -28,8 +35,6 @@ MESSAGE = f"injected failure on rank {RANK} at iteration {K}"
 
 def inject(network) -> None:
     print(f"INJECT {time.time():.3f}", flush=True)
-    if mode.startswith("stuck"):
-        time.sleep(120)
     raise RuntimeError(MESSAGE)
 
 
@@ -46,16 +51,59 @@ def break_dgd() -> None:
     cls.step = faulty_step
 
 
+def stop_self(*_, **__) -> None:
+    print(f"INJECT {time.time():.3f}", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+    time.sleep(60)       # continued by someone: never reached in the tests
+
+
+def cli(extra, out=None) -> int:
+    from dcnn.cli import main
+    sets = [a for kv in ARGS + [f"run.comm_timeout={TIMEOUT}", *extra] for a in ("--set", kv)]
+    return main(["run", "--quiet", *sets, *(["--out", out] if out else [])])
+
+
+if mode == "slow-on_root" or mode.startswith("stop-") and mode[5:] in (
+        "mix", "allreduce", "allgather_rows", "broadcast", "barrier", "on_root"):
+    import numpy as np
+    import torch
+    net = make_network(4, backend="mpi", timeout=TIMEOUT)
+    op = mode.split("-", 1)[1]
+    if net.rank == RANK and op != "on_root":
+        stop_self()
+    calls = {"mix": lambda: net.mix(torch.ones(2, 3), np.full((4, 4), 0.25)),
+             "allreduce": lambda: net.allreduce(torch.ones(3)),
+             "allgather_rows": lambda: net.allgather_rows(torch.ones(2, 3)),
+             "broadcast": lambda: net.broadcast("x", root=RANK),
+             "barrier": lambda: net.barrier(),
+             "on_root": lambda: net.on_root(
+                 stop_self if mode.startswith("stop") else lambda: time.sleep(3 * TIMEOUT) or 7,
+                 what="testing", root=RANK)}
+    assert calls[op]() is not None
+    print("FINISHED", flush=True)
+    sys.exit(0)
+if mode == "stop-reference":
+    import dcnn.runner
+    dcnn.runner.centralized_reference = stop_self
+    sys.exit(cli(["run.reference=true"]))
+if mode in ("stop-write", "stop-read"):      # argv[5]: the output folder
+    import dcnn.checkpoint
+    from dcnn.cli import main
+    if mode == "stop-write":
+        dcnn.checkpoint._commit = stop_self
+        sys.exit(cli(["run.checkpoint_every=4"], out=sys.argv[5]))
+    dcnn.checkpoint._read_files = stop_self
+    sys.exit(main(["run", "--quiet", "--resume", sys.argv[5], "--set",
+                   f"run.comm_timeout={TIMEOUT}", "--set", "run.iterations=16"]))
 if mode == "agents":
     from mpi4py import MPI
     make_network(8 if MPI.COMM_WORLD.Get_rank() == 0 else 6, backend="mpi")
     print("NOT REFUSED", flush=True)
     sys.exit(0)
 break_dgd()
-if mode in ("raise-cli", "stuck-cli"):
+if mode == "raise-cli":
     from dcnn.cli import main
-    extra = [f"run.comm_timeout={TIMEOUT}"] if mode == "stuck-cli" else []
-    sets = [a for kv in ARGS + extra for a in ("--set", kv)]
+    sets = [a for kv in ARGS for a in ("--set", kv)]
     sys.exit(main(["run", "--quiet", *sets]))
 else:
     from dcnn.config import load_config

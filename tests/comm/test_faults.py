@@ -6,13 +6,17 @@ and the tests time the job's end from there. The pieces behind them (polling, me
 validation) are tested in-process first.
 """
 import math
+import os
 import re
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 import torch
 
-from conftest import error_of
+from conftest import error_of, mpiexec_path
 from dcnn.comm import LocalNetwork, make_network
 from dcnn.comm.faults import (agent_count_mismatch, agents_label, check_timeout, ranks_label,
                               wait_until)
@@ -132,24 +136,6 @@ def test_exception_on_one_rank_ends_the_library_job(mpi):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("path", ["library", "cli"])
-def test_stuck_rank_is_caught_by_the_timeout_of_the_other(mpi, path):
-    """A rank sleeps at iteration 3; its neighbour's mix times out after 2 s, naming both."""
-    stuck, waiting = (0, 1) if path == "library" else (1, 0)
-    mode = "stuck-lib" if path == "library" else "stuck-cli"
-    res, out, after = _run(mpi, 2, mode, 3, stuck, timeout_s=2)
-    agents = "agents 0-1" if stuck == 0 else "agents 2-3"
-    m = re.search(rf"rank {waiting} waited 2\.0 s for rank {stuck} \({agents}\) in mix at "
-                  r"call \d+; that rank failed or is stuck; raise run.comm_timeout if it is "
-                  r"only slow", out)
-    assert m, out[-3000:]
-    _assert_ends_once(res, out, after, m.group(0))
-    assert after >= 2.0                                  # it did wait for the timeout
-    if path == "cli":
-        assert f"dcnn: error: {m.group(0)}" in out
-
-
-@pytest.mark.mpi
 def test_agent_count_mismatch_across_ranks_is_refused(mpi):
     res = mpi(2, [SCRIPT, "agents", "0", "0"], timeout=60)
     out = res.stdout + res.stderr
@@ -157,3 +143,91 @@ def test_agent_count_mismatch_across_ranks_is_refused(mpi):
     # every rank raised it; rank 0 alone printed it before ending the job
     assert out.count("ranks disagree on the number of agents: rank 0 has 8, rank 1 has 6; "
                      "start every rank with the same run.agents") == 1, out[-3000:]
+
+
+# ---- a stopped rank (SIGSTOP) in every kind of wait ------------------------------------------
+
+def _start(n, args, env=None):
+    return subprocess.Popen([mpiexec_path(), "-n", str(n), sys.executable, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def _finish_all(procs: dict, *, timeout=90) -> dict:
+    """{name: (exit status, output, seconds from INJECT to the job's end)}, every job waited
+    for side by side (a thread each), so each end time is its own."""
+    results = {}
+
+    def wait(name, proc):
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+            out = f"DID NOT END IN {timeout} s\n" + out
+        end = time.time()
+        m = re.search(r"INJECT (\S+)", out)
+        results[name] = (proc.returncode, out, end - float(m.group(1)) if m else None)
+
+    threads = [threading.Thread(target=wait, args=item) for item in procs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+OPS = ("mix", "allreduce", "allgather_rows", "broadcast", "barrier", "on_root")
+
+
+@pytest.mark.mpi
+def test_a_stopped_rank_ends_the_job_in_every_kind_of_wait(tmp_path):
+    """Rank 0 stops itself (SIGSTOP) before each kind of collective of the network (``on_root``:
+    inside the work), and inside ``dcnn run`` while it solves the centralized reference, writes
+    a checkpoint or reads one to resume; rank 1's wait ends 2 s (``run.comm_timeout``) after the
+    last message with one line naming rank 0 (and what it was doing), and its abort ends the job
+    with the stopped process. Work that takes 3x the timeout in ``on_root`` (heartbeats) does
+    not end the job. The ten jobs run side by side (they mostly wait)."""
+    from dcnn.cli import main
+    written = tmp_path / "written"
+    args = ["run", "--quiet", "--out", str(written)]
+    for kv in ("run.agents=4", "run.iterations=8", "run.eval_every=4", "run.reference=false",
+               "run.progress=false", "algorithm.name=dgd", "model.hidden=[4]",
+               "run.checkpoint_every=4"):
+        args += ["--set", kv]
+    assert main(args) == 0
+    procs = {op: _start(2, [SCRIPT, f"stop-{op}", "0", "0", "2"]) for op in OPS}
+    procs["slow"] = _start(2, [SCRIPT, "slow-on_root", "0", "0", "2"])
+    # the reference is solved, not read from a cache
+    procs["stop-reference"] = _start(2, [SCRIPT, "stop-reference", "0", "0", "2"],
+                                     {"DCNN_CACHE": ""})
+    procs["stop-write"] = _start(2, [SCRIPT, "stop-write", "0", "0", "2", str(tmp_path / "new")])
+    procs["stop-read"] = _start(2, [SCRIPT, "stop-read", "0", "0", "2", str(written)])
+    results = _finish_all(procs)
+    code, out, _ = results.pop("slow")
+    assert code == 0 and out.count("FINISHED") == 2, out[-3000:]
+    heard = ("rank 1 heard nothing for 2.0 s from rank 0 (agents 0-1) while it was {}; that "
+             "rank failed or is stuck (stopped, dead or out of memory)")
+    doing = {"stop-reference": "solving the centralized reference",
+             "stop-write": f"writing a checkpoint into {tmp_path / 'new' / 'checkpoint'}",
+             "stop-read": f"reading the checkpoint in {written / 'checkpoint'}"}
+    for name, (code, out, after) in results.items():
+        assert code != 0 and "FINISHED" not in out, (name, out[-3000:])
+        assert after is not None and 2.0 <= after < 15.0, (name, after, out[-3000:])
+        if name in doing:           # the command: exit status 2, one line from rank 1
+            errors = [x for x in out.splitlines() if x.startswith("dcnn: error:")]
+            assert code == 2 and errors == [
+                f"dcnn: error: [rank 1] {heard.format(doing[name])}"], (name, out[-3000:])
+            continue
+        lines = [x.split(": ", 1)[1] for x in out.splitlines()
+                 if x.startswith("dcnn.errors.CommTimeoutError: ")]
+        assert len(lines) == 1, (name, out[-3000:])
+        if name == "on_root":
+            assert lines[0] == heard.format("testing"), out[-3000:]
+        elif name == "mix":
+            assert lines[0] == ("rank 1 waited 2.0 s for rank 0 (agents 0-1) in mix at call 1; "
+                                "that rank failed or is stuck; raise run.comm_timeout if it is "
+                                "only slow"), out[-3000:]
+        else:
+            assert lines[0].startswith("rank 1 waited 2.0 s "), out[-3000:]
+            assert f" {name} " in lines[0] and "rank 0" in lines[0], out[-3000:]
