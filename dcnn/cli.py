@@ -14,11 +14,13 @@ waiting in a collective).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import sys
 import time
 import traceback
+import warnings
 
 from .errors import DcnnError
 
@@ -244,9 +246,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _initialised_world():
-    """(rank, size, comm or None) of an MPI this process has already initialised; never
-    initialises it (under mpiexec, MPI_Init on one rank alone waits for the others)."""
+def _start_mpi() -> None:
+    """Under mpiexec, initialise MPI before anything can fail: every rank gets here at
+    once, so the collective MPI_Init completes, and the error path then only uses an MPI
+    that is already up (MPI_Init on one failing rank alone would wait for the others for
+    good when they never initialise it)."""
+    from .comm import launched_by_mpi
+    if launched_by_mpi():
+        try:
+            importlib.import_module("mpi4py.MPI")     # initialises MPI
+        except ImportError:
+            pass                     # the MPI backend names the missing package itself
+
+
+def _world_to_fail() -> tuple[int, int, object]:
+    """(rank, size, comm or None) of an MPI that is already initialised; never initialises
+    it (see :func:`_start_mpi`)."""
     MPI = sys.modules.get("mpi4py.MPI")
     if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized():
         return 0, 1, None
@@ -254,13 +269,10 @@ def _initialised_world():
 
 
 def _fail(exc: BaseException, code: int) -> int:
-    rank, size, comm = _initialised_world()
+    rank, size, comm = _world_to_fail()
     msg = f"dcnn: error: {exc}" if isinstance(exc, DcnnError) else \
         f"dcnn: error: unexpected {type(exc).__name__}: {exc}"
     if size == 1:
-        from .comm import launcher_rank
-        if launcher_rank():          # under mpiexec with MPI never initialised
-            msg = msg.replace("dcnn: error:", f"dcnn: error: [rank {launcher_rank()}]", 1)
         if not isinstance(exc, DcnnError):
             traceback.print_exc()
         print(msg, file=sys.stderr, flush=True)
@@ -280,8 +292,25 @@ def _fail(exc: BaseException, code: int) -> int:
     return code  # pragma: no cover
 
 
+def _one_line_warnings(previous):
+    """A ``warnings.showwarning`` that prints dcnn's own warnings as one line ``dcnn: warning:
+    ...`` (rank 0 only under mpiexec) and hands the others to ``previous``."""
+    from .comm import launcher_rank
+    from .errors import DataWarning
+
+    def show(message, category, *rest):
+        if not issubclass(category, DataWarning):
+            return previous(message, category, *rest)
+        if launcher_rank() == 0:
+            print(f"dcnn: warning: {message}", file=sys.stderr, flush=True)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _start_mpi()
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(shown)
     try:
         _load_plugins(args)
         return args.func(args)
@@ -291,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - report, then end every rank
         return _fail(exc, 1)
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

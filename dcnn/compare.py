@@ -62,7 +62,7 @@ from .errors import ConfigError, DivergenceError, LaunchError
 from .methods import default_methods, get_method, parse_variant
 from .metrics import History, metric_name
 from .report import _clean
-from .runner import run_experiment
+from .runner import run_experiment, unusable_out
 from .topology import DIRECTED_GRAPHS
 from .tuning import EXTEND, Grid, choose, split_grid
 from .compare_tables import format_compare, markdown_compare, plot_compare
@@ -403,6 +403,9 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             name = f"{stamp}-compare-{Path(str(cfg.data.name)).stem}"
             out = network.broadcast(str(Path("runs") / name))
         out_dir = Path(out)
+        problem = unusable_out(out_dir) if network.rank == 0 else None
+        if (problem := network.broadcast(problem)) is not None:
+            raise ConfigError(problem)
     if tune_factors is not None and not tune:
         raise ConfigError("--tune-factors sets the default grids of --tune; add --tune")
     configs = {m: _config_for(cfg, m) for m in names}        # every spec checked up front

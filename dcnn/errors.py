@@ -6,7 +6,7 @@ message that names the bad value and the fix. The ``dcnn`` command prints it as
 """
 
 __all__ = ["DcnnError", "ConfigError", "LaunchError", "DataError", "TopologyError", "CommError",
-           "CommTimeoutError", "CheckpointError", "DivergenceError"]
+           "CommTimeoutError", "CheckpointError", "DivergenceError", "DataWarning"]
 
 
 class DcnnError(ValueError):
@@ -44,3 +44,7 @@ class CheckpointError(DcnnError):
 
 class DivergenceError(DcnnError):
     """An iterate, tracker or the objective stopped being finite."""
+
+
+class DataWarning(UserWarning):
+    """Data that is usable but probably not what was meant (e.g. a constant feature column)."""

@@ -112,15 +112,31 @@ def _check_out(out: Path | None, network: Network, *,
     raise ConfigError(verdict)
 
 
-def _out_problem(out: Path, *, resume: bool) -> str | None:
-    """A one-line refusal for ``out``, ``"stage"``, ``"promote"`` or None (write into it)."""
-    p = out
+MIN_FREE = 16 * 2**20   # bytes an output folder's file system must have free before a run
+
+
+def unusable_out(out: Path) -> str | None:
+    """A one-line refusal for an output folder that cannot be written (a file on its path,
+    no write permission, less than ``MIN_FREE`` bytes free), else None."""
+    p = Path(out)
     while not p.exists() and p != p.parent:      # the nearest folder that exists
         p = p.parent
     if not p.is_dir():
         return f"--out {out}: {p} is a file, not a folder; give another --out"
     if not os.access(p, os.W_OK | os.X_OK):
         return f"--out {out}: {p} is not writable; give a folder you can write to"
+    free = shutil.disk_usage(p).free
+    if free < MIN_FREE:
+        return (f"--out {out}: its file system has {free / 2**20:.1f} MB free, less than the "
+                f"{MIN_FREE // 2**20} MB a run's results need; free disk space or give "
+                "another --out")
+    return None
+
+
+def _out_problem(out: Path, *, resume: bool) -> str | None:
+    """A one-line refusal for ``out``, ``"stage"``, ``"promote"`` or None (write into it)."""
+    if (problem := unusable_out(out)) is not None:
+        return problem
     if resume:
         done = Path(str(out)[:-len(PARTIAL)]) if str(out).endswith(PARTIAL) else None
         return "promote" if done is not None and (done / "summary.json").is_file() else None

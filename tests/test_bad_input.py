@@ -23,7 +23,9 @@ reason names the fix; it turns into a failure (XPASS) once the fix lands, to dro
 """
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -196,6 +198,31 @@ MAIN_CASES = [
     Case("main-compare-binary-data-file", ("blob.csv", "is not UTF-8"),
          argv=("compare", "--methods", "next-pl,gt", "--set", "data.name='blob.csv'"),
          files=(("blob.csv", raw(bytes(range(256)) * 8)),)),
+    Case("main-csv-non-numeric-column-named", ("head.csv", "'x' at row 3, column 2 ('b')"),
+         argv=("run", "--set", "data.name='head.csv'"),
+         files=(("head.csv", text("a,b,y\n1,2,0\n3,x,1\n5,6,0\n7,8,1\n")),)),
+    Case("main-standardisation-overflows", ("big.csv", "column 0 cannot be standardised in "
+                                            "float64", "data.standardize = false"),
+         argv=("run", "--set", "data.name='big.csv'"),
+         files=(("big.csv", text(csv_rows((f"1.{i}e308", i, i % 2) for i in range(8)))),)),
+    Case("main-comm-timeout-zero", ("run.comm_timeout must be > 0", "got 0.0"),
+         argv=("run", "--set", "run.comm_timeout=0")),
+    Case("main-backend-unknown", ("run.backend = 'gpu'", "auto, local, mpi"),
+         argv=("run", "--set", "run.backend='gpu'")),
+    Case("main-checkpoint-every-negative", ("run.checkpoint_every must be >= 0", "got -1"),
+         argv=("run", "--set", "run.checkpoint_every=-1")),
+    Case("main-seed-negative", ("run.seed must be in [0, 2**32)", "got -1"),
+         argv=("run", "--set", "run.seed=-1")),
+    Case("main-study-unknown", ("study 'nosuch'", "experiments/studies/"),
+         argv=("study", "nosuch")),
+    Case("main-compare-no-seeds", ("--seeds must be a positive integer", "got 0"),
+         argv=("compare", "--methods", "next-pl,gt", "--seeds", "0")),
+    Case("main-compare-link-malformed", ("--link 'latency=abc'", "needs latency and bandwidth"),
+         argv=("compare", "--methods", "next-pl,gt", "--link", "latency=abc")),
+    Case("main-compare-method-twice", ("lists a method twice", "next-pl,next-pl"),
+         argv=("compare", "--methods", "next-pl,next-pl")),
+    Case("main-compare-out-is-a-file", ("--out prev", "is a file, not a folder"),
+         argv=("compare", "--methods", "next-pl,gt"), files=(("prev", None),)),
     Case("main-out-is-a-file", ("--out", "prev"),
          argv=("run", "--set", "run.agents=2", "--set", "run.iterations=2",
                "--set", "run.reference=false", "--set", "algorithm.tau=1.0"),
@@ -218,6 +245,14 @@ def loop(**kw):
 
 
 T4 = torch.zeros(3, 4, dtype=torch.float64)
+
+
+def full_disk(fn):
+    """``fn()`` while every file system reports 0.5 MB free."""
+    from unittest import mock
+    usage = shutil._ntuple_diskusage(2**30, 2**30 - 2**19, 2**19)
+    with mock.patch("dcnn.runner.shutil.disk_usage", return_value=usage):
+        return fn()
 
 
 def problems(module, T, task, *, loss="squared", X=X20):
@@ -326,6 +361,37 @@ API_CASES = [
          call=lambda f: loop(test=(T4, T4[:2, :1])), kind=ConfigError),
     Case("api-loop-test-as-numpy", ("test must be a pair of torch tensors", "n x 4"),
          call=lambda f: loop(test=(T4.numpy(), T4[:, :1].numpy())), kind=ConfigError),
+    Case("api-pl-negative-tau", ("tau must be a finite number > 0", "got -1"),
+         call=lambda f: dcnn.PL(tau=-1), kind=ConfigError),
+    Case("api-fl-negative-tau", ("tau must be a finite number > 0", "got -1"),
+         call=lambda f: dcnn.FL(tau=-1), kind=ConfigError),
+    Case("api-diminishing-alpha0-above-one", ("alpha0 must lie in (0, 1]", "got 5"),
+         call=lambda f: dcnn.Diminishing(alpha0=5), kind=ConfigError),
+    Case("api-constant-step-above-one", ("alpha0 must lie in (0, 1]", "got 2.0"),
+         call=lambda f: dcnn.Constant(2.0), kind=ConfigError),
+    Case("api-loop-x0-numpy", ("X0 must be a torch tensor of shape (2, 5)", "ndarray"),
+         call=lambda f: loop(X0=np.zeros((2, 5))), kind=ConfigError),
+    Case("api-loop-x0-float32", ("X0 must have the model's dtype torch.float64",
+                                 "torch.float32"),
+         call=lambda f: loop(X0=torch.zeros(2, 5)), kind=ConfigError),
+    Case("api-loop-x0-wrong-shape", ("X0 must have shape (2, 5)", "got (8, 5)"),
+         call=lambda f: loop(X0=torch.zeros(8, 5, dtype=torch.float64)), kind=ConfigError),
+    Case("api-loop-x0-nan", ("X0 holds NaN or inf",),
+         call=lambda f: loop(X0=torch.full((2, 5), math.nan, dtype=torch.float64)),
+         kind=ConfigError),
+    Case("api-loop-network-not-a-network", ("network must be a dcnn Network", "'local'"),
+         call=lambda f: loop(network="local"), kind=ConfigError),
+    Case("api-loop-problem-not-a-problem", ("problem must be a dcnn LocalProblems",
+                                            "NoneType"),
+         call=lambda f: loop(problem=None), kind=ConfigError),
+    Case("api-loop-progress-not-bool", ("progress = 'yes' must be True or False",),
+         call=lambda f: loop(progress="yes"), kind=ConfigError),
+    Case("api-agent-mean-wrong-rows", ("one row per agent of this process (3)", "(2, 3)"),
+         call=lambda f: dcnn.LocalNetwork(3).agent_mean(torch.ones(2, 3)), kind=CommError),
+    Case("api-run-experiment-disk-full", ("--out", "0.5 MB free", "free disk space"),
+         call=lambda f: full_disk(lambda: dcnn.run_experiment(
+             load_config(overrides=["run.iterations=2", "run.reference=false"]),
+             out=f / "new", verbose=False)), kind=ConfigError),
     Case("api-run-experiment-not-a-config", ("Config", "load_config"),
          call=lambda f: dcnn.run_experiment({"run": {"agents": 4}}, out=f / "prev"),
          kind=ConfigError),
@@ -335,7 +401,13 @@ MPI_CASES = [
     Case("mpi-config-tau-zero", ("algorithm.tau must be > 0", "got 0.0"),
          argv=("-m", "dcnn", "run", "--set", "algorithm.tau=0", *TAIL)),
     Case("mpi-agent-count-differs-across-ranks", ("rank 0 has 4", "rank 1 has 5"),
-         argv=(str(ROOT / "tests" / "_bad_input_mpi.py"), "--out", "prev")),
+         argv=(str(ROOT / "tests" / "_bad_input_mpi.py"), "agents", "--out", "prev")),
+    Case("mpi-one-rank-fails-alone-before-any-collective",
+         ("[rank 1] algorithm.tau must be > 0", "got 0.0"),
+         argv=(str(ROOT / "tests" / "_bad_input_mpi.py"), "tau", "--out", "prev")),
+    Case("mpi-local-backend-under-mpiexec", ("run.backend = 'local' under mpiexec with 2 "
+                                            "processes", "set run.backend = 'auto'"),
+         argv=("-m", "dcnn", "run", "--set", "run.backend='local'", *TAIL)),
 ]
 
 

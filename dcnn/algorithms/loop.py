@@ -118,6 +118,12 @@ def nonfinite(state, *, problem: LocalProblems, network: Network,
 def check_X0(X0, *, problem: LocalProblems, network: Network) -> None:
     """``X0`` must be the group's initial iterates: a floating tensor of the model's dtype,
     shape ``(network.n_local, problem.n_params)``."""
+    if not isinstance(network, Network):
+        raise ConfigError(f"network must be a dcnn Network, got {network!r}; give "
+                          "network = dcnn.LocalNetwork(n_agents) or dcnn.make_network(n_agents)")
+    if not isinstance(problem, LocalProblems):
+        raise ConfigError(f"problem must be a dcnn LocalProblems, got {type(problem).__name__}; "
+                          "build it with dcnn.local_problems(...) or dcnn.LocalProblems(...)")
     A, P = network.n_local, problem.n_params
     dtype = problem.model.dtype
     fix = f"give X0 = w0.expand({A}, -1).clone() with w0 = problem.model.w0 ({dtype})"
@@ -129,6 +135,8 @@ def check_X0(X0, *, problem: LocalProblems, network: Network) -> None:
     if tuple(X0.shape) != (A, P):
         raise ConfigError(f"X0 must have shape ({A}, {P}) (this process's agents, the "
                           f"model's parameters), got {tuple(X0.shape)}; {fix}")
+    if not bool(torch.isfinite(X0).all()):
+        raise ConfigError(f"X0 holds NaN or inf values; {fix}")
 
 
 def check_run_args(*, iterations, eval_every, test, problem: LocalProblems) -> None:
@@ -192,6 +200,8 @@ of the model's dtype (:func:`check_X0`).
     """
     check_X0(X0, problem=problem, network=network)
     check_run_args(iterations=iterations, eval_every=eval_every, test=test, problem=problem)
+    if not isinstance(progress, bool):
+        raise ConfigError(f"progress = {progress!r} must be True or False")
     if not isinstance(blowup, numbers.Real) or isinstance(blowup, bool) or not (
             blowup == 0 or 1 < blowup < math.inf):
         raise ConfigError(f"blowup = {blowup!r} must be 0 (no bound) or a number > 1 (the "

@@ -135,6 +135,10 @@ class Network(ABC):
 
     def agent_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum over all agents of per-agent rows ``x`` of shape ``(A, ...)``."""
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] != self.n_local:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise CommError(f"agent rows must be a tensor with one row per agent of this "
+                            f"process ({self.n_local}), got {shape}; give e.g. state.X")
         return self.allreduce(x.sum(0))
 
     def agent_mean(self, x: torch.Tensor) -> torch.Tensor:

@@ -270,7 +270,7 @@ class MPINetwork(Network):
         with at least ``MPI_THREAD_SERIALIZED`` (mpi4py asks for ``MULTIPLE``): with less,
         the others wait without a deadline, as a plain broadcast would have to.
         """
-        call = self._enter("on_root")
+        self._enter("on_root")
         label = what
         others = [r for r in range(self.size) if r != root]
         beats = self._MPI.Query_thread() >= self._MPI.THREAD_SERIALIZED

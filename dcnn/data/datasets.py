@@ -19,12 +19,13 @@ import math
 import numbers
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 from .files import SUFFIXES, RawData, check_pair, read_data_file
 
 __all__ = ["TASKS", "BUNDLED", "Dataset", "load_dataset", "dataset_from_arrays"]
@@ -318,12 +319,14 @@ def _split(n: int, test_fraction: float, seed: int, labels: np.ndarray | None, n
 def _standardize(train: np.ndarray, test: np.ndarray, *,
                  what: str) -> tuple[np.ndarray, np.ndarray]:
     """Both parts scaled by the training mean and standard deviation (per column); a column
-    whose mean or spread overflows (values near 1e308) is refused, not turned into zeros."""
+    whose mean or spread overflows (values near 1e308) is refused, not turned into zeros; a
+    constant feature column becomes zeros with a :class:`~dcnn.errors.DataWarning`."""
     with np.errstate(over="ignore", invalid="ignore"):
         mean = train.mean(axis=0)
         std = train.std(axis=0)
         # a column constant up to rounding keeps scale 1 rather than amplifying round-off
-        scale = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+        varies = std > 1e-12 * np.maximum(np.abs(mean), 1.0)
+        scale = np.where(varies, std, 1.0)
         out = (train - mean) / scale, (test - mean) / scale
     bad = ~(np.isfinite(mean) & np.isfinite(scale))
     if np.any(bad):
@@ -333,6 +336,12 @@ def _standardize(train: np.ndarray, test: np.ndarray, *,
                         f"{', '.join(map(str, cols[:5]))} cannot be standardised in float64 "
                         f"(values up to {big:.3g}: the mean or spread overflows); rescale "
                         "them, or set data.standardize = false")
+    constant = np.flatnonzero(~np.atleast_1d(varies))
+    if train.ndim > 1 and len(constant):
+        shown = ", ".join(map(str, constant[:8])) + (", ..." if len(constant) > 8 else "")
+        warnings.warn(f"{what}: {len(constant)} of {train.shape[1]} columns are constant on the "
+                      f"training part (index{'es' if len(constant) > 1 else ''} {shown}, from 0); "
+                      "they become zeros and carry no information", DataWarning, stacklevel=3)
     return out
 
 

@@ -89,7 +89,7 @@ def _read_csv(p: Path, target_column: int) -> RawData:
         raise DataError(f"data file '{p}' has {len(data)} data row(s)"
                         f"{' after its header' if has_header else ''}; at least 2 samples are "
                         "needed, one per row")
-    values = _parse_cells(p, data)
+    values = _parse_cells(p, data, header=first if has_header else None)
     bad = np.argwhere(~np.isfinite(values))
     if len(bad):
         i, j = bad[0]
@@ -122,7 +122,8 @@ def _csv_rows(p: Path) -> list[tuple[int, list[str]]]:
                         "readable") from None
 
 
-def _parse_cells(p: Path, data: list[tuple[int, list[str]]]) -> np.ndarray:
+def _parse_cells(p: Path, data: list[tuple[int, list[str]]], *,
+                 header: list[str] | None = None) -> np.ndarray:
     try:
         return np.array([row for _, row in data], dtype=np.float64)
     except ValueError:
@@ -131,8 +132,9 @@ def _parse_cells(p: Path, data: list[tuple[int, list[str]]]) -> np.ndarray:
         for j, cell in enumerate(row):
             if not _is_number(cell):
                 what = "an empty cell" if not cell.strip() else f"a non-numeric value '{cell}'"
+                name = f" ('{header[j].strip()}')" if header and j < len(header) else ""
                 raise DataError(f"data file '{p}' has {what} at row {line}, column {j + 1}"
-                                f"{_separator_hint(cell)}; give numbers only (a header is "
+                                f"{name}{_separator_hint(cell)}; give numbers only (a header is "
                                 "allowed in row 1)")
     raise DataError(f"data file '{p}' cannot be parsed as numbers; give numbers only")
 

@@ -4,7 +4,7 @@ import pytest
 
 from dcnn.data import load_dataset
 from dcnn.data.files import read_data_file
-from dcnn.errors import DataError
+from dcnn.errors import DataError, DataWarning
 
 from functools import partial
 
@@ -186,3 +186,25 @@ def test_a_column_too_large_to_standardise_is_refused_not_zeroed(tmp_path):
              "standardised", "data.standardize = false")
     raw = load_dataset(str(path), standardize=False)      # the way out it names
     assert np.isfinite(raw.X_train).all() and np.abs(raw.X_train[:, 2]).max() > 1e306
+
+
+def test_a_constant_column_becomes_zeros_with_a_warning(tmp_path, capsys):
+    """A feature that never changes on the training part is kept (as zeros after scaling, so
+    the input width stays that of the file) and named in one warning; the command prints it
+    as one line ``dcnn: warning: ...``."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=40), np.full(40, 7.0), rng.normal(size=40)])
+    path = tmp_path / "flat.csv"
+    np.savetxt(path, np.column_stack([X, np.arange(40) % 2]), delimiter=",")
+    with pytest.warns(DataWarning, match=r"flat.csv' features: 1 of 3 columns are constant "
+                      r"on the training part \(index 1, from 0\)"):
+        ds = load_dataset(str(path))
+    assert ds.X_train.shape[1] == 3 and np.all(ds.X_train[:, 1] == 0)
+    assert np.all(ds.X_test[:, 1] == 0) and np.abs(ds.X_train[:, 0]).max() > 0
+    from dcnn.cli import main
+    assert main(["run", "--set", f"data.name='{path}'", "--set", "run.iterations=2",
+                 "--set", "run.reference=false", "--set", "run.agents=2", "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [x for x in err if "constant" in x] == [
+        f"dcnn: warning: '{path}' features: 1 of 3 columns are constant on the training part "
+        "(index 1, from 0); they become zeros and carry no information"], err
