@@ -122,9 +122,11 @@ class MPINetwork(Network):
         if wait_until(lambda: Request.Testall(reqs), timeout=t):
             return
         if peers is None:
-            others = ranks_label([r for r in range(self.size) if r != self.rank])
-            msg = (f"rank {self.rank} waited {_seconds(t)} s in {op} for {others} (at least one "
-                   f"failed or is stuck); raise run.comm_timeout if they are only slow")
+            others = [r for r in range(self.size) if r != self.rank]
+            msg = (f"rank {self.rank} waited {_seconds(t)} s in {op} for {ranks_label(others)} "
+                   + ("(it failed or is stuck); raise run.comm_timeout if it is only slow"
+                      if len(others) == 1 else "(at least one failed or is stuck); raise "
+                      "run.comm_timeout if they are only slow"))
         else:
             late = sorted({p for r, p in zip(reqs, peers) if not r.Test()})
             if not late:      # completed between the last poll and now

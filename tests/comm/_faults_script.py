@@ -7,13 +7,13 @@
   the abort hook of the MPI network ends the job;
 - ``agents``: rank 0 is given 8 agents, every other rank 6 (K and RANK are ignored);
 - ``normal``: a run with a small timeout and no fault; rank 0 prints ``FINISHED``.
-- ``stop-OP`` (OP one of mix, allreduce, allgather_rows, broadcast, barrier, on_root): rank
-  RANK stops itself with SIGSTOP before the network's OP; the others call OP with TIMEOUT;
+- ``stop-each``: rank 0 first works 3 x TIMEOUT in ``on_root`` (its heartbeats keep the
+  others waiting, without a timeout), then stops itself (SIGSTOP) inside an ``on_root``; every
+  other rank then waits in each kind of collective (one network each, made while all ran) and
+  prints ``OP WAITED SECONDS MESSAGE``; rank 1 ends the job (K and RANK are ignored);
 - ``stop-reference`` / ``stop-write`` / ``stop-read``: inside ``dcnn run --set
   run.comm_timeout=TIMEOUT``, rank 0 stops itself while it solves the centralized reference,
   writes a checkpoint, or reads the checkpoint to resume (K and RANK are ignored);
-- ``slow-on_root``: rank RANK works (sleeps) 3 x TIMEOUT in ``on_root``: its heartbeats
-  keep the others waiting, and every rank prints ``FINISHED``.
 
 Before the fault the faulty rank prints ``INJECT <unix time>``, so the test can time how
 long the job takes to end after it.
@@ -31,6 +31,7 @@ TIMEOUT = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
 ARGS = ["run.agents=4", "run.iterations=12", "run.eval_every=4", "run.reference=false",
         "run.progress=false", "algorithm.name=dgd", "model.hidden=[4]"]
 MESSAGE = f"injected failure on rank {RANK} at iteration {K}"
+OPS = ("mix", "allreduce", "allgather_rows", "broadcast", "barrier", "on_root")
 
 
 def inject(network) -> None:
@@ -63,25 +64,31 @@ def cli(extra, out=None) -> int:
     return main(["run", "--quiet", *sets, *(["--out", out] if out else [])])
 
 
-if mode == "slow-on_root" or mode.startswith("stop-") and mode[5:] in (
-        "mix", "allreduce", "allgather_rows", "broadcast", "barrier", "on_root"):
+if mode == "stop-each":
     import numpy as np
     import torch
-    net = make_network(4, backend="mpi", timeout=TIMEOUT)
-    op = mode.split("-", 1)[1]
-    if net.rank == RANK and op != "on_root":
-        stop_self()
-    calls = {"mix": lambda: net.mix(torch.ones(2, 3), np.full((4, 4), 0.25)),
-             "allreduce": lambda: net.allreduce(torch.ones(3)),
-             "allgather_rows": lambda: net.allgather_rows(torch.ones(2, 3)),
-             "broadcast": lambda: net.broadcast("x", root=RANK),
-             "barrier": lambda: net.barrier(),
-             "on_root": lambda: net.on_root(
-                 stop_self if mode.startswith("stop") else lambda: time.sleep(3 * TIMEOUT) or 7,
-                 what="testing", root=RANK)}
-    assert calls[op]() is not None
-    print("FINISHED", flush=True)
-    sys.exit(0)
+    from dcnn.errors import CommTimeoutError
+    from mpi4py import MPI
+    nets = [make_network(4, backend="mpi", timeout=TIMEOUT) for _ in OPS]   # while all run
+    me = nets[0].rank
+    # long work on the root is covered by its heartbeats: no timeout
+    assert nets[0].on_root(lambda: time.sleep(3 * TIMEOUT) or 7, what="sleeping") == 7
+    if me == 0:      # stops inside its on_root work; the others then wait in every op
+        nets[-1].on_root(stop_self, what="testing")
+    calls = {"mix": lambda n: n.mix(torch.ones(2, 3), np.full((4, 4), 0.25)),
+             "allreduce": lambda n: n.allreduce(torch.ones(3)),
+             "allgather_rows": lambda n: n.allgather_rows(torch.ones(2, 3)),
+             "broadcast": lambda n: n.broadcast("x"),
+             "barrier": lambda n: n.barrier(),
+             "on_root": lambda n: n.on_root(stop_self, what="testing")}
+    for op, net in zip(OPS[::-1], nets[::-1]):        # on_root first
+        t0 = time.perf_counter()
+        try:
+            calls[op](net)
+            print(f"{op} RETURNED", flush=True)
+        except CommTimeoutError as exc:
+            print(f"{op} WAITED {time.perf_counter() - t0:.2f} {exc}", flush=True)
+    MPI.COMM_WORLD.Abort(3)        # ends the stopped rank 0 too
 if mode == "stop-reference":
     import dcnn.runner
     dcnn.runner.centralized_reference = stop_self

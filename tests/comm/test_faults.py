@@ -182,12 +182,12 @@ OPS = ("mix", "allreduce", "allgather_rows", "broadcast", "barrier", "on_root")
 
 @pytest.mark.mpi
 def test_a_stopped_rank_ends_the_job_in_every_kind_of_wait(tmp_path):
-    """Rank 0 stops itself (SIGSTOP) before each kind of collective of the network (``on_root``:
-    inside the work), and inside ``dcnn run`` while it solves the centralized reference, writes
-    a checkpoint or reads one to resume; rank 1's wait ends 2 s (``run.comm_timeout``) after the
-    last message with one line naming rank 0 (and what it was doing), and its abort ends the job
-    with the stopped process. Work that takes 3x the timeout in ``on_root`` (heartbeats) does
-    not end the job. The ten jobs run side by side (they mostly wait)."""
+    """Rank 0 stops itself (SIGSTOP): inside an ``on_root`` work while rank 1 waits in each
+    kind of collective of the network, and inside ``dcnn run`` while it solves the centralized
+    reference, writes a checkpoint or reads one to resume. Each wait of rank 1 ends after 2 s
+    (``run.comm_timeout``) with one line naming rank 0 (and what it was doing); the command
+    ends the job with exit status 2. Work taking 3x the timeout in ``on_root`` (heartbeats)
+    ends nothing. The four jobs run side by side (they mostly wait)."""
     from dcnn.cli import main
     written = tmp_path / "written"
     args = ["run", "--quiet", "--out", str(written)]
@@ -196,38 +196,38 @@ def test_a_stopped_rank_ends_the_job_in_every_kind_of_wait(tmp_path):
                "run.checkpoint_every=4"):
         args += ["--set", kv]
     assert main(args) == 0
-    procs = {op: _start(2, [SCRIPT, f"stop-{op}", "0", "0", "2"]) for op in OPS}
-    procs["slow"] = _start(2, [SCRIPT, "slow-on_root", "0", "0", "2"])
-    # the reference is solved, not read from a cache
-    procs["stop-reference"] = _start(2, [SCRIPT, "stop-reference", "0", "0", "2"],
-                                     {"DCNN_CACHE": ""})
-    procs["stop-write"] = _start(2, [SCRIPT, "stop-write", "0", "0", "2", str(tmp_path / "new")])
-    procs["stop-read"] = _start(2, [SCRIPT, "stop-read", "0", "0", "2", str(written)])
+    procs = {"each": _start(2, [SCRIPT, "stop-each", "0", "0", "2"]),
+             # the reference is solved, not read from a cache
+             "stop-reference": _start(2, [SCRIPT, "stop-reference", "0", "0", "2"],
+                                      {"DCNN_CACHE": ""}),
+             "stop-write": _start(2, [SCRIPT, "stop-write", "0", "0", "2",
+                                      str(tmp_path / "new")]),
+             "stop-read": _start(2, [SCRIPT, "stop-read", "0", "0", "2", str(written)])}
     results = _finish_all(procs)
-    code, out, _ = results.pop("slow")
-    assert code == 0 and out.count("FINISHED") == 2, out[-3000:]
     heard = ("rank 1 heard nothing for 2.0 s from rank 0 (agents 0-1) while it was {}; that "
              "rank failed or is stuck (stopped, dead or out of memory)")
+    code, out, after = results.pop("each")
+    assert code != 0 and "RETURNED" not in out, out[-3000:]
+    waits = dict((m.group(1), (float(m.group(2)), m.group(3)))
+                 for m in re.finditer(r"^(\w+) WAITED (\S+) (.*)$", out, re.M))
+    assert sorted(waits) == sorted(OPS), out[-3000:]
+    for op, (seconds, line) in waits.items():
+        assert 2.0 <= seconds < 4.0, (op, seconds, out[-3000:])
+        if op == "on_root":
+            assert line == heard.format("testing")
+        elif op == "mix":
+            assert line == ("rank 1 waited 2.0 s for rank 0 (agents 0-1) in mix at call 1; "
+                            "that rank failed or is stuck; raise run.comm_timeout if it is "
+                            "only slow")
+        else:
+            assert line.startswith(f"rank 1 waited 2.0 s in {op} ") and line.endswith(
+                "for rank 0 (it failed or is stuck); raise run.comm_timeout if it is only "
+                "slow"), line
     doing = {"stop-reference": "solving the centralized reference",
              "stop-write": f"writing a checkpoint into {tmp_path / 'new' / 'checkpoint'}",
              "stop-read": f"reading the checkpoint in {written / 'checkpoint'}"}
     for name, (code, out, after) in results.items():
-        assert code != 0 and "FINISHED" not in out, (name, out[-3000:])
+        errors = [x for x in out.splitlines() if x.startswith("dcnn: error:")]
+        assert code == 2 and errors == [f"dcnn: error: [rank 1] {heard.format(doing[name])}"], \
+            (name, out[-3000:])
         assert after is not None and 2.0 <= after < 15.0, (name, after, out[-3000:])
-        if name in doing:           # the command: exit status 2, one line from rank 1
-            errors = [x for x in out.splitlines() if x.startswith("dcnn: error:")]
-            assert code == 2 and errors == [
-                f"dcnn: error: [rank 1] {heard.format(doing[name])}"], (name, out[-3000:])
-            continue
-        lines = [x.split(": ", 1)[1] for x in out.splitlines()
-                 if x.startswith("dcnn.errors.CommTimeoutError: ")]
-        assert len(lines) == 1, (name, out[-3000:])
-        if name == "on_root":
-            assert lines[0] == heard.format("testing"), out[-3000:]
-        elif name == "mix":
-            assert lines[0] == ("rank 1 waited 2.0 s for rank 0 (agents 0-1) in mix at call 1; "
-                                "that rank failed or is stuck; raise run.comm_timeout if it is "
-                                "only slow"), out[-3000:]
-        else:
-            assert lines[0].startswith("rank 1 waited 2.0 s "), out[-3000:]
-            assert f" {name} " in lines[0] and "rank 0" in lines[0], out[-3000:]
