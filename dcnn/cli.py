@@ -36,6 +36,18 @@ def _world():
     return MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size(), MPI.COMM_WORLD
 
 
+def _one_run_per_job(cfg) -> None:
+    """Refuse ``run.backend = 'local'`` under mpiexec: each process would run every agent and
+    write the same output folder."""
+    from .comm import launched_by_mpi, launcher_size
+    from .errors import ConfigError
+    if cfg.run.backend == "local" and launched_by_mpi():
+        raise ConfigError(
+            f"run.backend = 'local' under mpiexec with {launcher_size()} processes would run "
+            "every agent in each process and write the same results twice; set run.backend = "
+            "'auto' to spread the agents over the processes, or start one process")
+
+
 def _cmd_run(args) -> int:
     from .config import load_config
     from .errors import ConfigError
@@ -50,6 +62,7 @@ def _cmd_run(args) -> int:
                           verbose=not args.quiet)
         return 0
     cfg = load_config(args.config, overrides=args.set)
+    _one_run_per_job(cfg)
     if args.quiet:
         cfg.run.progress = False
     run_experiment(cfg, out=args.out or "auto", verbose=not args.quiet)
@@ -60,6 +73,7 @@ def _cmd_compare(args) -> int:
     from .compare import run_compare
     from .config import load_config
     cfg = load_config(args.config, overrides=args.set)
+    _one_run_per_job(cfg)
     if args.quiet:
         cfg.run.progress = False
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",")
@@ -298,9 +312,9 @@ def _one_line_warnings(previous):
     from .comm import launcher_rank
     from .errors import DataWarning
 
-    def show(message, category, *rest):
+    def show(message, category, *rest, **kw):
         if not issubclass(category, DataWarning):
-            return previous(message, category, *rest)
+            return previous(message, category, *rest, **kw)
         if launcher_rank() == 0:
             print(f"dcnn: warning: {message}", file=sys.stderr, flush=True)
     return show
@@ -308,10 +322,10 @@ def _one_line_warnings(previous):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _start_mpi()
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warnings(shown)
     try:
+        _start_mpi()
         _load_plugins(args)
         return args.func(args)
     except DcnnError as exc:

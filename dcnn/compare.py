@@ -519,38 +519,42 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
     crossings = crossovers(rows, links=links, contenders=contenders)
     metric = metric_name(task)
     reference = references[seed_list[0]]
-    if out_dir is not None and network.rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        keys = (ROW_KEYS + tuple(f"{t}_time_on_{x.name}" for x in links
-                                 for t in ("test", "objective"))
-                + (SPREAD_KEYS if seeds > 1 else ()))
-        with (out_dir / "compare.csv").open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        (out_dir / "compare.json").write_text(json.dumps(_clean(
-            {"rows": rows, "targets": targets, "centralized": reference,
-             "metric_name": metric, "methods": ran, "skipped": skipped,
-             "seeds": seed_list, "targets_by_seed": {str(s): t for s, t in
-                                                     targets_by_seed.items()},
-             "rows_by_seed": {str(s): r for s, r in zip(seed_list, per_seed)},
-             "tuning": tuning, "verdict": result,
-             "links": [dataclasses.asdict(x) for x in links], "crossovers": crossings,
-             "config": resolve(cfg), "algorithm_keys": cfg.algorithm.explicit}),
-            indent=2) + "\n")
-        ok = [m for m in ran if any(histories[s].get(m) is not None for s in seed_list)]
-        title = (f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
-                 f"{cfg.run.agents} agents" + (f", {seeds} seeds" if seeds > 1 else ""))
-        (out_dir / "compare.md").write_text(markdown_compare(
-            rows, targets=targets, metric=metric, reference=reference, title=title,
-            verdict=format_verdict(result, metric=metric, seeds=seeds, measures=measures),
-            links=links, crossings=crossings))
-        plot_compare({m: [histories[s][m] for s in seed_list if histories[s].get(m)]
-                      for m in ok}, out_dir / "compare.png", metric=metric,
-                     reference=reference, title=title)
-        if links:
-            plot_links(rows, out_dir / "compare_link.png", links=links, contenders=contenders,
-                       title=title)
+    if out_dir is not None:
+        def write() -> None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            keys = (ROW_KEYS + tuple(f"{t}_time_on_{x.name}" for x in links
+                                     for t in ("test", "objective"))
+                    + (SPREAD_KEYS if seeds > 1 else ()))
+            with (out_dir / "compare.csv").open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+            (out_dir / "compare.json").write_text(json.dumps(_clean(
+                {"rows": rows, "targets": targets, "centralized": reference,
+                 "metric_name": metric, "methods": ran, "skipped": skipped,
+                 "seeds": seed_list, "targets_by_seed": {str(s): t for s, t in
+                                                         targets_by_seed.items()},
+                 "rows_by_seed": {str(s): r for s, r in zip(seed_list, per_seed)},
+                 "tuning": tuning, "verdict": result,
+                 "links": [dataclasses.asdict(x) for x in links], "crossovers": crossings,
+                 "config": resolve(cfg), "algorithm_keys": cfg.algorithm.explicit}),
+                indent=2) + "\n")
+            ok = [m for m in ran if any(histories[s].get(m) is not None for s in seed_list)]
+            title = (f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
+                     f"{cfg.run.agents} agents" + (f", {seeds} seeds" if seeds > 1 else ""))
+            (out_dir / "compare.md").write_text(markdown_compare(
+                rows, targets=targets, metric=metric, reference=reference, title=title,
+                verdict=format_verdict(result, metric=metric, seeds=seeds, measures=measures),
+                links=links, crossings=crossings))
+            plot_compare({m: [histories[s][m] for s in seed_list if histories[s].get(m)]
+                          for m in ok}, out_dir / "compare.png", metric=metric,
+                         reference=reference, title=title)
+            if links:
+                plot_links(rows, out_dir / "compare_link.png", links=links, contenders=contenders,
+                           title=title)
+
+        # the other ranks wait as long as rank 0 writes and sends heartbeats
+        network.on_root(write, what=f"writing the comparison into {out_dir}")
         log(f"results in {out_dir}/ (compare.csv, compare.json, compare.md, compare.png"
             + (", compare_link.png" if links else "") + ", one folder per method)")
     if verbose and network.rank == 0:

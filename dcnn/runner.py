@@ -360,13 +360,17 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         ref = reference_of(exp, cache=model is None)
     summary = summarize(exp, label=label, options=options, info=info, state=state,
                         history=history, reference=ref, threads=threads)
-    if out_dir is not None and network.rank == 0:
-        write_report(out_dir, history=history, summary=summary, config=recorded)
-        if stage is not None:            # the new result is in place: its checkpoints too
-            if (stage / FOLDER).exists():
-                shutil.rmtree(out_dir / FOLDER, ignore_errors=True)    # no manifest: stale
-                shutil.move(stage / FOLDER, out_dir / FOLDER)
-            shutil.rmtree(stage, ignore_errors=True)
+    if out_dir is not None:
+        def finish() -> None:
+            write_report(out_dir, history=history, summary=summary, config=recorded)
+            if stage is not None:            # the new result is in place: its checkpoints too
+                if (stage / FOLDER).exists():
+                    shutil.rmtree(out_dir / FOLDER, ignore_errors=True)  # no manifest: stale
+                    shutil.move(stage / FOLDER, out_dir / FOLDER)
+                shutil.rmtree(stage, ignore_errors=True)
+
+        # the other ranks wait as long as rank 0 writes and sends heartbeats
+        network.on_root(finish, what=f"writing the results into {out_dir}")
         log(f"results in {out_dir}/ (history.csv, summary.json, curves.png, config.json)")
     if verbose and network.rank == 0:
         print(format_table(summary), flush=True)

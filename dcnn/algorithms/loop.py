@@ -200,7 +200,7 @@ of the model's dtype (:func:`check_X0`).
     """
     check_X0(X0, problem=problem, network=network)
     check_run_args(iterations=iterations, eval_every=eval_every, test=test, problem=problem)
-    if not isinstance(progress, bool):
+    if progress not in (True, False):
         raise ConfigError(f"progress = {progress!r} must be True or False")
     if not isinstance(blowup, numbers.Real) or isinstance(blowup, bool) or not (
             blowup == 0 or 1 < blowup < math.inf):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-from ..errors import ConfigError
 from .base import Network, agent_blocks
 from .faults import check_timeout
 from .local import LocalNetwork
@@ -44,11 +43,6 @@ def make_network(n_agents: int, *, backend: str = "auto", comm=None,
     if backend not in ("auto", "local", "mpi"):
         raise ValueError(f"backend {backend!r} is unknown; choose auto, local or mpi")
     timeout = check_timeout(timeout)
-    if backend == "local" and comm is None and launched_by_mpi():
-        raise ConfigError(
-            f"run.backend = 'local' under mpiexec with {launcher_size()} processes would run "
-            "every agent in each process and write the same results twice; set run.backend = "
-            "'auto' to spread the agents over the processes, or start one process")
     if backend == "mpi" or comm is not None or (backend == "auto" and launched_by_mpi()):
         from .mpi import MPINetwork
         return MPINetwork(n_agents, comm=comm, timeout=timeout)

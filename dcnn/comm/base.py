@@ -130,8 +130,10 @@ class Network(ABC):
         """``work()`` run on process ``root`` only, its result on every process (collective).
 
         For work of any length on one process that the others must wait for: ``what`` names
-        it in messages ("solving the centralized reference"). In one process: ``work()``."""
-        return work()
+        it in messages ("solving the centralized reference"); ``work`` must not communicate.
+        Here: ``work()`` on ``root`` and a broadcast of its result (in one process, just
+        ``work()``); the MPI backend bounds the others' wait with heartbeats."""
+        return self.broadcast(work() if self.rank == root else None, root=root)
 
     def agent_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum over all agents of per-agent rows ``x`` of shape ``(A, ...)``."""

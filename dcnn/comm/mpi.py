@@ -41,6 +41,9 @@ __all__ = ["MPINetwork"]
 
 _TAG = 17
 _BEAT_TAG = 18           # heartbeats of on_root: _WORKING ..., then _DONE or _FAILED
+# (on the network's own communicator: a duplicate per network would run out of MPI's
+# communicator ids, about 2000 per process, in a study that builds a network per run; the
+# receiver takes every heartbeat up to the final status, so none is left behind)
 _WORKING, _DONE, _FAILED = 0, 1, 2
 START_TIMEOUT = 300.0   # seconds the start-up agent-count check waits for every rank
 
@@ -59,6 +62,11 @@ _OPS = ("sum", "min", "max")
 
 def _seconds(t: float) -> str:
     return f"{t:.1f}" if t >= 1 else f"{t:.2g}"
+
+
+def _pickled(obj) -> np.ndarray:
+    return np.frombuffer(bytearray(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)),
+                         dtype=np.uint8)
 
 
 class MPINetwork(Network):
@@ -246,10 +254,14 @@ class MPINetwork(Network):
     def broadcast(self, obj, root: int = 0, *, timeout: float | None = None):
         """Pickled ``obj`` from ``root``: its length, then its bytes, each a polled Ibcast."""
         call = self._enter("broadcast")
-        what = f"broadcast from rank {root} at call {call}"
+        data = _pickled(obj) if self.rank == root else None
+        data = self._bcast_bytes(data, root, f"broadcast from rank {root} at call {call}",
+                                 timeout=timeout)
+        return obj if self.rank == root else pickle.loads(data.tobytes())
+
+    def _bcast_bytes(self, data, root: int, what: str, *, timeout: float | None = None):
+        """``data`` (a uint8 array on ``root``) on every rank: its length, then its bytes."""
         if self.rank == root:
-            data = np.frombuffer(bytearray(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)),
-                                 dtype=np.uint8)
             n = np.array([data.size], dtype=np.int64)
         else:
             n = np.empty(1, dtype=np.int64)
@@ -257,7 +269,7 @@ class MPINetwork(Network):
         if self.rank != root:
             data = np.empty(int(n[0]), dtype=np.uint8)
         self._wait([self.comm.Ibcast(data, root=root)], what, keep=(data,), timeout=timeout)
-        return obj if self.rank == root else pickle.loads(data.tobytes())
+        return data
 
     def barrier(self, *, timeout: float | None = None) -> None:
         call = self._enter("barrier")
@@ -268,21 +280,25 @@ class MPINetwork(Network):
 
         The other ranks wait while heartbeats arrive and raise :class:`CommTimeoutError`
         ``timeout`` seconds after the last one. If ``work`` raises on ``root``, the others
-        raise a :class:`CommError` saying so (the root's own error ends the job). Needs MPI
+        raise a :class:`CommError` saying so (the root's own error ends the job). ``work``
+        must not communicate (the heartbeat thread is the only MPI caller meanwhile). Needs MPI
         with at least ``MPI_THREAD_SERIALIZED`` (mpi4py asks for ``MULTIPLE``): with less,
         the others wait without a deadline, as a plain broadcast would have to.
         """
-        self._enter("on_root")
-        label = what
+        call = self._enter("on_root")
         others = [r for r in range(self.size) if r != root]
         beats = self._MPI.Query_thread() >= self._MPI.THREAD_SERIALIZED
         if self.rank == root:
-            result = self._work_with_heartbeats(work, others, label, beats=beats)
-            return self.broadcast(result, root=root)
-        status = self._await_heartbeats(root, label, beats=beats)
-        if status == _FAILED:
-            raise CommError(f"rank {root} failed while {what}; its own error ends the job")
-        return self.broadcast(None, root=root)
+            # the result is pickled while the heartbeats still run (it can be a whole
+            # checkpoint); only the copy to the others is left to the broadcast's deadline
+            data = self._work_with_heartbeats(lambda: _pickled(work()), others, what,
+                                              beats=beats)
+        else:
+            data = None
+            if self._await_heartbeats(root, what, beats=beats) == _FAILED:
+                raise CommError(f"rank {root} failed while {what}; its own error ends the job")
+        data = self._bcast_bytes(data, root, f"the result of {what} (on_root call {call})")
+        return pickle.loads(data.tobytes())
 
     def _work_with_heartbeats(self, work, others: list, label: str, *, beats: bool):
         pending: list = []
@@ -292,9 +308,11 @@ class MPINetwork(Network):
 
         def beat():
             # the main thread makes no MPI call while this runs (SERIALIZED is enough)
-            while not stop.wait(period):
+            while True:
                 pending[:] = [r for r in pending if not r.Test()]
                 pending.extend(self.comm.Isend(one, dest=r, tag=_BEAT_TAG) for r in others)
+                if stop.wait(period):
+                    return
 
         thread = threading.Thread(target=beat, name="dcnn-heartbeat", daemon=True)
         if beats:
@@ -316,7 +334,8 @@ class MPINetwork(Network):
         buf = np.empty(1, dtype=np.int8)
         while True:
             req = self.comm.Irecv(buf, source=root, tag=_BEAT_TAG)
-            if not wait_until(req.Test, timeout=t):
+            # heartbeats come every ~second: poll gently, leaving the CPU to the work
+            if not wait_until(req.Test, timeout=t, spin=0, max_sleep=0.02):
                 break
             if buf[0] != _WORKING:
                 return int(buf[0])

@@ -203,7 +203,8 @@ def test_a_constant_column_becomes_zeros_with_a_warning(tmp_path, capsys):
     assert np.all(ds.X_test[:, 1] == 0) and np.abs(ds.X_train[:, 0]).max() > 0
     from dcnn.cli import main
     assert main(["run", "--set", f"data.name='{path}'", "--set", "run.iterations=2",
-                 "--set", "run.reference=false", "--set", "run.agents=2", "--quiet"]) == 0
+                 "--set", "run.reference=false", "--set", "run.agents=2", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert [x for x in err if "constant" in x] == [
         f"dcnn: warning: '{path}' features: 1 of 3 columns are constant on the training part "
