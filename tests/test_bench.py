@@ -1,6 +1,8 @@
 """The benchmarks at tiny sizes, for their own checks and their rows (timings are not
-asserted): ``dcnn bench stacked --model cnn``, ``dcnn bench scaling`` and its solver label."""
+asserted): ``dcnn bench stacked --model cnn``, ``dcnn bench scaling`` and its solver label,
+``dcnn bench mix`` under mpiexec."""
 import csv
+import json
 
 import pytest
 import torch
@@ -57,3 +59,15 @@ def test_agents_option_refuses_what_is_not_a_count(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "stacked", "--agents", "8,0"])
     assert "not a list of agent counts" in capsys.readouterr().err
+
+
+def test_mix_under_mpiexec_writes_one_row_per_size(mpi, tmp_path):
+    """``dcnn bench mix``: the network's exchange beside the raw MPI one (every wait of both
+    bounded by the network's deadline), one row per vector size, on rank 0 only."""
+    out = tmp_path / "mix.json"
+    res = mpi(2, ["-m", "dcnn", "bench", "mix", "--quick", "--out", str(out)], timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [(r["ranks"], r["P"]) for r in rows] == [(2, 10_000), (2, 100_000)]
+    assert all(r["mix_ms"] > 0 and r["raw_ms"] > 0 and r["raw_sum_ms"] > 0 for r in rows)
+    assert res.stdout.count("| 2 | ") == 2          # rank 0 alone prints the table
