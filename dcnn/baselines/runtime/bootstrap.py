@@ -6,8 +6,8 @@ One function decides how the world is formed, in this order:
 2. ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set): ``env://``;
 3. ``mpiexec`` with more than one rank (:func:`dcnn.comm.launched_by_mpi`): rank and size from
    ``mpi4py``'s ``COMM_WORLD``; rank 0 binds a free TCP port (on ``127.0.0.1`` when every rank
-   runs on its host, else on its host name) and broadcasts ``"host:port"`` over MPI; every rank
-   connects with ``tcp://host:port``;
+   runs on its host, else on its host name) and broadcasts ``"host:port"`` over MPI (waits
+   bounded by ``timeout``); every rank connects with ``tcp://host:port``;
 4. otherwise a world of size 1: a real group on a free local port, so a single process runs
    exactly the code path of a multi-rank launch.
 
@@ -88,15 +88,22 @@ def _device(device: str, rank: int) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def _mpi_address(comm) -> str:
-    """``"host:port"`` chosen on rank 0 and broadcast to every rank."""
-    names = comm.allgather(socket.gethostname())
+def _mpi_address(comm, *, timeout: float) -> str:
+    """``"host:port"`` chosen on rank 0 and broadcast to every rank; every wait is bounded by
+    ``timeout`` seconds (a dcnn MPI network over ``comm``, one agent per rank)."""
+    import hashlib
+
+    from ...comm.mpi import MPINetwork
+    net = MPINetwork(comm.Get_size(), comm=comm, timeout=timeout, abort_on_error=False)
+    # one host when every rank's host name hashes alike (48 bits: exact in a float64)
+    name = int.from_bytes(hashlib.sha256(socket.gethostname().encode()).digest()[:6], "big")
+    mine = torch.tensor([float(name)], dtype=torch.float64)
+    one_host = bool(net.allreduce(mine.clone(), op="min") == net.allreduce(mine, op="max"))
     address = None
     if comm.Get_rank() == 0:
-        one_host = len(set(names)) == 1
         host = "127.0.0.1" if one_host else socket.getfqdn()
         address = f"{host}:{free_port('127.0.0.1' if one_host else '')}"
-    return comm.bcast(address, root=0)
+    return net.broadcast(address, root=0)
 
 
 def init_world(*, backend: str = "auto", device: str = "cpu",
@@ -116,7 +123,7 @@ def init_world(*, backend: str = "auto", device: str = "cpu",
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
         rank, size, launcher = comm.Get_rank(), comm.Get_size(), "mpiexec"
-        method = f"tcp://{_mpi_address(comm)}"
+        method = f"tcp://{_mpi_address(comm, timeout=timeout.total_seconds())}"
     else:
         rank, size, launcher = 0, 1, "single"
         method = f"tcp://127.0.0.1:{free_port()}"
