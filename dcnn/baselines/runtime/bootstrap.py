@@ -91,13 +91,11 @@ def _device(device: str, rank: int) -> torch.device:
 def _mpi_address(comm, *, timeout: float) -> str:
     """``"host:port"`` chosen on rank 0 and broadcast to every rank; every wait is bounded by
     ``timeout`` seconds (a dcnn MPI network over ``comm``, one agent per rank)."""
-    import hashlib
-
+    from ...comm.agree import digest
     from ...comm.mpi import MPINetwork
     net = MPINetwork(comm.Get_size(), comm=comm, timeout=timeout, abort_on_error=False)
     # one host when every rank's host name hashes alike (48 bits: exact in a float64)
-    name = int.from_bytes(hashlib.sha256(socket.gethostname().encode()).digest()[:6], "big")
-    mine = torch.tensor([float(name)], dtype=torch.float64)
+    mine = torch.tensor([float(digest(socket.gethostname()))], dtype=torch.float64)
     one_host = bool(net.allreduce(mine.clone(), op="min") == net.allreduce(mine, op="max"))
     address = None
     if comm.Get_rank() == 0:
