@@ -11,9 +11,10 @@
   others waiting, without a timeout), then stops itself (SIGSTOP) inside an ``on_root``; every
   other rank then waits in each kind of collective (one network each, made while all ran) and
   prints ``OP WAITED SECONDS MESSAGE``; rank 1 ends the job (K and RANK are ignored);
-- ``stop-reference`` / ``stop-write`` / ``stop-read``: inside ``dcnn run --set
-  run.comm_timeout=TIMEOUT``, rank 0 stops itself while it solves the centralized reference,
-  writes a checkpoint, or reads the checkpoint to resume (K and RANK are ignored);
+- ``stop-reference`` / ``stop-write`` / ``stop-read`` / ``stop-results``: inside ``dcnn run
+  --set run.comm_timeout=TIMEOUT``, rank 0 stops itself while it solves the centralized
+  reference, writes a checkpoint, reads the checkpoint to resume, or writes the results (K and
+  RANK are ignored; argv[5] is the output folder of the last three);
 
 Before the fault the faulty rank prints ``INJECT <unix time>``, so the test can time how
 long the job takes to end after it.
@@ -93,6 +94,10 @@ if mode == "stop-reference":
     import dcnn.runner
     dcnn.runner.centralized_reference = stop_self
     sys.exit(cli(["run.reference=true"]))
+if mode == "stop-results":
+    import dcnn.runner
+    dcnn.runner.write_report = stop_self
+    sys.exit(cli([], out=sys.argv[5]))
 if mode in ("stop-write", "stop-read"):      # argv[5]: the output folder
     import dcnn.checkpoint
     from dcnn.cli import main

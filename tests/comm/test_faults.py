@@ -187,10 +187,10 @@ OPS = ("mix", "allreduce", "allgather_rows", "broadcast", "barrier", "on_root")
 def test_a_stopped_rank_ends_the_job_in_every_kind_of_wait(tmp_path):
     """Rank 0 stops itself (SIGSTOP): inside an ``on_root`` work while rank 1 waits in each
     kind of collective of the network, and inside ``dcnn run`` while it solves the centralized
-    reference, writes a checkpoint or reads one to resume. Each wait of rank 1 ends after 2 s
+    reference, writes a checkpoint, reads one to resume or writes the results. Each wait of rank 1 ends after 2 s
     (``run.comm_timeout``) with one line naming rank 0 (and what it was doing); the command
     ends the job with exit status 2. Work taking 3x the timeout in ``on_root`` (heartbeats)
-    ends nothing. The four jobs run side by side (they mostly wait)."""
+    ends nothing. The five jobs run side by side (they mostly wait)."""
     from dcnn.cli import main
     written = tmp_path / "written"
     args = ["run", "--quiet", "--out", str(written)]
@@ -206,7 +206,9 @@ def test_a_stopped_rank_ends_the_job_in_every_kind_of_wait(tmp_path):
              "stop-write": _start(2, ["stop-write", "0", "0", "2", str(tmp_path / "new")],
                                   cwd=tmp_path),
              "stop-read": _start(2, ["stop-read", "0", "0", "2", str(written)],
-                                 cwd=tmp_path)}
+                                 cwd=tmp_path),
+             "stop-results": _start(2, ["stop-results", "0", "0", "2",
+                                        str(tmp_path / "results")], cwd=tmp_path)}
     results = _finish_all(procs)
     heard = ("rank 1 heard nothing for 2.0 s from rank 0 (agents 0-1) while it was {}; that "
              "rank failed or is stuck (stopped, dead or out of memory)")
@@ -229,7 +231,8 @@ def test_a_stopped_rank_ends_the_job_in_every_kind_of_wait(tmp_path):
                 "slow"), line
     doing = {"stop-reference": "solving the centralized reference",
              "stop-write": f"writing a checkpoint into {tmp_path / 'new' / 'checkpoint'}",
-             "stop-read": f"reading the checkpoint in {written / 'checkpoint'}"}
+             "stop-read": f"reading the checkpoint in {written / 'checkpoint'}",
+             "stop-results": f"writing the results into {tmp_path / 'results'}"}
     for name, (code, out, after) in results.items():
         errors = [x for x in out.splitlines() if x.startswith("dcnn: error:")]
         assert code == 2 and errors == [f"dcnn: error: [rank 1] {heard.format(doing[name])}"], \
