@@ -19,6 +19,11 @@
   constants on this machine.
 - ``dcnn bench memory`` (one process): the peak-memory growth of one matrix-free PL step on
   a ~1e5-parameter MLP, next to the sizes of the formed Jacobian and of a ``P x P`` matrix.
+- ``dcnn bench bubbles`` (under ``mpiexec -n R``, one pipeline stage per rank, two with the
+  interleaved schedule): the measured bubble of GPipe, 1F1B and interleaved 1F1B
+  (:class:`~dcnn.baselines.engines.pipeline.PipelineEngine`) at equal micro-batch counts
+  ``m = 1, 2, 4, 8, 16`` on the same MLP and batch, next to ``(p-1)/(m+p-1)`` and
+  ``(p-1)/(2m+p-1)``, with the time per step.
 - ``dcnn bench scaling`` (one process): seconds per NEXT-PL iteration of the stacked backend
   and the PL solver that ran, against P (MLPs, P ~ 1e3 .. 1e5, 8 agents) and against the
   number of agents (the MNIST-1D CNN, 8 .. 128 agents); and the time of ``tau = "auto"``.
@@ -540,6 +545,55 @@ def bench_scaling(mlps=SCALING_MLPS, agents=SCALING_AGENTS, *, reps: int = 5,
     return rows
 
 
+BUBBLE_SCHEDULES = ("gpipe", "1f1b", "interleaved")
+
+
+def bench_bubbles(microbatches=(1, 2, 4, 8, 16), *, width: int = 256, layers: int = 8,
+                  batch: int = 1024, steps: int = 6) -> list[dict]:
+    """Collective (every rank of the launch): for each schedule and micro-batch count, the
+    pipeline engine on an MLP of ``layers`` Linear layers ``width`` wide (squared loss,
+    float32, ``batch`` samples) takes ``steps`` steps (the first untimed); the row holds the
+    measured bubble (mean over ranks of ``1 - stage compute / step time``), the formula and
+    the milliseconds per step. A combination the schedule refuses is a row with its reason.
+    Rows on rank 0 (others get [])."""
+    from .baselines.engines.pipeline import PipelineEngine
+    from .baselines.runtime.bootstrap import process_group
+    from .errors import ConfigError, LaunchError
+    from .problems import mlp
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(batch, width, generator=g)
+    T = torch.randn(batch, width, generator=g)
+    module = mlp(n_inputs=width, hidden=[width] * (layers - 1), n_outputs=width, seed=0,
+                 dtype=torch.float32)
+    rows = []
+    with process_group() as world:
+        for schedule in BUBBLE_SCHEDULES:
+            for m in microbatches:
+                row = {"schedule": schedule, "ranks": world.size, "m": m}
+                try:
+                    engine = PipelineEngine(world=world, module=module, shards=[(X, T)],
+                                            loss="squared", schedule=schedule,
+                                            microbatches=m)
+                except (ConfigError, LaunchError) as exc:
+                    rows.append({**row, "stages": "-", "bubble_theory": "-",
+                                 "bubble_measured": "-", "ms_per_step": "-",
+                                 "note": str(exc).split(";")[0]})
+                    continue
+                for step in range(steps):
+                    engine.backward(step)
+                info = engine.info()
+                per = info["bubble_per_rank"]
+                rows.append({**row, "stages": info["stages"],
+                             "bubble_theory": info["bubble_fraction"],
+                             "bubble_measured": info["bubble_measured"],
+                             "ms_per_step": 1e3 * max(info["step_s_per_rank"])
+                             / info["timed_steps"],
+                             "note": "per rank " + ", ".join(f"{b:.3f}" for b in per)})
+                del engine
+    return rows if world.rank == 0 else []
+
+
 def _world_size() -> int:
     from .comm import launched_by_mpi
     if not launched_by_mpi():
@@ -645,6 +699,12 @@ def main(args) -> int:
         cases = [c for c in THREAD_CASES if c[0] in QUICK_THREAD_CASES] if args.quick \
             else THREAD_CASES
         _print(bench_threads(cases, reps=3 if args.quick else 7), args.out)
+    elif args.what == "bubbles":
+        if args.quick:
+            rows = bench_bubbles((1, 2), width=16, layers=4, batch=8, steps=2)
+        else:
+            rows = bench_bubbles()
+        _print(rows, args.out)
     elif args.what == "scaling":
         mlps, agents = SCALING_MLPS, SCALING_AGENTS
         if args.quick:

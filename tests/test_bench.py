@@ -1,6 +1,6 @@
 """The benchmarks at tiny sizes, for their own checks and their rows (timings are not
 asserted): ``dcnn bench stacked --model cnn``, ``dcnn bench scaling`` and its solver label,
-``dcnn bench mix`` under mpiexec."""
+``dcnn bench mix`` and ``dcnn bench bubbles`` under mpiexec."""
 import csv
 import json
 
@@ -71,3 +71,24 @@ def test_mix_under_mpiexec_writes_one_row_per_size(mpi, tmp_path):
     assert [(r["ranks"], r["P"]) for r in rows] == [(2, 10_000), (2, 100_000)]
     assert all(r["mix_ms"] > 0 and r["raw_ms"] > 0 and r["raw_sum_ms"] > 0 for r in rows)
     assert res.stdout.count("| 2 | ") == 2          # rank 0 alone prints the table
+
+
+def test_bubbles_under_mpiexec_measure_every_schedule(mpi, tmp_path):
+    """``dcnn bench bubbles --quick`` on 2 ranks: a row per schedule and micro-batch count
+    with the measured bubble beside the formula, and 1F1B's refusal of m < stages as a row."""
+    from dcnn.baselines import bubble_fraction
+    out = tmp_path / "bubbles.json"
+    res = mpi(2, ["-m", "dcnn", "bench", "bubbles", "--quick", "--out", str(out)], timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {(r["schedule"], r["m"]): r for r in json.loads(out.read_text())}
+    assert list(rows) == [(s, m) for s in ("gpipe", "1f1b", "interleaved") for m in (1, 2)]
+    assert rows["1f1b", 1]["note"] == "pipeline: schedule '1f1b' needs microbatches >= " \
+        "stages (2), got 1"
+    for (schedule, m), r in rows.items():
+        if (schedule, m) == ("1f1b", 1):
+            continue
+        v = 2 if schedule == "interleaved" else 1
+        assert r["stages"] == 2 * v and r["ranks"] == 2
+        assert r["bubble_theory"] == bubble_fraction(ranks=2, microbatches=m, virtual_stages=v)
+        assert 0.0 < r["bubble_measured"] < 1.0 and r["ms_per_step"] > 0
+        assert r["note"].startswith("per rank ")

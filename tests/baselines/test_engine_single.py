@@ -50,6 +50,20 @@ def test_one_process_trains_and_equals_gradient_descent(name):
     assert abs(hist.last["objective"] - U) <= 1e-12
 
 
+def test_the_pipeline_measures_its_bubble_from_its_stage_clocks():
+    """Every step but the first is timed: the compute inside the stages (busy) against the
+    schedule's step; the measured bubble is the idle share, next to the formula's."""
+    _, info = train_engine(method="pipeline", schedule="interleaved", microbatches=2,
+                           module=module([4, 4, 4]), shards=shards(), iterations=5,
+                           eval_every=5)
+    assert info["timed_steps"] == 4
+    (busy,), (step,) = info["busy_s_per_rank"], info["step_s_per_rank"]
+    assert 0.0 < busy < step < info["time_s"]
+    assert info["bubble_per_rank"] == [1.0 - busy / step]
+    assert info["bubble_measured"] == 1.0 - busy / step
+    assert info["bubble_fraction"] == 0.0          # one rank: (p - 1) / (v m + p - 1) = 0
+
+
 def test_l1_takes_proximal_gradient_steps():
     reg = make_regularizer("l1", lam=0.05)
     hist, info = train_engine(method="ddp", module=module([4]), shards=shards(),

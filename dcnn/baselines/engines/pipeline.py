@@ -22,10 +22,19 @@ Bytes per worker and step (computed): at every stage boundary whose two stages s
 ranks, the activations of all micro-batches go forward and their gradients come back, ``2 |B|
 h_s itemsize`` (``h_s`` the width at the boundary); the total is divided by ``R`` (the average
 worker). The theoretical bubble fraction is :func:`dcnn.baselines.runtime.costs.bubble_fraction`.
+
+Measured bubble: each local stage's ``forward_one_chunk`` and ``backward_one_chunk`` (the
+compute of one micro-batch; the schedule's sends and receives happen outside them) is timed
+with a wall clock (with a CUDA synchronisation around it on a GPU), and so is each
+``schedule.step``. A rank's bubble is ``1 - busy / step`` over every step but the first (which
+allocates the stages' buffers); :meth:`PipelineEngine.info` gives each rank's and their mean.
+The idle share holds the schedule's bubble and the time of the transfers and of the
+schedule's own bookkeeping.
 """
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -180,6 +189,25 @@ class PipelineEngine(Engine):
                     if s.index % world.size != (s.index + 1) % world.size]
         self.bytes_per_step = 2.0 * self.batch * itemsize * sum(s.width for s in crossing) \
             / world.size
+        # the clock of the measured bubble: compute seconds inside the stages, step seconds
+        self.clock = {"busy": 0.0, "busy_s": 0.0, "step_s": 0.0, "steps": 0, "timed": 0}
+        for st in self.stages:
+            for name in ("forward_one_chunk", "backward_one_chunk"):
+                setattr(st, name, self._clocked(getattr(st, name)))
+
+    def _clocked(self, fn):
+        """``fn`` with its wall time added to ``clock["busy"]``."""
+        sync = torch.cuda.synchronize if self.world.device.type == "cuda" else (lambda: None)
+
+        def run(*args, **kwargs):
+            sync()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                sync()
+                self.clock["busy"] += time.perf_counter() - t0
+        return run
 
     def backward(self, step: int) -> None:
         self._zero_grads()
@@ -187,7 +215,28 @@ class PipelineEngine(Engine):
         x, t = (self.X, self.T) if rows is None else (self.X[rows], self.T[rows])
         args = (x,) if self.has_first else ()
         target = t if self.has_last else None
+        c = self.clock
+        busy, t0 = c["busy"], time.perf_counter()
         self.schedule.step(*args, target=target, return_outputs=False)
+        if c["steps"]:                       # the first step allocates: not timed
+            c["busy_s"] += c["busy"] - busy
+            c["step_s"] += time.perf_counter() - t0
+            c["timed"] += 1
+        c["steps"] += 1
+
+    def measured_bubble(self) -> dict:
+        """Each rank's busy and step seconds over the timed steps and its idle share, and
+        the mean share over ranks (None before two steps); collective."""
+        p, c = self.world.size, self.clock
+        both = torch.zeros(2 * p, dtype=torch.float64, device=self.world.device)
+        both[self.world.rank], both[p + self.world.rank] = c["busy_s"], c["step_s"]
+        dist.all_reduce(both)
+        busy, step = both[:p].tolist(), both[p:].tolist()
+        idle = [1.0 - b / s if s > 0 else None for b, s in zip(busy, step)]
+        return {"bubble_measured": (sum(idle) / p if c["timed"] and None not in idle
+                                    else None),
+                "bubble_per_rank": idle, "busy_s_per_rank": busy, "step_s_per_rank": step,
+                "timed_steps": c["timed"]}
 
     def _gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         """Every stage's slice in place, then one sum over ranks (the slices are disjoint)."""
@@ -216,4 +265,5 @@ class PipelineEngine(Engine):
                 "stage_ranks": [s.index % p for s in self.specs],
                 "bubble_fraction": bubble_fraction(ranks=p, microbatches=self.microbatches,
                                                    virtual_stages=self.v),
+                **self.measured_bubble(),
                 "data": "pooled shards (every step one batch split into micro-batches)"}
