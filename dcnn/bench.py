@@ -548,8 +548,8 @@ def bench_scaling(mlps=SCALING_MLPS, agents=SCALING_AGENTS, *, reps: int = 5,
 BUBBLE_SCHEDULES = ("gpipe", "1f1b", "interleaved")
 
 
-def bench_bubbles(microbatches=(1, 2, 4, 8, 16), *, width: int = 256, layers: int = 8,
-                  batch: int = 1024, steps: int = 6) -> list[dict]:
+def bench_bubbles(microbatches=(1, 2, 4, 8, 16), *, width: int = 512, layers: int = 8,
+                  batch: int = 4096, steps: int = 6) -> list[dict]:
     """Collective (every rank of the launch): for each schedule and micro-batch count, the
     pipeline engine on an MLP of ``layers`` Linear layers ``width`` wide (squared loss,
     float32, ``batch`` samples) takes ``steps`` steps (the first untimed); the row holds the
