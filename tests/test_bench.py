@@ -62,8 +62,8 @@ def test_agents_option_refuses_what_is_not_a_count(capsys):
 
 
 def test_mix_under_mpiexec_writes_one_row_per_size(mpi, tmp_path):
-    """``dcnn bench mix``: the network's exchange beside the raw MPI one (every wait of both
-    bounded by the network's deadline), one row per vector size, on rank 0 only."""
+    """``dcnn bench mix``: the network's exchange beside the raw MPI one, one row per vector
+    size, on rank 0 only."""
     out = tmp_path / "mix.json"
     res = mpi(2, ["-m", "dcnn", "bench", "mix", "--quick", "--out", str(out)], timeout=90)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -187,10 +187,11 @@ OPS = ("mix", "allreduce", "allgather_rows", "broadcast", "barrier", "on_root")
 def test_a_stopped_rank_ends_the_job_in_every_kind_of_wait(tmp_path):
     """Rank 0 stops itself (SIGSTOP): inside an ``on_root`` work while rank 1 waits in each
     kind of collective of the network, and inside ``dcnn run`` while it solves the centralized
-    reference, writes a checkpoint, reads one to resume or writes the results. Each wait of rank 1 ends after 2 s
-    (``run.comm_timeout``) with one line naming rank 0 (and what it was doing); the command
-    ends the job with exit status 2. Work taking 3x the timeout in ``on_root`` (heartbeats)
-    ends nothing. The five jobs run side by side (they mostly wait)."""
+    reference, writes a checkpoint, reads one to resume or writes the results. Each wait of
+    rank 1 ends after 2 s (``run.comm_timeout``) with one line naming rank 0 (and what it was
+    doing); the command ends the job with exit status 2. Work taking 3x the timeout in
+    ``on_root`` (heartbeats) ends nothing. The five jobs run side by side (they mostly
+    wait)."""
     from dcnn.cli import main
     written = tmp_path / "written"
     args = ["run", "--quiet", "--out", str(written)]
