@@ -19,7 +19,7 @@ from .options import TrainerOptions, option
 from .registry import MethodSpec, Supports, get_method, register
 from .runs import TrainerMethod
 
-__all__ = ["ParallelOptions", "PipelineOptions", "SilOptions", "CodistillationOptions", "LocalOptions",
+__all__ = ["ParallelOptions", "PipelineOptions", "TensorParallelOptions", "SilOptions", "CodistillationOptions", "LocalOptions",
            "engine_step", "common_arguments"]
 
 _PARALLEL = Supports(directed=True, topology=False, resumable=False)
@@ -44,6 +44,12 @@ class ParallelOptions(TrainerOptions):
 class PipelineOptions(ParallelOptions):
     pipeline_schedule: str = option("gpipe", choices=("gpipe", "1f1b", "interleaved"))
     microbatches: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
+
+
+@dataclass(frozen=True)
+class TensorParallelOptions(ParallelOptions):
+    sequence_parallel: bool = option(False, doc="transformer only: LayerNorm regions hold "
+                                     "L/R tokens per rank (Korthikanti et al. 2022)")
 
 
 _STAGES = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
@@ -108,6 +114,8 @@ def _engine(name: str):
         extra = {}
         if name == "pipeline":
             info["pipeline_schedule"] = o.pipeline_schedule
+        if name == "tensor-parallel":
+            info["sequence_parallel"] = o.sequence_parallel
 
         def train(exp, *, progress: bool):
             from ..baselines import auto_microbatches, train_engine
@@ -119,6 +127,8 @@ def _engine(name: str):
                                                         ranks=exp.network.size)
                 extra["microbatches"] = m
                 kw = {"schedule": o.pipeline_schedule, "microbatches": m}
+            if name == "tensor-parallel":
+                kw = {"sequence_parallel": o.sequence_parallel}
             history, details = train_engine(method=name, **common_arguments(
                 exp, info, progress=progress), **kw)
             return history, {**extra, **details}
@@ -151,8 +161,8 @@ for _spec in (
                variants={f"pipeline-{s}": {"pipeline_schedule": s}
                          for s in ("gpipe", "1f1b", "interleaved")},
                label=lambda o: f"pipeline-{o.pipeline_schedule}"),
-    MethodSpec("tensor-parallel", "tensor parallel: torch.distributed.tensor.parallel",
-               ParallelOptions, _engine("tensor-parallel"), _PARALLEL),
+    MethodSpec("tensor-parallel", "tensor parallel: torch.distributed.tensor.parallel (MLP "
+               "pairs, transformer attention by heads)", TensorParallelOptions, _engine("tensor-parallel"), _PARALLEL),
     MethodSpec("sil", "synthetic intermediate labels: parts trained apart, then joined",
                SilOptions,
                _scheme("sil", "train_sil",

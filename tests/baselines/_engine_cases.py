@@ -19,6 +19,17 @@ def module(hidden, *, d=3, O=2, seed=0):
     return mlp(n_inputs=d, hidden=hidden, n_outputs=O, seed=seed)
 
 
+def token_shards():
+    """Shards for the transformer: 12 features read as 4 tokens of 3."""
+    return shards(d=12)
+
+
+def token_module(*, heads=4, ffn=8, seed=0):
+    from dcnn.problems import transformer
+    return transformer(n_inputs=12, n_outputs=2, tokens=4, d_model=8, heads=heads, ffn=ffn,
+                       seed=seed)
+
+
 def pooled_problem(mod, shard_list, reg, *, loss="squared", task="regression"):
     X = np.concatenate([x for x, _ in shard_list])
     T = np.concatenate([t for _, t in shard_list])

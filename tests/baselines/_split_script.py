@@ -3,31 +3,60 @@ initial point; every rank prints one JSON line per case with the gathered flat g
 gathered parameters and, for tensor parallel, the forward output on the pooled inputs.
 
 Usage: _split_script.py CASE... with CASE = pipeline/SCHEDULE/M/HIDDEN or tp/HIDDEN and
-HIDDEN the comma-separated hidden widths, e.g. pipeline/1f1b/4/4,4,4 or tp/8,8,8."""
+HIDDEN the comma-separated hidden widths, e.g. pipeline/1f1b/4/4,4,4 or tp/8,8,8; or
+tfm/SP/HEADS, the transformer of _engine_cases.token_module split by heads over the ranks
+(SP 1: with sequence parallelism), which also prints the collectives one gradient ran."""
 import gc
 import sys
+from collections import Counter
 
-from _engine_cases import emit, l2, module, shards
+from _engine_cases import emit, l2, module, shards, token_module, token_shards
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dcnn.baselines import compute_gradients, make_engine, process_group
+
+
+
+KINDS = ("all_reduce", "all_gather_into_tensor", "reduce_scatter_tensor", "broadcast")
+
+
+class Collectives(TorchDispatchMode):
+    """Counts the functional collectives dispatched (what DTensor runs), by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "_c10d_functional" and func.__name__.split(".")[0] in KINDS:
+            self.counts[func.__name__.split(".")[0]] += 1
+        return func(*args, **(kwargs or {}))
+
 
 with process_group() as world:
     for case in sys.argv[1:]:
         method, *rest, widths = case.split("/")
         hidden = [int(h) for h in widths.split(",")]
-        if method == "pipeline":
+        extra = {}
+        if method == "tfm":
+            eng = make_engine(method="tensor-parallel", world=world,
+                              module=token_module(heads=hidden[0]), shards=token_shards(),
+                              sequence_parallel=rest[0] == "1")
+            with Collectives() as comm:
+                compute_gradients(eng, regularizer=l2(), step=0)
+            extra["comm"] = dict(comm.counts)
+        elif method == "pipeline":
             schedule, m = rest[0], int(rest[1])
             eng = make_engine(method="pipeline", world=world, module=module(hidden),
                               shards=shards(), schedule=schedule, microbatches=m)
         else:
             eng = make_engine(method="tensor-parallel", world=world, module=module(hidden),
                               shards=shards())
-        compute_gradients(eng, regularizer=l2(), step=0)
-        extra = {}
-        if method == "tp":
+        if method != "tfm":
+            compute_gradients(eng, regularizer=l2(), step=0)
+        if method in ("tp", "tfm"):
             extra["output"] = eng.forward(eng.X).detach()
-            extra["pairs"] = eng.info()["colwise_rowwise_pairs"]
-            extra["replicated"] = eng.info()["replicated_layers"]
+            extra["info"] = eng.info()
         else:
             extra["bubble"] = eng.info()["bubble_fraction"]
             extra["stages"] = eng.info()["stages"]

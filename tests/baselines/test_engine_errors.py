@@ -1,10 +1,11 @@
 """Every misconfiguration gives a one-line ConfigError naming the bad value and the fix."""
 import pytest
 import torch
-from _engine_cases import module, parse, shards
+from _engine_cases import module, parse, shards, token_module, token_shards
 from conftest import error_of
 
-from dcnn.baselines import init_world, rank_agents, split_stages, tp_pairs, train_engine
+from dcnn.baselines import (init_world, rank_agents, split_stages, tp_layout, tp_pairs,
+                            train_engine)
 from dcnn.errors import ConfigError
 from dcnn.problems import make_regularizer
 
@@ -34,6 +35,31 @@ def test_hidden_width_must_divide_the_tp_degree():
     error_of(lambda: tp_pairs(module([5, 4]), 2), "hidden width 5", "degree 2",
              "multiples of 2", kind=ConfigError)
     assert tp_pairs(module([4, 5]), 2) == ([(0, 2)], [4])   # width 5 feeds the replicated layer
+
+
+def test_the_transformer_must_split_evenly_by_heads():
+    error_of(lambda: tp_layout(token_module(heads=2), 4), "heads 2", "degree 4",
+             "multiple of 4", kind=ConfigError)
+    error_of(lambda: tp_layout(token_module(ffn=6), 4), "ffn width 6", "degree 4",
+             kind=ConfigError)
+    error_of(lambda: tp_layout(token_module(), 8, sequence_parallel=True), "heads 4",
+             kind=ConfigError)
+    assert tp_layout(token_module(heads=8, ffn=8), 8).info["heads_per_rank"] == 1
+    # sequence parallelism shards the 4 tokens: 8 ranks cannot
+    error_of(lambda: tp_layout(token_module(heads=8, ffn=8), 8, sequence_parallel=True),
+             "tokens 4", "degree 8", kind=ConfigError)
+
+
+def test_sequence_parallelism_needs_the_transformer_and_tensor_parallel():
+    error_of(_train(method="tensor-parallel", sequence_parallel=True), "sequence_parallel",
+             "Sequential", "model.name = 'transformer'", kind=ConfigError)
+    error_of(_train(sequence_parallel=True), "sequence_parallel is an option of method "
+             "'tensor-parallel', not 'pipeline'", kind=ConfigError)
+    error_of(_train(method="tensor-parallel", module=token_module(), shards=token_shards(),
+                    sequence_parallel="yes"), "sequence_parallel must be true or false",
+             "'yes'", kind=ConfigError)
+    error_of(_train(method="tensor-parallel", module=torch.nn.Linear(3, 2)),
+             "tensor-parallel needs the MLP", "or the transformer", "Linear", kind=ConfigError)
 
 
 def test_unknown_schedule_method_optimizer():

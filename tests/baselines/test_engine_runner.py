@@ -33,6 +33,16 @@ def test_one_process_equals_centralized_gradient_descent(name):
     assert res.summary["engine"]["bytes_note"].startswith("bytes are computed")
 
 
+def test_the_transformer_by_heads_with_sequence_parallelism_equals_centralized():
+    """``algorithm.sequence_parallel = true`` reaches the engine and is reported."""
+    model = ["model.name='transformer'", "model.tokens=6", "run.iterations=6"]
+    gd = _run("algorithm.name='centralized'", *model)
+    res = _run("algorithm.name='tensor-parallel'", "algorithm.sequence_parallel=true", *model)
+    assert float((res.state.X[0] - gd.state.X[0]).abs().max()) < 1e-10
+    assert res.summary["engine"]["sequence_parallel"] is True
+    assert res.summary["engine"]["heads_per_rank"] == 2          # the default 2 heads, 1 rank
+
+
 def test_elastic_net_steps_equal_centralized_gradient_descent():
     """l2 part in the gradient, prox of the l1 part: the same split in both."""
     net = ["model.regularizer='elastic_net'", "model.lam=0.05"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from _engine_cases import gd_oracle, l2, module, pooled_problem, shards
+from _engine_cases import gd_oracle, l2, module, pooled_problem, shards, token_module, token_shards
 
 from dcnn.baselines import init_world, process_group, train_engine
 from dcnn.metrics import COLUMNS
@@ -48,6 +48,18 @@ def test_one_process_trains_and_equals_gradient_descent(name):
     problem = pooled_problem(module([4, 4, 4]), shards(), l2())
     U = float(problem.loss_values(w[None])[0] + l2().value(w))
     assert abs(hist.last["objective"] - U) <= 1e-12
+
+
+@pytest.mark.parametrize("sequence_parallel", [False, True])
+def test_the_transformer_by_heads_in_one_process_takes_gradient_steps(sequence_parallel):
+    """The tensor-parallel transformer (a world of one: every head, every token on rank 0)
+    takes exactly the plain gradient steps of the unsplit transformer."""
+    _, info = train_engine(method="tensor-parallel", module=token_module(),
+                           shards=token_shards(), regularizer=l2(), iterations=4, lr=0.1,
+                           eval_every=4, sequence_parallel=sequence_parallel)
+    ref = gd_oracle(token_module(), token_shards(), l2(), steps=4, lr=0.1)
+    assert float((info["final_params"] - ref).abs().max()) <= 1e-10
+    assert info["heads_per_rank"] == 4 and info["sequence_parallel"] is sequence_parallel
 
 
 def test_the_pipeline_measures_its_bubble_from_its_stage_clocks():

@@ -1,8 +1,10 @@
 """Split models equal the unsplit one: pipeline gradients (every schedule, several numbers of
-micro-batches) and tensor-parallel forward passes and gradients, under mpiexec."""
+micro-batches) and tensor-parallel forward passes and gradients (the MLP; the transformer by
+heads, with and without sequence parallelism), under mpiexec."""
 import pytest
 import torch
-from _engine_cases import full_gradient, l2, module, parse, pooled_problem, shards
+from _engine_cases import (full_gradient, l2, module, parse, pooled_problem, shards,
+                           token_module, token_shards)
 
 from dcnn.baselines import bubble_fraction
 
@@ -10,9 +12,9 @@ DEEP = "4,4,4,4,4,4,4"   # 8 Linear layers: interleaved 1F1B on 4 ranks has 8 st
 CASES = {
     2: ["pipeline/gpipe/1/4,4,4", "pipeline/gpipe/13/4,4,4", "pipeline/1f1b/2/4,4,4",
         "pipeline/1f1b/13/4,4,4", "pipeline/interleaved/2/4,4,4",
-        "pipeline/interleaved/26/4,4,4", "tp/4,4", "tp/4,4,4"],
+        "pipeline/interleaved/26/4,4,4", "tp/4,4", "tp/4,4,4", "tfm/0/4", "tfm/1/4"],
     4: [f"pipeline/gpipe/2/{DEEP}", f"pipeline/1f1b/13/{DEEP}",
-        f"pipeline/interleaved/2/{DEEP}", "tp/8,8,8", "tp/4,4"],
+        f"pipeline/interleaved/2/{DEEP}", "tp/8,8,8", "tp/4,4", "tfm/0/4", "tfm/1/4"],
 }
 
 # computed bytes per worker and step (26 samples, float64, 2 ranks): pipeline, boundaries
@@ -24,12 +26,24 @@ BYTES = {
     "pipeline/interleaved/2/4,4,4": 2 * 26 * (4 + 4 + 4) * 8 / 2,   # 4 stages, 3 boundaries
     "tp/4,4": 26 * 4 * 8,                                       # pair (0, 2) forward only
     "tp/4,4,4": 26 * (4 + 2 + 4) * 8,          # pairs (0, 2), (4, 6): outputs 4, 2; input 4
+    # transformer, 26 samples of 4 tokens, d = 8: n = 26 * 4 * 8 entries; six all-reduces
+    # (o, fc2 forward; q, k, v, fc1 input gradients backward)
+    "tfm/0/4": 6 * 26 * 4 * 8 * 8,
+    # sequence parallel: 5 all-gathers and 4 reduce-scatters of n ((R-1)/R n each), the pooled
+    # features (26 x 8) and the 3 LayerNorms' gradients (6 x 8) all-reduced
+    "tfm/1/4": (5 + 4) * 26 * 4 * 8 * 8 / 2 + (26 * 8 + 6 * 8) * 8,
 }
+# the collectives PyTorch ran for one gradient (CommDebugMode), as the layouts state them
+COMM = {"tfm/0/4": {"all_reduce": 6},
+        "tfm/1/4": {"all_gather_into_tensor": 5, "reduce_scatter_tensor": 4, "all_reduce": 7}}
 
 
-def _unsplit(widths):
+def _unsplit(method, widths):
     hidden = [int(h) for h in widths.split(",")]
-    problem = pooled_problem(module(hidden), shards(), l2())
+    if method == "tfm":
+        problem = pooled_problem(token_module(heads=hidden[0]), token_shards(), l2())
+    else:
+        problem = pooled_problem(module(hidden), shards(), l2())
     return problem, problem.model.w0
 
 
@@ -42,7 +56,7 @@ def test_split_models_equal_the_unsplit_model(mpi, ranks):
     assert set(out) == set(CASES[ranks]), res.stdout[-2000:]
     for case, recs in out.items():
         method, *opts, widths = case.split("/")
-        problem, w0 = _unsplit(widths)
+        problem, w0 = _unsplit(method, widths)
         grad = full_gradient(problem, w0)
         assert len(recs) == ranks
         for rec in recs:
@@ -63,6 +77,13 @@ def test_split_models_equal_the_unsplit_model(mpi, ranks):
             for rec in recs:
                 out_tp = torch.tensor(rec["output"], dtype=torch.float64)
                 assert float((out_tp - f).abs().max()) <= 1e-10, (case, rec["rank"])
-            n_linear = len(widths.split(",")) + 1
-            assert len(recs[0]["pairs"]) == n_linear // 2
-            assert len(recs[0]["replicated"]) == n_linear % 2
+            info = recs[0]["info"]
+            if method == "tp":
+                n_linear = len(widths.split(",")) + 1
+                assert len(info["colwise_rowwise_pairs"]) == n_linear // 2
+                assert len(info["replicated_layers"]) == n_linear % 2
+            else:
+                assert info["heads_per_rank"] == 4 // ranks
+                assert info["tokens_per_rank"] == (4 // ranks if opts[0] == "1" else 4)
+                for rec in recs:
+                    assert rec["comm"] == COMM[case], (case, rec["rank"], rec["comm"])

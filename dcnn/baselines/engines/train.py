@@ -28,6 +28,7 @@ from .ddp import DDPEngine
 from .engine import Engine, EngineTrainer
 from .pipeline import SCHEDULES, PipelineEngine
 from .tensor_parallel import TensorParallelEngine
+from .tp_layouts import tp_layout
 
 __all__ = ["METHODS", "make_engine", "train_engine"]
 
@@ -36,7 +37,8 @@ METHODS = ("ddp", "pipeline", "tensor-parallel")
 
 def make_engine(*, method: str, world: World, module: nn.Module, shards: Sequence[tuple],
                 loss: str = "squared", batch_size: int | None = None,
-                schedule: str = "gpipe", microbatches: int = 1, seed: int = 0) -> Engine:
+                schedule: str = "gpipe", microbatches: int = 1, seed: int = 0,
+                sequence_parallel: bool = False) -> Engine:
     """This rank's :class:`~dcnn.baselines.engines.engine.Engine` for ``method`` in ``world``."""
     if method not in METHODS:
         raise ConfigError(f"engine method {method!r} is unknown; choose one of: "
@@ -50,11 +52,11 @@ def make_engine(*, method: str, world: World, module: nn.Module, shards: Sequenc
         return DDPEngine(**common)
     if method == "pipeline":
         return PipelineEngine(**common, schedule=schedule, microbatches=microbatches)
-    return TensorParallelEngine(**common)
+    return TensorParallelEngine(**common, sequence_parallel=sequence_parallel)
 
 
 def _validate(*, method, module, shards, loss, task, regularizer, optimizer, schedule,
-              microbatches) -> None:
+              microbatches, sequence_parallel) -> None:
     if method not in METHODS:
         raise ConfigError(f"engine method {method!r} is unknown; choose one of: "
                           f"{', '.join(METHODS)} (sil, codistillation, local-parallel and "
@@ -67,13 +69,21 @@ def _validate(*, method, module, shards, loss, task, regularizer, optimizer, sch
             raise ConfigError(f"pipeline schedule {schedule!r} is unknown; choose one of: "
                               f"{', '.join(SCHEDULES)}")
         as_int("microbatches", microbatches, low=1)
+    if not isinstance(sequence_parallel, bool):
+        raise ConfigError(f"sequence_parallel must be true or false, got {sequence_parallel!r}")
+    if sequence_parallel and method != "tensor-parallel":
+        raise ConfigError(f"sequence_parallel is an option of method 'tensor-parallel', not "
+                          f"{method!r}; drop it or use method 'tensor-parallel'")
+    if method == "tensor-parallel":
+        tp_layout(module, 1, sequence_parallel=sequence_parallel)   # the model is one it cuts
 
 
 def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
                  test: tuple | None = None, loss: str = "squared", task: str = "regression",
                  regularizer: Regularizer | None = None, iterations: int = 100,
                  optimizer: str = "sgd", lr: float = 0.1, batch_size: int | None = None,
-                 schedule: str = "gpipe", microbatches: int = 1, eval_every: int = 10,
+                 schedule: str = "gpipe", microbatches: int = 1,
+                 sequence_parallel: bool = False, eval_every: int = 10,
                  seed: int = 0, progress: bool = False, backend: str = "auto",
                  device: str = "cpu", timeout: datetime.timedelta = DEFAULT_TIMEOUT
                  ) -> tuple[History, dict]:
@@ -83,9 +93,9 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
         method: ``"ddp"`` (:mod:`~dcnn.baselines.engines.ddp`), ``"pipeline"``
             (:mod:`~dcnn.baselines.engines.pipeline`) or ``"tensor-parallel"``
             (:mod:`~dcnn.baselines.engines.tensor_parallel`).
-        module: the model (for pipeline and tensor-parallel the ``nn.Sequential`` of
-            :func:`dcnn.problems.mlp`), float64 for exact comparisons; it is copied, never
-            changed.
+        module: the model (for pipeline the ``nn.Sequential`` of :func:`dcnn.problems.mlp`;
+            for tensor-parallel that or :func:`dcnn.problems.transformer`), float64 for exact
+            comparisons; it is copied, never changed.
         shards: all ``N`` agents' ``(X_i, T_i)``; DDP maps them to ranks in contiguous
             blocks, pipeline and tensor-parallel train on their union.
         test: ``(X_test, T_test)`` for ``test_metric``, or ``None``.
@@ -95,6 +105,8 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
         batch_size: ``None``/``0`` for the full batch; else samples per rank and step (DDP)
             or per step (pipeline, tensor-parallel), drawn by seeded generators.
         schedule, microbatches: pipeline only (``"gpipe"``, ``"1f1b"``, ``"interleaved"``).
+        sequence_parallel: tensor-parallel on the transformer only: the LayerNorm regions
+            hold ``L/R`` tokens per rank (:mod:`~dcnn.baselines.engines.tp_layouts`).
         eval_every, seed, progress: evaluation period, batch seed, progress bar on rank 0.
         backend, device, timeout: the process group (:mod:`~dcnn.baselines.runtime.bootstrap`).
 
@@ -116,7 +128,7 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
     regularizer = make_regularizer("none") if regularizer is None else regularizer
     _validate(method=method, module=module, shards=shards, loss=loss, task=task,
               regularizer=regularizer, optimizer=optimizer, schedule=schedule,
-              microbatches=microbatches)
+              microbatches=microbatches, sequence_parallel=sequence_parallel)
     iterations = as_int("iterations", iterations, low=0)
     eval_every = as_int("eval_every", eval_every, low=1)
     batch_size = check_batch_size(batch_size)
@@ -126,7 +138,8 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
     def build(world: World) -> EngineTrainer:
         engine = make_engine(method=method, world=world, module=module, shards=shards,
                              loss=loss, batch_size=batch_size, schedule=schedule,
-                             microbatches=microbatches, seed=seed)
+                             microbatches=microbatches, seed=seed,
+                             sequence_parallel=sequence_parallel)
         return EngineTrainer(engine, regularizer=regularizer, optimizer=optimizer, lr=lr)
 
     return train_in_world(build, metrics=metrics, iterations=iterations, eval_every=eval_every,
