@@ -593,6 +593,64 @@ def bench_bubbles(microbatches=(1, 2, 4, 8, 16), *, width: int = 512, layers: in
     return rows if world.rank == 0 else []
 
 
+def grids(ranks: int) -> list[tuple[int, int, int]]:
+    """Every ``(dp, tp, pp)`` with ``dp tp pp = ranks``, pipeline-heavy first.
+
+    >>> grids(4)
+    [(1, 1, 4), (1, 2, 2), (2, 1, 2), (1, 4, 1), (2, 2, 1), (4, 1, 1)]
+    """
+    out = [(dp, tp, ranks // (dp * tp)) for dp in range(1, ranks + 1)
+           for tp in range(1, ranks + 1) if ranks % (dp * tp) == 0]
+    return sorted(out, key=lambda g: (-g[2], g[0]))
+
+
+def bench_ptdp(*, width: int = 256, layers: int = 8, batch: int = 512, microbatches: int = 4,
+               schedule: str = "interleaved", steps: int = 4) -> list[dict]:
+    """Collective (every rank of the launch): PTD-P at every ``(dp, tp, pp)`` of the launch's
+    ranks on an MLP of ``layers`` Linear layers ``width`` wide (squared loss, float32,
+    ``batch`` samples, ``microbatches`` per replica, ``schedule``), ``steps`` steps each (the
+    first untimed): bytes per worker and step by mesh axis (computed from the scheme), the
+    milliseconds per step (measured, slowest rank) and the measured bubble. A grid the
+    engine refuses is a row with its reason. Rows on rank 0 (others get [])."""
+    from .baselines.engines.pipeline import PTDPEngine
+    from .baselines.runtime.bootstrap import process_group
+    from .errors import ConfigError, LaunchError
+    from .problems import mlp
+
+    if steps < 2:
+        raise ConfigError(f"steps = {steps}: the first step is not timed; give at least 2")
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(batch, width, generator=g)
+    T = torch.randn(batch, width, generator=g)
+    module = mlp(n_inputs=width, hidden=[width] * (layers - 1), n_outputs=width, seed=0,
+                 dtype=torch.float32)
+    rows = []
+    with process_group() as world:
+        for dp, tp, pp in grids(world.size):
+            row = {"dp": dp, "tp": tp, "pp": pp}
+            try:
+                engine = PTDPEngine(world=world, module=module, shards=[(X, T)],
+                                    loss="squared", schedule=schedule,
+                                    microbatches=microbatches, dp=dp, tp=tp, pp=pp)
+            except (ConfigError, LaunchError) as exc:
+                rows.append({**row, "stages": "-", "MB_pp": "-", "MB_tp": "-", "MB_dp": "-",
+                             "MB_total": "-", "ms_per_step": "-", "bubble_measured": "-",
+                             "note": str(exc).split(";")[0]})
+                continue
+            for step in range(steps):
+                engine.backward(step)
+            info = engine.info()
+            axes = {k: info["bytes_by_axis"].get(k, 0.0) / 1e6 for k in ("pp", "tp", "dp")}
+            rows.append({**row, "stages": info["stages"], **{f"MB_{k}": v for k, v in
+                                                            axes.items()},
+                         "MB_total": info["bytes_per_step"] / 1e6,
+                         "ms_per_step": 1e3 * max(info["step_s_per_rank"])
+                         / info["timed_steps"],
+                         "bubble_measured": info["bubble_measured"], "note": ""})
+            del engine
+    return rows if world.rank == 0 else []
+
+
 def _world_size() -> int:
     from .comm import launched_by_mpi
     if not launched_by_mpi():
@@ -703,6 +761,12 @@ def main(args) -> int:
             rows = bench_bubbles((1, 2), width=16, layers=4, batch=8, steps=2)
         else:
             rows = bench_bubbles()
+        _print(rows, args.out)
+    elif args.what == "ptdp":
+        if args.quick:
+            rows = bench_ptdp(width=8, layers=8, batch=16, microbatches=2, steps=2)
+        else:
+            rows = bench_ptdp()
         _print(rows, args.out)
     elif args.what == "scaling":
         mlps, agents = SCALING_MLPS, SCALING_AGENTS

@@ -1,6 +1,6 @@
 """The benchmarks at tiny sizes, for their own checks and their rows (timings are not
 asserted): ``dcnn bench stacked --model cnn``, ``dcnn bench scaling`` and its solver label,
-``dcnn bench mix`` and ``dcnn bench bubbles`` under mpiexec."""
+``dcnn bench mix``, ``dcnn bench bubbles`` and ``dcnn bench ptdp`` under mpiexec."""
 import csv
 import json
 
@@ -92,3 +92,24 @@ def test_bubbles_under_mpiexec_measure_every_schedule(mpi, tmp_path):
         assert r["bubble_theory"] == bubble_fraction(ranks=2, microbatches=m, virtual_stages=v)
         assert 0.0 < r["bubble_measured"] < 1.0 and r["ms_per_step"] > 0
         assert r["note"].startswith("per rank ")
+
+
+def test_ptdp_under_mpiexec_runs_every_grid_with_bytes_by_axis(mpi, tmp_path):
+    """``dcnn bench ptdp --quick`` on 2 ranks: a row per (dp, tp, pp) of 2 ranks, the bytes by
+    axis as the scheme gives them (8 Linear layers 8 wide, float32, 16 samples)."""
+    out = tmp_path / "ptdp.json"
+    res = mpi(2, ["-m", "dcnn", "bench", "ptdp", "--quick", "--out", str(out)], timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {(r["dp"], r["tp"], r["pp"]): r for r in json.loads(out.read_text())}
+    assert list(rows) == [(1, 1, 2), (1, 2, 1), (2, 1, 1)]
+    params = 8 * (8 * 8 + 8)
+    # pure data parallelism: a ring all-reduce of every parameter, 2 (R-1)/R P 4 bytes
+    assert rows[2, 1, 1]["MB_dp"] == pytest.approx(params * 4 / 1e6)
+    assert rows[2, 1, 1]["MB_pp"] == rows[2, 1, 1]["MB_tp"] == 0
+    # pipeline of 4 stages (interleaved) on 2 ranks: 3 cuts 8 wide, 16 samples forward and
+    # back, averaged over the 2 ranks
+    assert rows[1, 1, 2]["MB_pp"] == pytest.approx(2 * 16 * 8 * 3 * 4 / 2 / 1e6)
+    assert rows[1, 2, 1]["MB_tp"] > 0 and rows[1, 2, 1]["MB_dp"] == 0
+    for r in rows.values():
+        assert r["MB_total"] == pytest.approx(r["MB_pp"] + r["MB_tp"] + r["MB_dp"])
+        assert r["ms_per_step"] > 0 and r["note"] == ""

@@ -1,5 +1,5 @@
 """The parallel trainers of :mod:`dcnn.baselines` as methods: PyTorch's engines (DDP,
-pipeline, tensor parallel) and the other schemes (synthetic intermediate labels,
+pipeline, tensor parallel, PTD-P) and the other schemes (synthetic intermediate labels,
 codistillation, local parallelism, sequence parallelism).
 
 They train one model (or, for codistillation, several) on a process group formed from the
@@ -19,7 +19,7 @@ from .options import TrainerOptions, option
 from .registry import MethodSpec, Supports, get_method, register
 from .runs import TrainerMethod
 
-__all__ = ["ParallelOptions", "PipelineOptions", "TensorParallelOptions", "SilOptions", "CodistillationOptions", "LocalOptions",
+__all__ = ["ParallelOptions", "PipelineOptions", "PTDPOptions", "TensorParallelOptions", "SilOptions", "CodistillationOptions", "LocalOptions",
            "engine_step", "common_arguments"]
 
 _PARALLEL = Supports(directed=True, topology=False, resumable=False)
@@ -44,6 +44,14 @@ class ParallelOptions(TrainerOptions):
 class PipelineOptions(ParallelOptions):
     pipeline_schedule: str = option("gpipe", choices=("gpipe", "1f1b", "interleaved"))
     microbatches: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
+
+
+@dataclass(frozen=True)
+class PTDPOptions(PipelineOptions):
+    dp: int = option(1, check=(lambda v: v >= 1, ">= 1"), doc="data-parallel replicas")
+    tp: int = option(1, check=(lambda v: v >= 1, ">= 1"), doc="tensor-parallel degree")
+    pp: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = ranks / (dp tp))"),
+                     doc="pipeline depth")
 
 
 @dataclass(frozen=True)
@@ -112,21 +120,29 @@ def _engine(name: str):
     def build(exp, o) -> TrainerMethod:
         info = engine_step(get_method(name), exp, o)
         extra = {}
-        if name == "pipeline":
+        if name in ("pipeline", "ptd-p"):
             info["pipeline_schedule"] = o.pipeline_schedule
+        if name == "ptd-p":
+            info.update(dp=o.dp, tp=o.tp, pp=o.pp)
         if name == "tensor-parallel":
             info["sequence_parallel"] = o.sequence_parallel
 
         def train(exp, *, progress: bool):
             from ..baselines import auto_microbatches, train_engine
             kw = {}
-            if name == "pipeline":
+            if name in ("pipeline", "ptd-p"):
                 total = sum(len(x) for x, _ in exp.shards)
                 batch = min(info["batch_size"] or total, total)
-                m = o.microbatches or auto_microbatches(o.pipeline_schedule, batch=batch,
-                                                        ranks=exp.network.size)
+                # ptd-p: each replica's part of the batch, on the pipeline ranks
+                replicas = o.dp if name == "ptd-p" else 1
+                depth = exp.network.size // (replicas * o.tp) if name == "ptd-p" else \
+                    exp.network.size
+                m = o.microbatches or auto_microbatches(
+                    o.pipeline_schedule, batch=max(1, batch // replicas), ranks=max(1, depth))
                 extra["microbatches"] = m
                 kw = {"schedule": o.pipeline_schedule, "microbatches": m}
+                if name == "ptd-p":
+                    kw.update(dp=o.dp, tp=o.tp, pp=o.pp)
             if name == "tensor-parallel":
                 kw = {"sequence_parallel": o.sequence_parallel}
             history, details = train_engine(method=name, **common_arguments(
@@ -161,6 +177,8 @@ for _spec in (
                variants={f"pipeline-{s}": {"pipeline_schedule": s}
                          for s in ("gpipe", "1f1b", "interleaved")},
                label=lambda o: f"pipeline-{o.pipeline_schedule}"),
+    MethodSpec("ptd-p", "PTD-P: data x tensor x pipeline parallel on a 3-D device mesh "
+               "(Megatron-LM)", PTDPOptions, _engine("ptd-p"), _PARALLEL),
     MethodSpec("tensor-parallel", "tensor parallel: torch.distributed.tensor.parallel (MLP "
                "pairs, transformer attention by heads)", TensorParallelOptions, _engine("tensor-parallel"), _PARALLEL),
     MethodSpec("sil", "synthetic intermediate labels: parts trained apart, then joined",

@@ -13,9 +13,11 @@ base = ["run.progress=false", "run.reference=false", "run.iterations=12", "run.e
         "algorithm.optimizer='gd'", *extra]
 out = {}
 for m in methods:
-    name, *sched = m.split(":")
+    # NAME[:SCHEDULE][:KEY=VALUE...], e.g. ptd-p:interleaved:tp=2
+    name, *opts = m.split(":")
     cfg = load_config(overrides=[*base, f"algorithm.name='{name}'",
-                                 *[f"algorithm.pipeline_schedule='{s}'" for s in sched]])
+                                 *[f"algorithm.{o}" if "=" in o else
+                                   f"algorithm.pipeline_schedule='{o}'" for o in opts]])
     net = make_network(cfg.run.agents, backend="mpi")
     res = run_experiment(cfg, out=None, network=net, verbose=False)
     out[m] = res

@@ -5,7 +5,8 @@ gathered parameters and, for tensor parallel, the forward output on the pooled i
 Usage: _split_script.py CASE... with CASE = pipeline/SCHEDULE/M/HIDDEN or tp/HIDDEN and
 HIDDEN the comma-separated hidden widths, e.g. pipeline/1f1b/4/4,4,4 or tp/8,8,8; or
 tfm/SP/HEADS, the transformer of _engine_cases.token_module split by heads over the ranks
-(SP 1: with sequence parallelism), which also prints the collectives one gradient ran."""
+(SP 1: with sequence parallelism), which also prints the collectives one gradient ran; or
+ptdp/SCHEDULE/M/DP,TP/HIDDEN, PTD-P with pp = ranks / (DP TP)."""
 import gc
 import sys
 from collections import Counter
@@ -45,10 +46,14 @@ with process_group() as world:
             with Collectives() as comm:
                 compute_gradients(eng, regularizer=l2(), step=0)
             extra["comm"] = dict(comm.counts)
-        elif method == "pipeline":
+        elif method in ("pipeline", "ptdp"):
             schedule, m = rest[0], int(rest[1])
-            eng = make_engine(method="pipeline", world=world, module=module(hidden),
-                              shards=shards(), schedule=schedule, microbatches=m)
+            grid = {}
+            if method == "ptdp":
+                grid = dict(zip(("dp", "tp"), map(int, rest[2].split(","))))
+            eng = make_engine(method="ptd-p" if grid else "pipeline", world=world,
+                              module=module(hidden), shards=shards(), schedule=schedule,
+                              microbatches=m, **grid)
         else:
             eng = make_engine(method="tensor-parallel", world=world, module=module(hidden),
                               shards=shards())
@@ -58,8 +63,7 @@ with process_group() as world:
             extra["output"] = eng.forward(eng.X).detach()
             extra["info"] = eng.info()
         else:
-            extra["bubble"] = eng.info()["bubble_fraction"]
-            extra["stages"] = eng.info()["stages"]
+            extra["info"] = {k: v for k, v in eng.info().items() if k != "final_params"}
         emit(rank=world.rank, case=case, grad=eng.flat_gradients(),
              params=eng.flat_parameters(), bytes_per_step=eng.bytes_per_step, **extra)
         del eng            # engines go before their process group (see train_engine)

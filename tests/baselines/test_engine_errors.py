@@ -62,10 +62,31 @@ def test_sequence_parallelism_needs_the_transformer_and_tensor_parallel():
              "tensor-parallel needs the MLP", "or the transformer", "Linear", kind=ConfigError)
 
 
+def test_ptdp_grids_that_cannot_work_are_refused():
+    from dcnn.baselines.engines.pipeline import check_grid, replica_blocks, stage_layout
+    assert check_grid(8, dp=2, tp=2) == (2, 2, 2)
+    assert check_grid(8, dp=2, tp=2, pp=2) == (2, 2, 2)
+    error_of(lambda: check_grid(6, dp=4, tp=1), "dp x tp = 4 x 1 = 4 does not divide the 6 "
+             "ranks", kind=ConfigError)
+    error_of(lambda: check_grid(8, dp=2, tp=1, pp=2), "2 x 1 x 2 = 4 but the launch has 8",
+             "pp = 0 takes the rest: 4", kind=ConfigError)
+    error_of(lambda: check_grid(8, dp=0, tp=1), "dp must be", kind=ConfigError)
+    error_of(lambda: replica_blocks(3, 4), "4 data-parallel replicas but a batch of 3",
+             kind=ConfigError)
+    assert [len(b) for b in replica_blocks(26, 4)] == [7, 7, 6, 6]
+    # 4 stages of a 4-Linear MLP: one Linear each, nothing for tensor parallelism to split
+    stage = split_stages(module([4, 4, 4]), 4)[1]
+    error_of(lambda: stage_layout(module([4, 4, 4]), stage, tp=2), "stage 1 holds one Linear",
+             "2 Linear layers per stage", kind=ConfigError)
+    assert stage_layout(module([4, 4, 4]), stage, tp=1).plan == {}
+    error_of(_train(dp=2), "dp, tp and pp are options of method 'ptd-p', not 'pipeline'",
+             kind=ConfigError)
+
+
 def test_unknown_schedule_method_optimizer():
     error_of(_train(schedule="zigzag"), "schedule 'zigzag'", "gpipe, 1f1b, interleaved",
              kind=ConfigError)
-    error_of(_train(method="fsdp"), "method 'fsdp'", "ddp, pipeline, tensor-parallel",
+    error_of(_train(method="fsdp"), "method 'fsdp'", "ddp, pipeline, tensor-parallel, ptd-p",
              kind=ConfigError)
     error_of(_train(optimizer="lbfgs"), "optimizer 'lbfgs'", "sgd, adam", kind=ConfigError)
 

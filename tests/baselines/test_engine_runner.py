@@ -1,5 +1,5 @@
 """The engine baselines as dcnn methods (``algorithm.name = ddp | pipeline |
-tensor-parallel``): the same update as centralized gradient descent on the pooled data (to
+tensor-parallel | ptd-p``): the same update as centralized gradient descent on the pooled data (to
 1e-10) in one process and under ``mpiexec -n 2`` / ``-n 4``, the same report, a place in
 ``dcnn compare``, and one-line refusals of what they cannot do."""
 import json
@@ -20,7 +20,7 @@ def _run(*overrides):
     return run_experiment(load_config(overrides=[*BASE, *overrides]), out=None, verbose=False)
 
 
-@pytest.mark.parametrize("name", ["ddp", "pipeline", "tensor-parallel"])
+@pytest.mark.parametrize("name", ["ddp", "pipeline", "tensor-parallel", "ptd-p"])
 def test_one_process_equals_centralized_gradient_descent(name):
     gd = _run("algorithm.name='centralized'")
     res = _run(f"algorithm.name='{name}'")
@@ -81,7 +81,8 @@ def test_two_ranks_equal_centralized_gradient_descent():
 def test_four_ranks_equal_centralized_gradient_descent():
     # interleaved on 4 ranks needs 8 stages: an MLP with 8 Linear layers, whose 12 steps
     # amplify rounding differences (summation order) to ~1e-10, hence 1e-9 here
-    out = _mpi(4, ["ddp", "pipeline:interleaved", "tensor-parallel"],
+    # PTD-P at (dp, tp, pp) = (1, 2, 2), interleaved: 4 stages of one column/row pair each
+    out = _mpi(4, ["ddp", "pipeline:interleaved", "tensor-parallel", "ptd-p:interleaved:tp=2"],
                "model.hidden=[8, 8, 8, 8, 8, 8, 8]")
     for m, (dw, dobj, sent) in out.items():
         assert dw < 1e-9 and dobj < 1e-10, (m, dw, dobj)
@@ -96,6 +97,12 @@ def test_four_ranks_equal_centralized_gradient_descent():
      ("l1",)),
     (["algorithm.name='pipeline'", "algorithm.microbatches=4"],
      ("4 micro-batches", "batch of 455 samples")),
+    # one process: dp x tp x pp must be 1
+    (["algorithm.name='ptd-p'", "algorithm.dp=2"],
+     ("dp x tp = 2 x 1 = 2 does not divide the 1 ranks",)),
+    (["algorithm.name='ptd-p'", "algorithm.pp=2"],
+     ("dp x tp x pp = 1 x 1 x 2 = 2 but the launch has 1 ranks", "pp = 0 takes the rest")),
+    (["algorithm.name='ptd-p'", "algorithm.tp=0"], ("tp must be >= 1",)),
 ])
 def test_misconfigurations_give_one_line(overrides, fragments):
     error_of(lambda: _run(*overrides), *fragments, kind=ConfigError)

@@ -20,6 +20,7 @@ ENGINES = {
     "pipeline-1f1b": dict(method="pipeline", schedule="1f1b", microbatches=13),
     "pipeline-interleaved": dict(method="pipeline", schedule="interleaved", microbatches=2),
     "tensor-parallel": dict(method="tensor-parallel"),
+    "ptd-p": dict(method="ptd-p", schedule="interleaved", microbatches=2),
 }
 
 

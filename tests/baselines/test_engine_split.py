@@ -1,6 +1,7 @@
 """Split models equal the unsplit one: pipeline gradients (every schedule, several numbers of
-micro-batches) and tensor-parallel forward passes and gradients (the MLP; the transformer by
-heads, with and without sequence parallelism), under mpiexec."""
+micro-batches), tensor-parallel forward passes and gradients (the MLP; the transformer by
+heads, with and without sequence parallelism) and PTD-P gradients (data x tensor x pipeline
+at every shape of 2, 4 and 8 ranks), under mpiexec."""
 import pytest
 import torch
 from _engine_cases import (full_gradient, l2, module, parse, pooled_problem, shards,
@@ -12,9 +13,15 @@ DEEP = "4,4,4,4,4,4,4"   # 8 Linear layers: interleaved 1F1B on 4 ranks has 8 st
 CASES = {
     2: ["pipeline/gpipe/1/4,4,4", "pipeline/gpipe/13/4,4,4", "pipeline/1f1b/2/4,4,4",
         "pipeline/1f1b/13/4,4,4", "pipeline/interleaved/2/4,4,4",
-        "pipeline/interleaved/26/4,4,4", "tp/4,4", "tp/4,4,4", "tfm/0/4", "tfm/1/4"],
+        "pipeline/interleaved/26/4,4,4", "tp/4,4", "tp/4,4,4", "tfm/0/4", "tfm/1/4",
+        # PTD-P (dp, tp, pp) = (2, 1, 1), (1, 2, 1), (1, 1, 2)
+        "ptdp/gpipe/1/2,1/4,4,4", "ptdp/interleaved/2/1,2/4,4,4", "ptdp/1f1b/2/1,1/4,4,4"],
     4: [f"pipeline/gpipe/2/{DEEP}", f"pipeline/1f1b/13/{DEEP}",
-        f"pipeline/interleaved/2/{DEEP}", "tp/8,8,8", "tp/4,4", "tfm/0/4", "tfm/1/4"],
+        f"pipeline/interleaved/2/{DEEP}", "tp/8,8,8", "tp/4,4", "tfm/0/4", "tfm/1/4",
+        # (2, 2, 1), (2, 1, 2), (1, 2, 2): 4 stages of one pair each
+        "ptdp/gpipe/1/2,2/4,4,4", "ptdp/1f1b/13/2,1/4,4,4", f"ptdp/interleaved/2/1,2/{DEEP}"],
+    # (2, 2, 2), the issue's shape: interleaved (4 stages of one pair) and 1F1B
+    8: [f"ptdp/interleaved/1/2,2/{DEEP}", "ptdp/1f1b/13/2,2/4,4,4"],
 }
 
 # computed bytes per worker and step (26 samples, float64, 2 ranks): pipeline, boundaries
@@ -33,6 +40,16 @@ BYTES = {
     # features (26 x 8) and the 3 LayerNorms' gradients (6 x 8) all-reduced
     "tfm/1/4": (5 + 4) * 26 * 4 * 8 * 8 / 2 + (26 * 8 + 6 * 8) * 8,
 }
+# PTD-P, bytes per worker and step by axis (b = 26 / dp samples per replica, float64)
+AXES = {
+    # 2 ranks: dp = 2 over 66 parameters, ring all-reduce 2 (R-1)/R n
+    "ptdp/gpipe/1/2,1/4,4,4": {"pp": 0.0, "dp": 66 * 8},
+    # 8 ranks, 1F1B over 2 stages (3-4-4 | 4-4-2): pp, the 4-wide cut for 13 samples averaged
+    # over 2 pipeline ranks; tp, all-reduces of 13 x (4) (stage 0 output) and 13 x (2 + 4)
+    # (stage 1 output, input gradient) averaged over 2 stages; dp, 18 parameters per rank
+    "ptdp/1f1b/13/2,2/4,4,4": {"pp": 2 * 13 * 4 * 8 / 2, "tp": 13 * (4 + 6) * 8 / 2,
+                               "dp": 18 * 8},
+}
 # the collectives PyTorch ran for one gradient (CommDebugMode), as the layouts state them
 COMM = {"tfm/0/4": {"all_reduce": 6},
         "tfm/1/4": {"all_gather_into_tensor": 5, "reduce_scatter_tensor": 4, "all_reduce": 7}}
@@ -48,7 +65,7 @@ def _unsplit(method, widths):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("ranks", [2, 4])
+@pytest.mark.parametrize("ranks", [2, 4, 8])
 def test_split_models_equal_the_unsplit_model(mpi, ranks):
     res = mpi(ranks, ["tests/baselines/_split_script.py", *CASES[ranks]], timeout=150)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -66,12 +83,25 @@ def test_split_models_equal_the_unsplit_model(mpi, ranks):
                          .abs().max()) == 0.0
         if ranks == 2 and case in BYTES:
             assert recs[0]["bytes_per_step"] == BYTES[case]
-        if method == "pipeline":
+        if method in ("pipeline", "ptdp"):
             schedule, m = opts[0], int(opts[1])
             v = 2 if schedule == "interleaved" else 1
-            assert recs[0]["stages"] == v * ranks
-            assert recs[0]["bubble"] == bubble_fraction(ranks=ranks, microbatches=m,
-                                                        virtual_stages=v)
+            info = recs[0]["info"]
+            depth = ranks
+            if method == "ptdp":
+                dp, tp = map(int, opts[2].split(","))
+                depth = ranks // (dp * tp)
+                assert (info["dp"], info["tp"], info["pp"]) == (dp, tp, depth)
+                assert info["method"] == "ptd-p"
+                assert info["bytes_per_step"] == sum(info["bytes_by_axis"].values())
+                if case in AXES:
+                    assert info["bytes_by_axis"] == AXES[case]
+                if tp > 1:
+                    assert min(info["tp_pairs_per_stage"]) >= 1
+            assert info["stages"] == v * depth
+            assert info["stage_ranks"] == [s % depth for s in range(v * depth)]
+            assert info["bubble_fraction"] == bubble_fraction(ranks=depth, microbatches=m,
+                                                              virtual_stages=v)
         else:
             f = problem.model.apply(w0, problem.X[0])
             for rec in recs:

@@ -1,4 +1,6 @@
-"""Pipeline parallel: :mod:`torch.distributed.pipelining` stages and schedules.
+"""Pipeline parallel: :mod:`torch.distributed.pipelining` stages and schedules; and PTD-P,
+the pipeline with tensor and data parallelism beside it (Narayanan et al., SC 2021, arXiv
+2104.04473).
 
 The MLP (an ``nn.Sequential`` of :func:`dcnn.problems.mlp`) is cut into ``S`` contiguous
 stages, each a group of consecutive Linear layers with their activations (balanced by layer
@@ -22,6 +24,20 @@ Bytes per worker and step (computed): at every stage boundary whose two stages s
 ranks, the activations of all micro-batches go forward and their gradients come back, ``2 |B|
 h_s itemsize`` (``h_s`` the width at the boundary); the total is divided by ``R`` (the average
 worker). The theoretical bubble fraction is :func:`dcnn.baselines.runtime.costs.bubble_fraction`.
+
+PTD-P (:class:`PTDPEngine`): ``R = dp tp pp`` ranks on a ``(pp, dp, tp)`` ``DeviceMesh``
+(``tp`` varies fastest, so a tensor-parallel group is consecutive ranks, as Megatron-LM places
+it within a node). The pipeline has ``v pp`` stages over the ``pp`` axis (interleaved: stage
+``s`` on pipeline rank ``s mod pp``, non-consecutive layers); inside a stage the Linear layers
+are split over the ``tp`` axis in column/row pairs (:func:`~.tp_layouts.mlp_layout`); the
+step's batch is cut into ``dp`` contiguous blocks, one per replica, each split into the ``m``
+micro-batches; every replica's loss keeps the weight ``1/|B|`` of the whole batch, so after the
+schedule one all-reduce (a sum) of each rank's gradient shards over the ``dp`` axis gives every
+replica the gradient of the whole batch. Bytes per worker and step by axis (computed, averaged
+over the ranks; ``b = |B| / dp``): ``pp`` the boundaries' activations and gradients of the
+replica's ``b`` samples; ``tp`` the layout's all-reduces of each stage on ``b`` samples (a stage
+after the first also reduces its input gradient); ``dp`` a ring all-reduce of the parameters
+one rank holds.
 
 Measured bubble: each local stage's ``forward_one_chunk`` and ``backward_one_chunk`` (the
 compute of one micro-batch; the schedule's sends and receives happen outside them) is timed
@@ -48,12 +64,17 @@ from torch.distributed.pipelining import (PipelineStage, Schedule1F1B, ScheduleG
 from ...errors import ConfigError, LaunchError
 from ...problems import FlatModel
 from ..runtime.bootstrap import World
-from ..runtime.costs import bubble_fraction
-from .engine import Engine
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor.parallel import parallelize_module
+
+from ..runtime.checks import as_int
+from ..runtime.costs import bubble_fraction, ring_allreduce_bytes
 from ..runtime.objective import as_tensors, batch_rows, pool, weighted_loss
+from .engine import Engine
+from .tp_layouts import TPLayout, full_tensor, mlp_layout
 
 __all__ = ["SCHEDULES", "StageSpec", "linear_positions", "split_stages", "auto_microbatches",
-           "PipelineEngine"]
+           "check_grid", "replica_blocks", "stage_layout", "PipelineEngine", "PTDPEngine"]
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B,
              "interleaved": ScheduleInterleaved1F1B}
@@ -104,14 +125,17 @@ def split_stages(module: nn.Module, n_stages: int) -> list[StageSpec]:
     return specs
 
 
-def _check_microbatches(schedule: str, m: int, batch: int, n_stages: int, ranks: int) -> None:
+def _check_microbatches(schedule: str, m: int, batch: int, n_stages: int, ranks: int,
+                        replicas: int = 1) -> None:
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
         raise ConfigError(f"microbatches must be a positive integer, got {m!r}")
     if batch % m:
         divisors = [d for d in range(1, min(batch, 64) + 1) if batch % d == 0]
+        part = (f" (one data-parallel replica's part of the step's batch, split over {replicas}"
+                f" replicas)" if replicas > 1 else "")
         raise ConfigError(f"pipeline: {m} micro-batches do not divide the batch of {batch} "
-                          f"samples; choose microbatches among {divisors} or a batch_size "
-                          f"that is a multiple of {m}")
+                          f"samples{part}; choose microbatches among {divisors} or a "
+                          f"batch_size that is a multiple of {m * replicas}")
     if schedule == "1f1b" and m < n_stages:
         raise LaunchError(f"pipeline: schedule '1f1b' needs microbatches >= stages ({n_stages})"
                            f", got {m}; raise microbatches or use schedule 'gpipe'")
@@ -146,6 +170,42 @@ def auto_microbatches(schedule: str, *, batch: int, ranks: int) -> int:
                       f"schedule {schedule!r} on {ranks} rank(s); set algorithm.microbatches")
 
 
+def check_grid(ranks: int, *, dp: int, tp: int, pp: int = 0) -> tuple[int, int, int]:
+    """``(dp, tp, pp)`` with ``dp tp pp = ranks`` (``pp = 0``: ``ranks / (dp tp)``), or a
+    one-line error."""
+    dp, tp, pp = as_int("dp", dp, low=1), as_int("tp", tp, low=1), as_int("pp", pp, low=0)
+    if ranks % (dp * tp):
+        raise LaunchError(f"ptd-p: dp x tp = {dp} x {tp} = {dp * tp} does not divide the "
+                          f"{ranks} ranks; choose dp and tp whose product divides the number "
+                          f"of ranks (pp = ranks / (dp tp))")
+    if pp and dp * tp * pp != ranks:
+        raise LaunchError(f"ptd-p: dp x tp x pp = {dp} x {tp} x {pp} = {dp * tp * pp} but the "
+                          f"launch has {ranks} ranks; their product must be the number of "
+                          f"ranks (pp = 0 takes the rest: {ranks // (dp * tp)})")
+    return dp, tp, ranks // (dp * tp)
+
+
+def replica_blocks(batch: int, dp: int) -> list[np.ndarray]:
+    """The positions in a step's batch each data-parallel replica trains on: ``dp``
+    contiguous blocks as equal as possible."""
+    if dp > batch:
+        raise LaunchError(f"ptd-p: {dp} data-parallel replicas but a batch of {batch} samples; "
+                          f"use dp <= {batch} or a larger batch")
+    return np.array_split(np.arange(batch), dp)
+
+
+def stage_layout(module: nn.Module, spec: StageSpec, *, tp: int) -> TPLayout:
+    """The tensor-parallel layout of stage ``spec``'s layers over ``tp`` ranks (the MLP's
+    pairs; a stage after the first back-propagates into its input)."""
+    layers = nn.Sequential(*[module[i] for i in range(spec.lo, spec.hi)])
+    layout = mlp_layout(layers, tp, input_grad=spec.index > 0)
+    if tp > 1 and not layout.plan:
+        raise LaunchError(f"ptd-p: stage {spec.index} holds one Linear layer, so tensor "
+                          f"parallelism (tp = {tp}) has no column/row pair to split in it; "
+                          f"add hidden layers (2 Linear layers per stage) or lower tp")
+    return layout
+
+
 class PipelineEngine(Engine):
     """This rank's stages of the MLP, driven by one :mod:`torch.distributed.pipelining`
     schedule (see the module docstring)."""
@@ -154,24 +214,39 @@ class PipelineEngine(Engine):
 
     def __init__(self, *, world: World, module: nn.Module, shards: Sequence[tuple], loss: str,
                  schedule: str = "gpipe", microbatches: int = 1,
-                 batch_size: int | None = None, seed: int = 0):
+                 batch_size: int | None = None, seed: int = 0, dp: int = 1, tp: int = 1,
+                 pp: int = 0):
         if schedule not in SCHEDULES:
             raise ConfigError(f"pipeline schedule {schedule!r} is unknown; choose one of: "
                               f"{', '.join(SCHEDULES)}")
         self.world, self.loss, self.schedule_name = world, loss, schedule
         self.batch_size, self.seed, self.microbatches = batch_size, int(seed), microbatches
+        self.dp, self.tp, self.pp = check_grid(world.size, dp=dp, tp=tp, pp=pp)
+        if self.method == "pipeline" and self.pp != world.size:
+            raise ConfigError("PipelineEngine puts one pipeline rank on every rank; for data "
+                              "and tensor parallelism beside it use PTDPEngine (method 'ptd-p')")
         dtype = next(module.parameters()).dtype
         self.flat = FlatModel(module, dtype=dtype)
         self.X, self.T = as_tensors(*pool(shards), dtype, world.device)
         self.batch = len(self.X) if batch_size is None else min(batch_size, len(self.X))
         self.v = _VIRTUAL[schedule]
-        self.specs = split_stages(module, self.v * world.size)
-        _check_microbatches(schedule, microbatches, self.batch, len(self.specs), world.size)
-        self.local = [s for s in self.specs if s.index % world.size == world.rank]
-        self.stages = [PipelineStage(nn.Sequential(*[copy.deepcopy(module[i])
-                                                     for i in range(s.lo, s.hi)]).to(world.device),
-                                     s.index, len(self.specs), world.device)
-                       for s in self.local]
+        self.specs = split_stages(module, self.v * self.pp)
+        self.replica_rows = replica_blocks(self.batch, self.dp)
+        for rows in {len(r) for r in self.replica_rows}:
+            _check_microbatches(schedule, microbatches, rows, len(self.specs), self.pp,
+                                replicas=self.dp)
+        self.mesh = None
+        pp_rank, self.dp_rank, group = world.rank, 0, None
+        if self.method == "ptd-p":
+            self.mesh = init_device_mesh(world.device.type, (self.pp, self.dp, self.tp),
+                                         mesh_dim_names=("pp", "dp", "tp"))
+            pp_rank, self.dp_rank = self.mesh.get_local_rank("pp"), self.mesh.get_local_rank("dp")
+            group = self.mesh.get_group("pp")
+        self.pp_rank = pp_rank
+        self.local = [s for s in self.specs if s.index % self.pp == pp_rank]
+        self.layouts = {s.index: stage_layout(module, s, tp=self.tp) for s in self.specs}
+        self.stages = [PipelineStage(self._stage_module(module, s), s.index, len(self.specs),
+                                     world.device, group=group) for s in self.local]
         self.params = [p for st in self.stages for p in st.submod.parameters()]
         weight = 1.0 / self.batch
 
@@ -184,16 +259,36 @@ class PipelineEngine(Engine):
                             scale_grads=False)
         self.has_first = any(s.index == 0 for s in self.local)
         self.has_last = any(s.index == len(self.specs) - 1 for s in self.local)
-        itemsize = self.X.element_size()
-        crossing = [s for s in self.specs[:-1]
-                    if s.index % world.size != (s.index + 1) % world.size]
-        self.bytes_per_step = 2.0 * self.batch * itemsize * sum(s.width for s in crossing) \
-            / world.size
+        self.bytes_by_axis = self._bytes_by_axis(self.X.element_size())
+        self.bytes_per_step = sum(self.bytes_by_axis.values())
         # the clock of the measured bubble: compute seconds inside the stages, step seconds
         self.clock = {"busy": 0.0, "busy_s": 0.0, "step_s": 0.0, "steps": 0, "timed": 0}
         for st in self.stages:
             for name in ("forward_one_chunk", "backward_one_chunk"):
                 setattr(st, name, self._clocked(getattr(st, name)))
+
+    def _stage_module(self, module: nn.Module, spec: StageSpec) -> nn.Module:
+        """Stage ``spec``'s layers, copied; over the tensor-parallel ranks when ``tp > 1``."""
+        sub = nn.Sequential(*[copy.deepcopy(module[i]) for i in range(spec.lo, spec.hi)])
+        sub = sub.to(self.world.device)
+        if self.tp == 1:
+            return sub
+        return parallelize_module(sub, self.mesh["tp"], self.layouts[spec.index].plan)
+
+    def _bytes_by_axis(self, itemsize: int) -> dict[str, float]:
+        """Bytes per worker and step by mesh axis, averaged over the ``R`` ranks (computed:
+        see the module docstring)."""
+        b = len(self.replica_rows[0]) if self.dp > 1 else self.batch
+        pp = self.pp
+        crossing = [s for s in self.specs[:-1] if s.index % pp != (s.index + 1) % pp]
+        out = {"pp": 2.0 * b * itemsize * sum(s.width for s in crossing) / pp}
+        if self.tp > 1:
+            out["tp"] = sum(lay.bytes_per_step(b, itemsize=itemsize, ranks=self.tp)
+                            for lay in self.layouts.values()) / pp
+        if self.dp > 1:
+            shard = sum(lay.local_params for lay in self.layouts.values()) / pp
+            out["dp"] = ring_allreduce_bytes(shard, itemsize=itemsize, ranks=self.dp)
+        return out
 
     def _clocked(self, fn):
         """``fn`` with its wall time added to ``clock["busy"]``."""
@@ -213,6 +308,9 @@ class PipelineEngine(Engine):
         self._zero_grads()
         rows = batch_rows(len(self.X), self.batch_size, seed=self.seed, step=step, stream=0)
         x, t = (self.X, self.T) if rows is None else (self.X[rows], self.T[rows])
+        if self.dp > 1:                      # this replica's block of the step's batch
+            block = torch.as_tensor(self.replica_rows[self.dp_rank], device=x.device)
+            x, t = x[block], t[block]
         args = (x,) if self.has_first else ()
         target = t if self.has_last else None
         c = self.clock
@@ -223,6 +321,25 @@ class PipelineEngine(Engine):
             c["step_s"] += time.perf_counter() - t0
             c["timed"] += 1
         c["steps"] += 1
+        if self.dp > 1:
+            self._sum_over_replicas()
+
+    def _sum_over_replicas(self) -> None:
+        """Each gradient (this rank's shard) summed over the data-parallel replicas: one
+        all-reduce of one flat buffer (every replica's loss carries 1/|B|, so the sum is the
+        gradient of the whole batch)."""
+        local = []
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            g = p.grad
+            local.append(g.to_local() if hasattr(g, "to_local") else g)
+        buf = torch.cat([g.reshape(-1) for g in local])
+        dist.all_reduce(buf, group=self.mesh.get_group("dp"))
+        k = 0
+        for g in local:
+            g.copy_(buf[k:k + g.numel()].view_as(g))
+            k += g.numel()
 
     def measured_bubble(self) -> dict:
         """Each rank's busy and step seconds over the timed steps and its idle share, and
@@ -244,10 +361,10 @@ class PipelineEngine(Engine):
         k = 0
         for spec, stage in zip(self.local, self.stages):
             n = sum(1 for _ in stage.submod.parameters())
-            chunk = torch.cat([t.detach().reshape(-1) for t in tensors[k:k + n]])
+            chunk = torch.cat([full_tensor(t.detach()).reshape(-1) for t in tensors[k:k + n]])
             flat[spec.offset:spec.offset + spec.size] = chunk
             k += n
-        dist.all_reduce(flat)
+        dist.all_reduce(flat, group=None if self.mesh is None else self.mesh.get_group("pp"))
         return flat.cpu()
 
     def flat_parameters(self) -> torch.Tensor:
@@ -257,8 +374,13 @@ class PipelineEngine(Engine):
         return self._gather([p.grad for p in self.params])
 
     def info(self) -> dict:
-        p = self.world.size
-        return {**super().info(), "schedule": self.schedule_name, "stages": len(self.specs),
+        p = self.pp
+        grid = {} if self.method == "pipeline" else {
+            "dp": self.dp, "tp": self.tp, "pp": self.pp,
+            "bytes_by_axis": self.bytes_by_axis,
+            "tp_pairs_per_stage": [len(self.layouts[s.index].plan) // 2 for s in self.specs]}
+        return {**super().info(), **grid, "schedule": self.schedule_name,
+                "stages": len(self.specs),
                 "stages_per_rank": self.v, "microbatches": self.microbatches,
                 "batch": self.batch, "microbatch_size": self.batch // self.microbatches,
                 "stage_layers": [[s.lo, s.hi] for s in self.specs],
@@ -267,3 +389,11 @@ class PipelineEngine(Engine):
                                                    virtual_stages=self.v),
                 **self.measured_bubble(),
                 "data": "pooled shards (every step one batch split into micro-batches)"}
+
+
+class PTDPEngine(PipelineEngine):
+    """PTD-P: the pipeline of :class:`PipelineEngine` over the ``pp`` axis of a
+    ``(pp, dp, tp)`` ``DeviceMesh``, every stage tensor-parallel over its ``tp`` axis and the
+    whole pipeline replicated over ``dp`` (see the module docstring)."""
+
+    method = "ptd-p"

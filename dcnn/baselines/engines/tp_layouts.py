@@ -43,7 +43,7 @@ from ...errors import ConfigError, LaunchError
 from ...problems.transformer import TokenTransformer, attention, split_tokens
 from ..runtime.costs import ring_allreduce_bytes, ring_gather_bytes
 
-__all__ = ["TPLayout", "tp_layout", "tp_pairs", "full_tensor"]
+__all__ = ["TPLayout", "tp_layout", "mlp_layout", "tp_pairs", "local_params", "full_tensor"]
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,13 @@ class TPLayout:
     """``plan`` for ``parallelize_module``; ``forward(model, x, mesh)`` the sharded model's
     output ``(M, O)``, replicated on every rank (collective); ``collectives(b)`` the
     collectives of one step on ``b`` samples, ``{kind: entries}`` (``all_reduce``,
-    ``all_gather``, ``reduce_scatter``); ``info`` what the report shows."""
+    ``all_gather``, ``reduce_scatter``); ``local_params`` the parameters one rank holds;
+    ``info`` what the report shows."""
 
     plan: dict
     forward: Callable
     collectives: Callable[[int], dict[str, int]]
+    local_params: int
     info: dict
 
     def bytes_per_step(self, batch: int, *, itemsize: int, ranks: int) -> float:
@@ -68,6 +70,19 @@ class TPLayout:
 
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def local_params(module: nn.Module, plan: dict, degree: int) -> int:
+    """Parameters one of ``degree`` ranks holds under ``plan``: a column-parallel layer's
+    weight and bias and a row-parallel layer's weight are split, the rest replicated."""
+    n = 0
+    for name, p in module.named_parameters():
+        owner, _, kind = name.rpartition(".")
+        style = plan.get(owner)
+        split = isinstance(style, ColwiseParallel) or \
+            (isinstance(style, RowwiseParallel) and kind == "weight")
+        n += p.numel() // degree if split else p.numel()
+    return n
 
 
 def _divisible(what: str, size: int, degree: int, fix: str) -> None:
@@ -89,7 +104,9 @@ def tp_pairs(module: nn.Module, degree: int) -> tuple[list[tuple[int, int]], lis
     return pairs, [pos[-1]] if len(pos) % 2 else []
 
 
-def _mlp_layout(module: nn.Sequential, degree: int) -> TPLayout:
+def mlp_layout(module: nn.Sequential, degree: int, *, input_grad: bool = False) -> TPLayout:
+    """The MLP's layout (see the module docstring); ``input_grad``: the first pair's input
+    needs its gradient too (a pipeline stage after the first), one more all-reduce."""
     pairs, replicated = tp_pairs(module, degree)
     plan = {}
     for a, b in pairs:
@@ -100,9 +117,9 @@ def _mlp_layout(module: nn.Sequential, degree: int) -> TPLayout:
 
     def collectives(b):
         return {"all_reduce": sum(b * module[j].out_features for _, j in pairs)
-                + sum(b * module[i].in_features for i, _ in pairs[1:])}
+                + sum(b * module[i].in_features for i, _ in pairs[0 if input_grad else 1:])}
 
-    return TPLayout(plan, forward, collectives,
+    return TPLayout(plan, forward, collectives, local_params(module, plan, degree),
                     {"colwise_rowwise_pairs": [list(p) for p in pairs],
                      "replicated_layers": replicated})
 
@@ -168,7 +185,7 @@ def _transformer_layout(module: TokenTransformer, degree: int, sequence_parallel
             return {"all_gather": 5 * b * L * d, "reduce_scatter": 4 * b * L * d,
                     "all_reduce": b * d + 6 * d}
 
-    return TPLayout(plan, forward, collectives,
+    return TPLayout(plan, forward, collectives, local_params(module, plan, degree),
                     {"heads_per_rank": module.heads // degree,
                      "ffn_per_rank": module.ffn // degree,
                      "sequence_parallel": sequence_parallel,
@@ -185,6 +202,6 @@ def tp_layout(module: nn.Module, degree: int, *, sequence_parallel: bool = False
                           f"the model is a {type(module).__name__}; set model.name = "
                           "'transformer' or sequence_parallel = false")
     if isinstance(module, nn.Sequential):
-        return _mlp_layout(module, degree)
+        return mlp_layout(module, degree)
     raise ConfigError(f"tensor-parallel needs the MLP (dcnn.problems.mlp) or the transformer "
                       f"(dcnn.problems.transformer), got {type(module).__name__}")

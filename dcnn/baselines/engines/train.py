@@ -26,19 +26,20 @@ from ..runtime.recorder import make_evaluator
 from ..runtime.trainer import train_in_world
 from .ddp import DDPEngine
 from .engine import Engine, EngineTrainer
-from .pipeline import SCHEDULES, PipelineEngine
+from .pipeline import SCHEDULES, PipelineEngine, PTDPEngine
 from .tensor_parallel import TensorParallelEngine
 from .tp_layouts import tp_layout
 
 __all__ = ["METHODS", "make_engine", "train_engine"]
 
-METHODS = ("ddp", "pipeline", "tensor-parallel")
+METHODS = ("ddp", "pipeline", "tensor-parallel", "ptd-p")
 
 
 def make_engine(*, method: str, world: World, module: nn.Module, shards: Sequence[tuple],
                 loss: str = "squared", batch_size: int | None = None,
                 schedule: str = "gpipe", microbatches: int = 1, seed: int = 0,
-                sequence_parallel: bool = False) -> Engine:
+                sequence_parallel: bool = False, dp: int = 1, tp: int = 1,
+                pp: int = 0) -> Engine:
     """This rank's :class:`~dcnn.baselines.engines.engine.Engine` for ``method`` in ``world``."""
     if method not in METHODS:
         raise ConfigError(f"engine method {method!r} is unknown; choose one of: "
@@ -52,11 +53,14 @@ def make_engine(*, method: str, world: World, module: nn.Module, shards: Sequenc
         return DDPEngine(**common)
     if method == "pipeline":
         return PipelineEngine(**common, schedule=schedule, microbatches=microbatches)
+    if method == "ptd-p":
+        return PTDPEngine(**common, schedule=schedule, microbatches=microbatches,
+                          dp=dp, tp=tp, pp=pp)
     return TensorParallelEngine(**common, sequence_parallel=sequence_parallel)
 
 
 def _validate(*, method, module, shards, loss, task, regularizer, optimizer, schedule,
-              microbatches, sequence_parallel) -> None:
+              microbatches, sequence_parallel, dp, tp, pp) -> None:
     if method not in METHODS:
         raise ConfigError(f"engine method {method!r} is unknown; choose one of: "
                           f"{', '.join(METHODS)} (sil, codistillation, local-parallel and "
@@ -64,7 +68,7 @@ def _validate(*, method, module, shards, loss, task, regularizer, optimizer, sch
                           f"dcnn.baselines.SCHEMES)")
     check_trainer_inputs(module=module, shards=shards, loss=loss, task=task,
                          regularizer=regularizer, optimizer=optimizer)
-    if method == "pipeline":
+    if method in ("pipeline", "ptd-p"):
         if schedule not in SCHEDULES:
             raise ConfigError(f"pipeline schedule {schedule!r} is unknown; choose one of: "
                               f"{', '.join(SCHEDULES)}")
@@ -76,6 +80,10 @@ def _validate(*, method, module, shards, loss, task, regularizer, optimizer, sch
                           f"{method!r}; drop it or use method 'tensor-parallel'")
     if method == "tensor-parallel":
         tp_layout(module, 1, sequence_parallel=sequence_parallel)   # the model is one it cuts
+    dp, tp, pp = as_int("dp", dp, low=1), as_int("tp", tp, low=1), as_int("pp", pp, low=0)
+    if method != "ptd-p" and (dp, tp, pp) != (1, 1, 0):
+        raise ConfigError(f"dp, tp and pp are options of method 'ptd-p', not {method!r}; "
+                          f"drop them or use method 'ptd-p'")
 
 
 def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
@@ -83,7 +91,8 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
                  regularizer: Regularizer | None = None, iterations: int = 100,
                  optimizer: str = "sgd", lr: float = 0.1, batch_size: int | None = None,
                  schedule: str = "gpipe", microbatches: int = 1,
-                 sequence_parallel: bool = False, eval_every: int = 10,
+                 sequence_parallel: bool = False, dp: int = 1, tp: int = 1, pp: int = 0,
+                 eval_every: int = 10,
                  seed: int = 0, progress: bool = False, backend: str = "auto",
                  device: str = "cpu", timeout: datetime.timedelta = DEFAULT_TIMEOUT
                  ) -> tuple[History, dict]:
@@ -91,8 +100,9 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
 
     Args (keyword-only):
         method: ``"ddp"`` (:mod:`~dcnn.baselines.engines.ddp`), ``"pipeline"``
-            (:mod:`~dcnn.baselines.engines.pipeline`) or ``"tensor-parallel"``
-            (:mod:`~dcnn.baselines.engines.tensor_parallel`).
+            (:mod:`~dcnn.baselines.engines.pipeline`), ``"tensor-parallel"``
+            (:mod:`~dcnn.baselines.engines.tensor_parallel`) or ``"ptd-p"`` (data x tensor
+            x pipeline, :mod:`~dcnn.baselines.engines.pipeline`).
         module: the model (for pipeline the ``nn.Sequential`` of :func:`dcnn.problems.mlp`;
             for tensor-parallel that or :func:`dcnn.problems.transformer`), float64 for exact
             comparisons; it is copied, never changed.
@@ -104,9 +114,13 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
         iterations, optimizer (``"sgd"`` | ``"adam"``), lr: the training steps.
         batch_size: ``None``/``0`` for the full batch; else samples per rank and step (DDP)
             or per step (pipeline, tensor-parallel), drawn by seeded generators.
-        schedule, microbatches: pipeline only (``"gpipe"``, ``"1f1b"``, ``"interleaved"``).
+        schedule, microbatches: pipeline and ptd-p (``"gpipe"``, ``"1f1b"``,
+            ``"interleaved"``); with ptd-p each replica splits its part of the batch.
         sequence_parallel: tensor-parallel on the transformer only: the LayerNorm regions
             hold ``L/R`` tokens per rank (:mod:`~dcnn.baselines.engines.tp_layouts`).
+        dp, tp, pp: ``"ptd-p"`` only: data-parallel replicas, tensor-parallel degree and
+            pipeline depth, ``dp tp pp = R`` (``pp = 0``: ``R / (dp tp)``;
+            :mod:`~dcnn.baselines.engines.pipeline`).
         eval_every, seed, progress: evaluation period, batch seed, progress bar on rank 0.
         backend, device, timeout: the process group (:mod:`~dcnn.baselines.runtime.bootstrap`).
 
@@ -128,7 +142,8 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
     regularizer = make_regularizer("none") if regularizer is None else regularizer
     _validate(method=method, module=module, shards=shards, loss=loss, task=task,
               regularizer=regularizer, optimizer=optimizer, schedule=schedule,
-              microbatches=microbatches, sequence_parallel=sequence_parallel)
+              microbatches=microbatches, sequence_parallel=sequence_parallel, dp=dp, tp=tp,
+              pp=pp)
     iterations = as_int("iterations", iterations, low=0)
     eval_every = as_int("eval_every", eval_every, low=1)
     batch_size = check_batch_size(batch_size)
@@ -139,7 +154,7 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
         engine = make_engine(method=method, world=world, module=module, shards=shards,
                              loss=loss, batch_size=batch_size, schedule=schedule,
                              microbatches=microbatches, seed=seed,
-                             sequence_parallel=sequence_parallel)
+                             sequence_parallel=sequence_parallel, dp=dp, tp=tp, pp=pp)
         return EngineTrainer(engine, regularizer=regularizer, optimizer=optimizer, lr=lr)
 
     return train_in_world(build, metrics=metrics, iterations=iterations, eval_every=eval_every,
