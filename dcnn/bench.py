@@ -30,7 +30,9 @@
 """
 from __future__ import annotations
 
+import copy
 import csv
+import itertools
 import json
 import os
 import statistics
@@ -605,13 +607,18 @@ def grids(ranks: int) -> list[tuple[int, int, int]]:
 
 
 def bench_ptdp(*, width: int = 256, layers: int = 8, batch: int = 512, microbatches: int = 4,
-               schedule: str = "interleaved", steps: int = 4) -> list[dict]:
+               schedule: str = "interleaved", steps: int = 4,
+               shapes: int | None = None) -> list[dict]:
     """Collective (every rank of the launch): PTD-P at every ``(dp, tp, pp)`` of the launch's
     ranks on an MLP of ``layers`` Linear layers ``width`` wide (squared loss, float32,
     ``batch`` samples, ``microbatches`` per replica, ``schedule``), ``steps`` steps each (the
-    first untimed): bytes per worker and step by mesh axis (computed from the scheme), the
-    milliseconds per step (measured, slowest rank) and the measured bubble. A grid the
+    first untimed; ``shapes``: only the first so many grids): bytes per worker and step by
+    mesh axis (computed from the scheme), the
+    milliseconds per step (measured between barriers: the schedule and the data-parallel
+    all-reduce) and the measured bubble. A grid the
     engine refuses is a row with its reason. Rows on rank 0 (others get [])."""
+    import torch.distributed as dist
+
     from .baselines.engines.pipeline import PTDPEngine
     from .baselines.runtime.bootstrap import process_group
     from .errors import ConfigError, LaunchError
@@ -626,7 +633,7 @@ def bench_ptdp(*, width: int = 256, layers: int = 8, batch: int = 512, microbatc
                  dtype=torch.float32)
     rows = []
     with process_group() as world:
-        for dp, tp, pp in grids(world.size):
+        for dp, tp, pp in grids(world.size)[:shapes]:
             row = {"dp": dp, "tp": tp, "pp": pp}
             try:
                 engine = PTDPEngine(world=world, module=module, shards=[(X, T)],
@@ -637,15 +644,18 @@ def bench_ptdp(*, width: int = 256, layers: int = 8, batch: int = 512, microbatc
                              "MB_total": "-", "ms_per_step": "-", "bubble_measured": "-",
                              "note": str(exc).split(";")[0]})
                 continue
-            for step in range(steps):
+            engine.backward(0)                  # allocates: not timed
+            dist.barrier()
+            t0 = time.perf_counter()
+            for step in range(1, steps):
                 engine.backward(step)
+            dist.barrier()
+            ms = 1e3 * (time.perf_counter() - t0) / (steps - 1)
             info = engine.info()
             axes = {k: info["bytes_by_axis"].get(k, 0.0) / 1e6 for k in ("pp", "tp", "dp")}
             rows.append({**row, "stages": info["stages"], **{f"MB_{k}": v for k, v in
                                                             axes.items()},
-                         "MB_total": info["bytes_per_step"] / 1e6,
-                         "ms_per_step": 1e3 * max(info["step_s_per_rank"])
-                         / info["timed_steps"],
+                         "MB_total": info["bytes_per_step"] / 1e6, "ms_per_step": ms,
                          "bubble_measured": info["bubble_measured"], "note": ""})
             del engine
     return rows if world.rank == 0 else []
@@ -687,6 +697,133 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _release_heap(*, fixed_mmap: bool = False) -> None:
+    """Return freed heap to the system (glibc ``malloc_trim``); ``fixed_mmap``: serve every
+    allocation of 64 KiB or more from its own mapping, returned when freed (a fixed
+    ``M_MMAP_THRESHOLD`` instead of glibc's growing one), so runs measured one after another
+    in one process do not reuse each other's freed memory unseen."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        if fixed_mmap:
+            libc.mallopt(-3, 64 * 1024)              # M_MMAP_THRESHOLD
+        libc.malloc_trim(0)
+    except OSError:
+        pass
+
+
+def _peak_growth(work) -> tuple[float, object]:
+    """``(peak RSS growth in bytes, work())``: a thread samples ``/proc/self/statm`` every
+    millisecond while ``work`` runs, from the RSS after :func:`_release_heap`."""
+    import threading
+
+    _release_heap()
+    base, peak, done = _rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    try:
+        out = work()
+    finally:
+        done.set()
+        watcher.join()
+    return max(peak[0] - base, 0), out
+
+
+SPLIT_MEMORY_METHODS = ("unsplit", "sil", "pipeline-gpipe")
+
+
+def bench_split_memory(*, width: int = 1024, layers: int = 6, batches=(256, 4096),
+                       n_inputs: int = 784, classes: int = 10, steps: int = 3,
+                       microbatches: int = 4, rounds: int = 2) -> list[dict]:
+    """Collective (every rank of the launch): the peak resident-memory growth of each worker
+    while it builds and trains (``steps`` Adam steps, float32, softmax cross-entropy on
+    ``batch`` random samples of ``n_inputs`` features and ``classes`` classes, for each
+    ``batch`` of ``batches``) the MLP of ``layers`` Linear layers ``width`` wide:
+    ``"unsplit"`` (every rank trains the whole model alone, plain backpropagation),
+    ``"sil"`` (the model in one part per rank, each trained against its codes, no
+    communication) and ``"pipeline-gpipe"`` (one stage per rank, ``microbatches``
+    micro-batches). Each run is measured from the RSS after freed memory is returned to the
+    system (allocations of 64 KiB or more have their own mappings, so the runs do not reuse
+    each other's memory); beside it the count of
+    :func:`~dcnn.baselines.schemes.sil_codes.memory_bytes` (SIL's parts and the unsplit model)
+    and the bytes the worker sent. The three run ``rounds`` times in turn (the first round
+    also pays PyTorch's one-time allocations). Rows on rank 0 (others get []): one per
+    batch, round, method and rank."""
+    import torch.distributed as dist
+
+    from .baselines.engines.engine import EngineTrainer
+    from .baselines.engines.pipeline import PipelineEngine
+    from .baselines.runtime.bootstrap import process_group
+    from .baselines.runtime.update import make_optimizer
+    from .baselines.schemes.sil import SIL
+    from .baselines.schemes.sil_codes import memory_bytes, part_specs
+    from .problems import make_regularizer, mlp
+
+    _release_heap(fixed_mmap=True)
+    module = mlp(n_inputs=n_inputs, hidden=[width] * (layers - 1), n_outputs=classes, seed=0,
+                 dtype=torch.float32)
+    reg, lr = make_regularizer("none"), 1e-3
+    rows = []
+    with process_group() as world:
+        for batch in batches:
+            g = torch.Generator().manual_seed(0)
+            X = torch.randn(batch, n_inputs, generator=g)
+            T = torch.nn.functional.one_hot(torch.randint(classes, (batch,), generator=g),
+                                            classes).float()
+            whole = memory_bytes(part_specs(module, 1), batch=batch, optimizer="adam",
+                                 itemsize=4)["total"]
+
+            def unsplit():
+                model = copy.deepcopy(module)
+                opt = make_optimizer(list(model.parameters()), name="adam", lr=lr)
+                for _ in range(steps):
+                    opt.zero_grad()
+                    torch.nn.functional.cross_entropy(model(X), T.argmax(1)).backward()
+                    opt.step()
+                return {"sent": 0, "computed": whole}
+
+            def sil():
+                trainer = SIL(world=world, module=module, shards=[(X, T)],
+                              stages=max(world.size, 2), loss="cross_entropy",
+                              task="multiclass", regularizer=reg, optimizer="adam", lr=lr,
+                              batch_size=None, noise=0.1, seed=0, iterations=steps,
+                              recovery=0)
+                for t in range(steps):
+                    trainer.step(t)
+                mem = [m["total"] for m in trainer.info()["memory_breakdown_per_rank"]]
+                return {"sent": trainer.bytes_sent, "computed": mem[world.rank]}
+
+            def pipeline():
+                engine = PipelineEngine(world=world, module=module, shards=[(X, T)],
+                                        loss="cross_entropy", schedule="gpipe",
+                                        microbatches=microbatches)
+                trainer = EngineTrainer(engine, regularizer=reg, optimizer="adam", lr=lr)
+                for t in range(steps):
+                    trainer.step(t)
+                return {"sent": trainer.bytes_sent, "computed": float("nan")}
+
+            for rnd, (name, work) in itertools.product(
+                    range(1, rounds + 1), zip(SPLIT_MEMORY_METHODS, (unsplit, sil, pipeline))):
+                dist.barrier()
+                peak, out = _peak_growth(work)
+                _release_heap()
+                every = [None] * world.size
+                dist.all_gather_object(every, [peak, float(out["sent"]), out["computed"]])
+                for r, (p, sent, computed) in enumerate(every):
+                    rows.append({"batch": batch, "round": rnd, "method": name, "rank": r,
+                                 "ranks": world.size, "peak_rss_growth_MB": p / 1e6,
+                                 "computed_MB": computed / 1e6, "sent_MB": sent / 1e6})
+    return rows if world.rank == 0 else []
+
+
 def bench_memory(*, hidden=(310, 310), m: int = 200, d: int = 20, agents: int = 2) -> list[dict]:
     """Peak resident-memory growth during one matrix-free PL step on a ~1e5-parameter MLP
     (squared + l2, ``solver = "auto"``, which goes matrix-free because ``J`` would exceed the
@@ -694,9 +831,6 @@ def bench_memory(*, hidden=(310, 310), m: int = 200, d: int = 20, agents: int = 
 
     Freed heap memory is first returned to the system (glibc ``malloc_trim``), then a thread
     samples ``/proc/self/statm`` every millisecond during the solve (Linux only)."""
-    import ctypes
-    import threading
-
     from .problems import FlatModel, LocalProblems, make_regularizer, mlp
     from .surrogates import PL
     from .surrogates.pl import jacobian_bytes
@@ -712,27 +846,15 @@ def bench_memory(*, hidden=(310, 310), m: int = 200, d: int = 20, agents: int = 
     surrogate = PL(tau=1.0)
     if not surrogate.matrix_free(prob):
         raise RuntimeError("the memory benchmark expects the matrix-free path")
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    base, peak, done = _rss_bytes(), [0], threading.Event()
+    def solve() -> float:
+        t0 = time.perf_counter()
+        surrogate.solve(prob, V, G, Pi, alpha=0.5)
+        return time.perf_counter() - t0
 
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.001)
-
-    watcher = threading.Thread(target=sample)
-    watcher.start()
-    t0 = time.perf_counter()
-    surrogate.solve(prob, V, G, Pi, alpha=0.5)
-    seconds = time.perf_counter() - t0
-    done.set()
-    watcher.join()
+    growth, seconds = _peak_growth(solve)
     P = model.n_params
     return [{"params": P, "agents": agents, "samples_per_agent": m, "solve_s": seconds,
-             "peak_rss_growth_MB": max(peak[0] - base, 0) / 1e6,
+             "peak_rss_growth_MB": growth / 1e6,
              "iterates_MB": agents * P * 8 / 1e6,
              "formed_J_MB": jacobian_bytes(prob) / 1e6,
              "PxP_per_agent_MB": P * P * 8 / 1e6}]
@@ -762,9 +884,15 @@ def main(args) -> int:
         else:
             rows = bench_bubbles()
         _print(rows, args.out)
+    elif args.what == "split-memory":
+        if args.quick:
+            rows = bench_split_memory(width=64, batches=(64,), n_inputs=32, steps=2, rounds=1)
+        else:
+            rows = bench_split_memory()
+        _print(rows, args.out)
     elif args.what == "ptdp":
         if args.quick:
-            rows = bench_ptdp(width=8, layers=8, batch=16, microbatches=2, steps=2)
+            rows = bench_ptdp(width=8, layers=8, batch=16, microbatches=2, steps=2, shapes=3)
         else:
             rows = bench_ptdp()
         _print(rows, args.out)

@@ -113,3 +113,28 @@ def test_ptdp_under_mpiexec_runs_every_grid_with_bytes_by_axis(mpi, tmp_path):
     for r in rows.values():
         assert r["MB_total"] == pytest.approx(r["MB_pp"] + r["MB_tp"] + r["MB_dp"])
         assert r["ms_per_step"] > 0 and r["note"] == ""
+
+
+def test_split_memory_under_mpiexec_measures_each_worker(mpi, tmp_path):
+    """``dcnn bench split-memory --quick`` on 2 ranks: one round of the unsplit model, SIL
+    and the pipeline, one row per rank, each with a measured peak; SIL sends nothing while it
+    trains, the pipeline sends its cut's activations and gradients."""
+    from dcnn.baselines.schemes.sil_codes import memory_bytes, part_specs
+    out = tmp_path / "memory.json"
+    res = mpi(2, ["-m", "dcnn", "bench", "split-memory", "--quick", "--out", str(out)],
+              timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [(r["round"], r["method"], r["rank"]) for r in rows] == [
+        (1, m, r) for m in ("unsplit", "sil", "pipeline-gpipe") for r in (0, 1)]
+    whole = memory_bytes(part_specs(mlp(n_inputs=32, hidden=[64] * 5, n_outputs=10), 1),
+                         batch=64, optimizer="adam", itemsize=4)["total"]
+    for r in rows:
+        assert r["peak_rss_growth_MB"] > 0 and r["batch"] == 64 and r["ranks"] == 2
+        if r["method"] == "unsplit":
+            assert r["computed_MB"] == pytest.approx(whole / 1e6) and r["sent_MB"] == 0
+        elif r["method"] == "sil":
+            assert 0 < r["computed_MB"] < whole / 1e6 and r["sent_MB"] == 0
+        else:
+            # 2 steps, 64 samples 64 wide at the one cut, forward and back, float32
+            assert r["sent_MB"] == pytest.approx(2 * 2 * 64 * 64 * 4 / 2 / 1e6)

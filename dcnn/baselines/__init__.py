@@ -18,8 +18,8 @@ records the delivered model with :func:`dcnn.metrics.evaluate` on the pooled pro
 History columns mean the same as for the decentralized methods.
 """
 from .engines import (METHODS, SCHEDULES, DDPEngine, Engine, EngineTrainer, PipelineEngine,
-                      TensorParallelEngine, auto_microbatches, compute_gradients, make_engine,
-                      rank_agents, run_engine, split_stages, tp_layout, tp_pairs,
+                      PTDPEngine, TensorParallelEngine, auto_microbatches, compute_gradients,
+                      make_engine, rank_agents, run_engine, split_stages, tp_layout, tp_pairs,
                       train_engine)
 from .runtime import (Trainer, World, bubble_fraction, close_world, init_world, make_evaluator,
                       process_group, ring_allreduce_bytes, run_trainer)
@@ -28,8 +28,9 @@ from .schemes import (SCHEMES, bench_ring, churn, train_codistillation, train_lo
 
 __all__ = ["World", "init_world", "close_world", "process_group", "bubble_fraction",
            "ring_allreduce_bytes", "DDPEngine", "rank_agents", "Engine", "compute_gradients",
-           "make_evaluator", "run_engine", "SCHEDULES", "PipelineEngine", "split_stages",
-           "auto_microbatches", "TensorParallelEngine", "tp_layout", "tp_pairs", "METHODS",
+           "make_evaluator", "run_engine", "SCHEDULES", "PipelineEngine", "PTDPEngine",
+           "split_stages", "auto_microbatches", "TensorParallelEngine", "tp_layout", "tp_pairs",
+           "METHODS",
            "make_engine", "train_engine", "SCHEMES", "train_sil", "train_codistillation", "churn",
            "train_local_parallel", "train_sequence_parallel", "bench_ring", "Trainer",
            "run_trainer", "EngineTrainer"]

@@ -19,8 +19,9 @@ from .options import TrainerOptions, option
 from .registry import MethodSpec, Supports, get_method, register
 from .runs import TrainerMethod
 
-__all__ = ["ParallelOptions", "PipelineOptions", "PTDPOptions", "TensorParallelOptions", "SilOptions", "CodistillationOptions", "LocalOptions",
-           "engine_step", "common_arguments"]
+__all__ = ["ParallelOptions", "PipelineOptions", "PTDPOptions", "TensorParallelOptions",
+           "SilOptions", "CodistillationOptions", "LocalOptions", "engine_step",
+           "common_arguments"]
 
 _PARALLEL = Supports(directed=True, topology=False, resumable=False)
 
@@ -138,7 +139,8 @@ def _engine(name: str):
                 depth = exp.network.size // (replicas * o.tp) if name == "ptd-p" else \
                     exp.network.size
                 m = o.microbatches or auto_microbatches(
-                    o.pipeline_schedule, batch=max(1, batch // replicas), ranks=max(1, depth))
+                    o.pipeline_schedule, batch=batch, ranks=max(1, depth),
+                    replicas=min(replicas, batch))
                 extra["microbatches"] = m
                 kw = {"schedule": o.pipeline_schedule, "microbatches": m}
                 if name == "ptd-p":
@@ -180,7 +182,8 @@ for _spec in (
     MethodSpec("ptd-p", "PTD-P: data x tensor x pipeline parallel on a 3-D device mesh "
                "(Megatron-LM)", PTDPOptions, _engine("ptd-p"), _PARALLEL),
     MethodSpec("tensor-parallel", "tensor parallel: torch.distributed.tensor.parallel (MLP "
-               "pairs, transformer attention by heads)", TensorParallelOptions, _engine("tensor-parallel"), _PARALLEL),
+               "pairs, transformer attention by heads)", TensorParallelOptions,
+               _engine("tensor-parallel"), _PARALLEL),
     MethodSpec("sil", "synthetic intermediate labels: parts trained apart, then joined",
                SilOptions,
                _scheme("sil", "train_sil",

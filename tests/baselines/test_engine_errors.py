@@ -74,6 +74,14 @@ def test_ptdp_grids_that_cannot_work_are_refused():
     error_of(lambda: replica_blocks(3, 4), "4 data-parallel replicas but a batch of 3",
              kind=ConfigError)
     assert [len(b) for b in replica_blocks(26, 4)] == [7, 7, 6, 6]
+    # micro-batches must divide every replica's block; automatic counts find one that does
+    from dcnn.baselines.engines.pipeline import _check_microbatches, auto_microbatches
+    error_of(lambda: _check_microbatches("gpipe", 2, 25, 2, 2, [13, 12]),
+             "2 micro-batches do not divide every replica's block", "(13, 12)",
+             "among [1]", kind=ConfigError)
+    assert auto_microbatches("gpipe", batch=26, ranks=1, replicas=4) == 1     # 7, 7, 6, 6
+    assert auto_microbatches("gpipe", batch=32, ranks=1, replicas=4) == 8     # 8 each
+    assert auto_microbatches("1f1b", batch=24, ranks=2, replicas=2) == 6
     # 4 stages of a 4-Linear MLP: one Linear each, nothing for tensor parallelism to split
     stage = split_stages(module([4, 4, 4]), 4)[1]
     error_of(lambda: stage_layout(module([4, 4, 4]), stage, tp=2), "stage 1 holds one Linear",

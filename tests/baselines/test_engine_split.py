@@ -18,8 +18,11 @@ CASES = {
         "ptdp/gpipe/1/2,1/4,4,4", "ptdp/interleaved/2/1,2/4,4,4", "ptdp/1f1b/2/1,1/4,4,4"],
     4: [f"pipeline/gpipe/2/{DEEP}", f"pipeline/1f1b/13/{DEEP}",
         f"pipeline/interleaved/2/{DEEP}", "tp/8,8,8", "tp/4,4", "tfm/0/4", "tfm/1/4",
-        # (2, 2, 1), (2, 1, 2), (1, 2, 2): 4 stages of one pair each
-        "ptdp/gpipe/1/2,2/4,4,4", "ptdp/1f1b/13/2,1/4,4,4", f"ptdp/interleaved/2/1,2/{DEEP}"],
+        # every (dp, tp, pp) of 4 ranks: (2, 2, 1), (2, 1, 2), (1, 2, 2) (interleaved: 4
+        # stages of one pair each), (4, 1, 1) (uneven blocks of 7, 7, 6, 6 samples),
+        # (1, 4, 1), (1, 1, 4)
+        "ptdp/gpipe/1/2,2/4,4,4", "ptdp/1f1b/13/2,1/4,4,4", f"ptdp/interleaved/2/1,2/{DEEP}",
+        "ptdp/gpipe/1/4,1/4,4,4", "ptdp/gpipe/2/1,4/4,4,4", f"ptdp/1f1b/13/1,1/{DEEP}"],
     # (2, 2, 2), the shape: interleaved (4 stages of one pair) and 1F1B
     8: [f"ptdp/interleaved/1/2,2/{DEEP}", "ptdp/1f1b/13/2,2/4,4,4"],
 }
@@ -50,7 +53,8 @@ AXES = {
     "ptdp/1f1b/13/2,2/4,4,4": {"pp": 2 * 13 * 4 * 8 / 2, "tp": 13 * (4 + 6) * 8 / 2,
                                "dp": 18 * 8},
 }
-# the collectives PyTorch ran for one gradient (CommDebugMode), as the layouts state them
+# the collectives PyTorch ran for one gradient (counted by _split_script's dispatch mode), as
+# the layouts state them
 COMM = {"tfm/0/4": {"all_reduce": 6},
         "tfm/1/4": {"all_gather_into_tensor": 5, "reduce_scatter_tensor": 4, "all_reduce": 7}}
 

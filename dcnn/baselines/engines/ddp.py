@@ -26,7 +26,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ...comm import agent_blocks
 from ...errors import LaunchError
-from ...problems import FlatModel
 from ..runtime.bootstrap import World
 from ..runtime.costs import ring_allreduce_bytes
 from .engine import Engine
@@ -57,8 +56,7 @@ class DDPEngine(Engine):
                                  for agents in self.mapping]
         self.loss, self.batch_size, self.seed = loss, batch_size, int(seed)
         self.n_total = sum(len(x) for x, _ in shards)
-        dtype = next(module.parameters()).dtype
-        self.flat = FlatModel(module, dtype=dtype)
+        dtype = self.dtype = next(module.parameters()).dtype
         replica = copy.deepcopy(module).to(world.device)
         self.X, self.T = as_tensors(*pool([shards[a] for a in self.mapping[world.rank]]),
                                     dtype, world.device)
@@ -80,11 +78,12 @@ class DDPEngine(Engine):
         weighted_loss(self.loss, self.ddp(x).reshape(len(x), -1), t, weight=weight).backward()
 
     def flat_parameters(self) -> torch.Tensor:
-        return self.flat.flatten(self.ddp.module)
+        return torch.cat([p.detach().reshape(-1).to(self.dtype)
+                          for p in self.ddp.module.parameters()]).cpu()
 
     def flat_gradients(self) -> torch.Tensor:
-        return torch.cat([p.grad.detach().reshape(-1).to(self.flat.dtype)
-                          for p in self.ddp.module.parameters()])
+        return torch.cat([p.grad.detach().reshape(-1).to(self.dtype)
+                          for p in self.ddp.module.parameters()]).cpu()
 
     def info(self) -> dict:
         return {**super().info(), "batch_size_per_rank": self.batch_size,

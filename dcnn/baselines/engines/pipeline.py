@@ -45,11 +45,14 @@ with a wall clock (with a CUDA synchronisation around it on a GPU), and so is ea
 ``schedule.step``. A rank's bubble is ``1 - busy / step`` over every step but the first (which
 allocates the stages' buffers); :meth:`PipelineEngine.info` gives each rank's and their mean.
 The idle share holds the schedule's bubble and the time of the transfers and of the
-schedule's own bookkeeping.
+schedule's own bookkeeping. With PTD-P, a stage's tensor-parallel all-reduces run inside its
+chunks and count as busy; the data-parallel all-reduce follows the step and is clocked apart
+(``dp_allreduce_s_per_rank``).
 """
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,23 +61,22 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.pipelining import (PipelineStage, Schedule1F1B, ScheduleGPipe,
                                           ScheduleInterleaved1F1B)
-
-from ...errors import ConfigError, LaunchError
-from ...problems import FlatModel
-from ..runtime.bootstrap import World
-from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor.parallel import parallelize_module
 
+from ...errors import ConfigError, LaunchError
+from ..runtime.bootstrap import World
 from ..runtime.checks import as_int
 from ..runtime.costs import bubble_fraction, ring_allreduce_bytes
 from ..runtime.objective import as_tensors, batch_rows, pool, weighted_loss
 from .engine import Engine
-from .tp_layouts import TPLayout, full_tensor, mlp_layout
+from .tp_layouts import TPLayout, full_tensor, linear_positions, mlp_layout
 
 __all__ = ["SCHEDULES", "StageSpec", "linear_positions", "split_stages", "auto_microbatches",
            "check_grid", "replica_blocks", "stage_layout", "PipelineEngine", "PTDPEngine"]
+# linear_positions lives in .tp_layouts (both layouts need it); it stays importable from here
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B,
              "interleaved": ScheduleInterleaved1F1B}
@@ -92,17 +94,6 @@ class StageSpec:
     offset: int
     size: int
     width: int
-
-
-def linear_positions(module: nn.Module) -> list[int]:
-    """Indices of the ``nn.Linear`` children of the MLP's ``nn.Sequential``."""
-    if not isinstance(module, nn.Sequential):
-        raise ConfigError(f"pipeline and tensor-parallel need the MLP as an nn.Sequential "
-                          f"(dcnn.problems.mlp), got {type(module).__name__}")
-    pos = [i for i, layer in enumerate(module) if isinstance(layer, nn.Linear)]
-    if not pos:
-        raise ConfigError("the model has no nn.Linear layer; build it with dcnn.problems.mlp")
-    return pos
 
 
 def split_stages(module: nn.Module, n_stages: int) -> list[StageSpec]:
@@ -126,16 +117,23 @@ def split_stages(module: nn.Module, n_stages: int) -> list[StageSpec]:
 
 
 def _check_microbatches(schedule: str, m: int, batch: int, n_stages: int, ranks: int,
-                        replicas: int = 1) -> None:
+                        blocks: Sequence[int] = ()) -> None:
+    """``m`` micro-batches split the batch (with data-parallel replicas: each replica's
+    block, of sizes ``blocks``) and suit the schedule on ``ranks`` pipeline ranks."""
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
         raise ConfigError(f"microbatches must be a positive integer, got {m!r}")
+    if len(blocks) > 1 and any(b % m for b in blocks):
+        common = math.gcd(*blocks)
+        divisors = [d for d in range(1, min(common, 64) + 1) if common % d == 0]
+        raise ConfigError(f"ptd-p: {m} micro-batches do not divide every replica's block of "
+                          f"the batch of {batch} samples ({', '.join(map(str, blocks))}); "
+                          f"choose microbatches among {divisors} or a batch_size that is a "
+                          f"multiple of {m * len(blocks)}")
     if batch % m:
         divisors = [d for d in range(1, min(batch, 64) + 1) if batch % d == 0]
-        part = (f" (one data-parallel replica's part of the step's batch, split over {replicas}"
-                f" replicas)" if replicas > 1 else "")
         raise ConfigError(f"pipeline: {m} micro-batches do not divide the batch of {batch} "
-                          f"samples{part}; choose microbatches among {divisors} or a "
-                          f"batch_size that is a multiple of {m * replicas}")
+                          f"samples; choose microbatches among {divisors} or a batch_size "
+                          f"that is a multiple of {m}")
     if schedule == "1f1b" and m < n_stages:
         raise LaunchError(f"pipeline: schedule '1f1b' needs microbatches >= stages ({n_stages})"
                            f", got {m}; raise microbatches or use schedule 'gpipe'")
@@ -146,9 +144,10 @@ def _check_microbatches(schedule: str, m: int, batch: int, n_stages: int, ranks:
                            f"multiple of {ranks} ranks")
 
 
-def auto_microbatches(schedule: str, *, batch: int, ranks: int) -> int:
+def auto_microbatches(schedule: str, *, batch: int, ranks: int, replicas: int = 1) -> int:
     """The largest divisor of ``batch`` up to 8 that pipeline ``schedule`` accepts as its
-    micro-batch count on ``ranks`` ranks; :class:`~dcnn.errors.LaunchError` if there is none.
+    micro-batch count on ``ranks`` ranks (with ``replicas`` data-parallel replicas: that
+    divides every replica's block); :class:`~dcnn.errors.LaunchError` if there is none.
 
     >>> auto_microbatches("1f1b", batch=12, ranks=4)    # 1F1B needs m >= 4 stages
     6
@@ -159,13 +158,13 @@ def auto_microbatches(schedule: str, *, batch: int, ranks: int) -> int:
         raise ConfigError(f"pipeline schedule {schedule!r} is unknown; choose one of: "
                           f"{', '.join(SCHEDULES)}")
     stages = ranks * _VIRTUAL[schedule]
-    for m in range(min(8, batch), 0, -1):
-        if batch % m == 0:
-            try:
-                _check_microbatches(schedule, m, batch, stages, ranks)
-                return m
-            except (ConfigError, LaunchError):
-                continue
+    blocks = [len(b) for b in replica_blocks(batch, replicas)]
+    for m in range(min(8, *blocks), 0, -1):
+        try:
+            _check_microbatches(schedule, m, batch, stages, ranks, blocks)
+            return m
+        except (ConfigError, LaunchError):
+            continue
     raise LaunchError(f"no micro-batch count up to 8 divides the batch of {batch} samples for "
                       f"schedule {schedule!r} on {ranks} rank(s); set algorithm.microbatches")
 
@@ -208,7 +207,8 @@ def stage_layout(module: nn.Module, spec: StageSpec, *, tp: int) -> TPLayout:
 
 class PipelineEngine(Engine):
     """This rank's stages of the MLP, driven by one :mod:`torch.distributed.pipelining`
-    schedule (see the module docstring)."""
+    schedule (see the module docstring): one pipeline rank per rank (``dp``, ``tp`` and
+    ``pp`` are :class:`PTDPEngine`'s; here they must leave ``pp = R``)."""
 
     method = "pipeline"
 
@@ -225,26 +225,27 @@ class PipelineEngine(Engine):
         if self.method == "pipeline" and self.pp != world.size:
             raise ConfigError("PipelineEngine puts one pipeline rank on every rank; for data "
                               "and tensor parallelism beside it use PTDPEngine (method 'ptd-p')")
-        dtype = next(module.parameters()).dtype
-        self.flat = FlatModel(module, dtype=dtype)
-        self.X, self.T = as_tensors(*pool(shards), dtype, world.device)
+        # no copy of the whole model here: a rank holds its stages alone
+        self.dtype = next(module.parameters()).dtype
+        self.n_params = sum(p.numel() for p in module.parameters())
+        self.X, self.T = as_tensors(*pool(shards), self.dtype, world.device)
         self.batch = len(self.X) if batch_size is None else min(batch_size, len(self.X))
         self.v = _VIRTUAL[schedule]
         self.specs = split_stages(module, self.v * self.pp)
         self.replica_rows = replica_blocks(self.batch, self.dp)
-        for rows in {len(r) for r in self.replica_rows}:
-            _check_microbatches(schedule, microbatches, rows, len(self.specs), self.pp,
-                                replicas=self.dp)
+        _check_microbatches(schedule, microbatches, self.batch, len(self.specs), self.pp,
+                            [len(r) for r in self.replica_rows])
+        # every check before the mesh forms its process groups
+        self.layouts = {s.index: stage_layout(module, s, tp=self.tp) for s in self.specs}
         self.mesh = None
         pp_rank, self.dp_rank, group = world.rank, 0, None
         if self.method == "ptd-p":
             self.mesh = init_device_mesh(world.device.type, (self.pp, self.dp, self.tp),
                                          mesh_dim_names=("pp", "dp", "tp"))
-            pp_rank, self.dp_rank = self.mesh.get_local_rank("pp"), self.mesh.get_local_rank("dp")
+            pp_rank = self.mesh.get_local_rank("pp")
+            self.dp_rank = self.mesh.get_local_rank("dp")
             group = self.mesh.get_group("pp")
-        self.pp_rank = pp_rank
         self.local = [s for s in self.specs if s.index % self.pp == pp_rank]
-        self.layouts = {s.index: stage_layout(module, s, tp=self.tp) for s in self.specs}
         self.stages = [PipelineStage(self._stage_module(module, s), s.index, len(self.specs),
                                      world.device, group=group) for s in self.local]
         self.params = [p for st in self.stages for p in st.submod.parameters()]
@@ -262,7 +263,8 @@ class PipelineEngine(Engine):
         self.bytes_by_axis = self._bytes_by_axis(self.X.element_size())
         self.bytes_per_step = sum(self.bytes_by_axis.values())
         # the clock of the measured bubble: compute seconds inside the stages, step seconds
-        self.clock = {"busy": 0.0, "busy_s": 0.0, "step_s": 0.0, "steps": 0, "timed": 0}
+        self.clock = {"busy": 0.0, "busy_s": 0.0, "step_s": 0.0, "dp_s": 0.0, "steps": 0,
+                      "timed": 0}
         for st in self.stages:
             for name in ("forward_one_chunk", "backward_one_chunk"):
                 setattr(st, name, self._clocked(getattr(st, name)))
@@ -278,7 +280,7 @@ class PipelineEngine(Engine):
     def _bytes_by_axis(self, itemsize: int) -> dict[str, float]:
         """Bytes per worker and step by mesh axis, averaged over the ``R`` ranks (computed:
         see the module docstring)."""
-        b = len(self.replica_rows[0]) if self.dp > 1 else self.batch
+        b = self.batch / self.dp          # a replica's samples, on average
         pp = self.pp
         crossing = [s for s in self.specs[:-1] if s.index % pp != (s.index + 1) % pp]
         out = {"pp": 2.0 * b * itemsize * sum(s.width for s in crossing) / pp}
@@ -322,7 +324,10 @@ class PipelineEngine(Engine):
             c["timed"] += 1
         c["steps"] += 1
         if self.dp > 1:
+            t1 = time.perf_counter()
             self._sum_over_replicas()
+            if c["timed"]:
+                c["dp_s"] += time.perf_counter() - t1
 
     def _sum_over_replicas(self) -> None:
         """Each gradient (this rank's shard) summed over the data-parallel replicas: one
@@ -343,21 +348,23 @@ class PipelineEngine(Engine):
 
     def measured_bubble(self) -> dict:
         """Each rank's busy and step seconds over the timed steps and its idle share, and
-        the mean share over ranks (None before two steps); collective."""
-        p, c = self.world.size, self.clock
-        both = torch.zeros(2 * p, dtype=torch.float64, device=self.world.device)
-        both[self.world.rank], both[p + self.world.rank] = c["busy_s"], c["step_s"]
-        dist.all_reduce(both)
-        busy, step = both[:p].tolist(), both[p:].tolist()
+        the mean share over ranks (None before two steps); beside them each rank's seconds
+        in the data-parallel all-reduce after the schedule (PTD-P; not part of the step the
+        bubble is measured in); collective."""
+        p, c, r = self.world.size, self.clock, self.world.rank
+        every = torch.zeros(3 * p, dtype=torch.float64, device=self.world.device)
+        every[r], every[p + r], every[2 * p + r] = c["busy_s"], c["step_s"], c["dp_s"]
+        dist.all_reduce(every)
+        busy, step, dp = every[:p].tolist(), every[p:2 * p].tolist(), every[2 * p:].tolist()
         idle = [1.0 - b / s if s > 0 else None for b, s in zip(busy, step)]
         return {"bubble_measured": (sum(idle) / p if c["timed"] and None not in idle
                                     else None),
                 "bubble_per_rank": idle, "busy_s_per_rank": busy, "step_s_per_rank": step,
-                "timed_steps": c["timed"]}
+                "dp_allreduce_s_per_rank": dp, "timed_steps": c["timed"]}
 
     def _gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         """Every stage's slice in place, then one sum over ranks (the slices are disjoint)."""
-        flat = torch.zeros(self.flat.n_params, dtype=self.flat.dtype, device=self.world.device)
+        flat = torch.zeros(self.n_params, dtype=self.dtype, device=self.world.device)
         k = 0
         for spec, stage in zip(self.local, self.stages):
             n = sum(1 for _ in stage.submod.parameters())
@@ -382,13 +389,17 @@ class PipelineEngine(Engine):
         return {**super().info(), **grid, "schedule": self.schedule_name,
                 "stages": len(self.specs),
                 "stages_per_rank": self.v, "microbatches": self.microbatches,
-                "batch": self.batch, "microbatch_size": self.batch // self.microbatches,
+                "batch": self.batch,
+                "microbatch_size": [len(r) // self.microbatches for r in self.replica_rows]
+                if self.dp > 1 else self.batch // self.microbatches,
                 "stage_layers": [[s.lo, s.hi] for s in self.specs],
                 "stage_ranks": [s.index % p for s in self.specs],
                 "bubble_fraction": bubble_fraction(ranks=p, microbatches=self.microbatches,
                                                    virtual_stages=self.v),
                 **self.measured_bubble(),
-                "data": "pooled shards (every step one batch split into micro-batches)"}
+                "data": "pooled shards (every step one batch split into micro-batches"
+                        + (", one block of it per data-parallel replica)" if self.dp > 1
+                           else ")")}
 
 
 class PTDPEngine(PipelineEngine):

@@ -27,7 +27,6 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor.parallel import parallelize_module
 
-from ...problems import FlatModel
 from ..runtime.bootstrap import World
 from ..runtime.objective import as_tensors, batch_rows, pool, weighted_loss
 from .engine import Engine
@@ -47,7 +46,6 @@ class TensorParallelEngine(Engine):
         self.world, self.loss, self.batch_size, self.seed = world, loss, batch_size, int(seed)
         self.layout = tp_layout(module, world.size, sequence_parallel=sequence_parallel)
         dtype = next(module.parameters()).dtype
-        self.flat = FlatModel(module, dtype=dtype)
         self.X, self.T = as_tensors(*pool(shards), dtype, world.device)
         self.batch = len(self.X) if batch_size is None else min(batch_size, len(self.X))
         self.mesh = init_device_mesh(world.device.type, (world.size,))

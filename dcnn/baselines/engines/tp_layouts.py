@@ -22,7 +22,7 @@ on its own, where Megatron's fused QKV reduces once).
 input is all-gathered once before the column-parallel layers and the row-parallel outputs are
 reduce-scattered back to tokens (the all-reduce split into its two halves, so activations of the
 LayerNorm regions are ``1/R`` the size). Per step, ``n`` entries each: all-gathers of ``LN_1``'s
-and ``LN_2``'s outputs (forward), of the embedding output and of the gradients of ``o``'s and
+and ``LN_2``'s outputs (forward), of the gradients of the embedding output and of ``o``'s and
 ``fc2``'s outputs (backward); reduce-scatters of ``o``'s and ``fc2``'s outputs (forward) and of
 the gradients of the two gathered inputs (backward); an all-reduce of the pooled features
 ``|B| d`` and of the LayerNorms' gradients (each rank's tokens give a partial sum), ``6 d``.
@@ -43,7 +43,8 @@ from ...errors import ConfigError, LaunchError
 from ...problems.transformer import TokenTransformer, attention, split_tokens
 from ..runtime.costs import ring_allreduce_bytes, ring_gather_bytes
 
-__all__ = ["TPLayout", "tp_layout", "mlp_layout", "tp_pairs", "local_params", "full_tensor"]
+__all__ = ["TPLayout", "tp_layout", "mlp_layout", "linear_positions", "tp_pairs",
+           "local_params", "full_tensor"]
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,20 @@ def _divisible(what: str, size: int, degree: int, fix: str) -> None:
                           f"tensor-parallel degree {degree}; {fix}")
 
 
+def linear_positions(module: nn.Module) -> list[int]:
+    """Indices of the ``nn.Linear`` children of the MLP's ``nn.Sequential``."""
+    if not isinstance(module, nn.Sequential):
+        raise ConfigError(f"pipeline, ptd-p and the MLP's tensor parallelism need the MLP as "
+                          f"an nn.Sequential (dcnn.problems.mlp), got {type(module).__name__}")
+    pos = [i for i, layer in enumerate(module) if isinstance(layer, nn.Linear)]
+    if not pos:
+        raise ConfigError("the model has no nn.Linear layer; build it with dcnn.problems.mlp")
+    return pos
+
+
 def tp_pairs(module: nn.Module, degree: int) -> tuple[list[tuple[int, int]], list[int]]:
     """``(pairs, replicated)``: child indices of the MLP's (colwise, rowwise) Linear pairs
     and of the Linear layer left replicated (the last one when their number is odd)."""
-    from .pipeline import linear_positions
     pos = linear_positions(module)
     pairs = [(pos[k], pos[k + 1]) for k in range(0, len(pos) - 1, 2)]
     for a, _ in pairs:

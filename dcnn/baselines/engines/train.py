@@ -107,13 +107,15 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
             for tensor-parallel that or :func:`dcnn.problems.transformer`), float64 for exact
             comparisons; it is copied, never changed.
         shards: all ``N`` agents' ``(X_i, T_i)``; DDP maps them to ranks in contiguous
-            blocks, pipeline and tensor-parallel train on their union.
+            blocks, pipeline, tensor-parallel and ptd-p train on their union (ptd-p: each
+            step's batch cut into ``dp`` contiguous blocks, one per replica).
         test: ``(X_test, T_test)`` for ``test_metric``, or ``None``.
         loss, task, regularizer: as for the decentralized methods (``regularizer`` defaults
             to none; an l1 part needs ``optimizer="sgd"``).
         iterations, optimizer (``"sgd"`` | ``"adam"``), lr: the training steps.
         batch_size: ``None``/``0`` for the full batch; else samples per rank and step (DDP)
-            or per step (pipeline, tensor-parallel), drawn by seeded generators.
+            or per step (pipeline, tensor-parallel, ptd-p: all replicas together), drawn by
+            seeded generators.
         schedule, microbatches: pipeline and ptd-p (``"gpipe"``, ``"1f1b"``,
             ``"interleaved"``); with ptd-p each replica splits its part of the batch.
         sequence_parallel: tensor-parallel on the transformer only: the LayerNorm regions
