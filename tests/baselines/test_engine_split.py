@@ -2,6 +2,8 @@
 micro-batches), tensor-parallel forward passes and gradients (the MLP; the transformer by
 heads, with and without sequence parallelism) and PTD-P gradients (data x tensor x pipeline
 at every shape of 2, 4 and 8 ranks), under mpiexec."""
+import json
+
 import pytest
 import torch
 from _engine_cases import (full_gradient, l2, module, parse, pooled_problem, shards,
@@ -121,3 +123,19 @@ def test_split_models_equal_the_unsplit_model(mpi, ranks):
                 assert info["tokens_per_rank"] == (4 // ranks if opts[0] == "1" else 4)
                 for rec in recs:
                     assert rec["comm"] == COMM[case], (case, rec["rank"], rec["comm"])
+
+
+@pytest.mark.mpi
+def test_the_transformer_by_heads_trains_like_the_unsplit_one(mpi):
+    """Training, not just one gradient: 3 steps (SGD with l2, Adam) of the transformer split by
+    heads over 2 ranks, with and without sequence parallelism (whose LayerNorm gradients are
+    partial sums, all-reduced before the update), equal the unsplit transformer's."""
+    res = mpi(2, ["tests/baselines/_sp_train_script.py"], timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
+    assert len(lines) == 2                                      # every rank prints its own
+    for line in lines:
+        out = json.loads(line[len("RESULT "):])
+        assert set(out) == {"False-sgd", "False-adam", "True-sgd", "True-adam"}
+        for run, (size, diff) in out.items():
+            assert size == 2 and diff <= 1e-12, (run, diff)
