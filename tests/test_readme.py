@@ -93,9 +93,9 @@ SHORTER = {" compare experiments/": " --set run.iterations=30",
                                            "--set data.samples=500 --set run.eval_every=2 "
                                            "--set model.hidden=[16]",
            "run.iterations=3000": " --set run.iterations=300",
-           # SIL's 6-layer shape, 16 wide on 500 samples; 55-round grid points and 60 rounds (the
-           # 50 recovery steps need more than the 30 above)
-           "schemes/sil_6layer.toml": " --tune-rounds 55 --set data.samples=500 "
+           # SIL's 6-layer shape, 16 wide on 500 samples; a one-point grid of 55 rounds and 60
+           # rounds (the 50 recovery steps need more than the 30 above)
+           "schemes/sil_6layer.toml": " --tune-factors 1 --tune-rounds 55 --set data.samples=500 "
                                       "--set model.hidden=[16,16,16,16,16] "
                                       "--set run.iterations=60",
            # the default experiment (300 rounds) on one process and on four ranks

@@ -55,13 +55,14 @@ CASES = {
     "pipeline": (["algorithm.name='pipeline'", "algorithm.alpha0=1.0"], 1500, 1e-6),
     "tensor-parallel": (["algorithm.name='tensor-parallel'", "algorithm.alpha0=1.0"], 1500,
                         1e-6),
+    "ptd-p": (["algorithm.name='ptd-p'", "algorithm.alpha0=1.0"], 1500, 1e-6),
     # one block (one chunk): ordinary backprop, i.e. gradient descent on U
     "local-parallel": (["algorithm.name='local-parallel'", "algorithm.stages=1",
                         "algorithm.alpha0=1.0"], 1500, 1e-6),
 }
 # a linear model has one Linear layer: no pipeline of two stages and no second block for local
 # parallelism on a second rank (refused; see the engine tests)
-NOT_ON_TWO_RANKS = ("pipeline", "local-parallel")
+NOT_ON_TWO_RANKS = ("pipeline", "ptd-p", "local-parallel")
 # under mpiexec each case runs its first MPI_ROUNDS rounds (or all, if fewer) and must follow
 # the in-process trajectory there to rounding (evaluated every MPI_ROUNDS rounds in both)
 MPI_ROUNDS = 200

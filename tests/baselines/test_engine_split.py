@@ -25,8 +25,8 @@ CASES = {
         # (1, 4, 1), (1, 1, 4)
         "ptdp/gpipe/1/2,2/4,4,4", "ptdp/1f1b/13/2,1/4,4,4", f"ptdp/interleaved/2/1,2/{DEEP}",
         "ptdp/gpipe/1/4,1/4,4,4", "ptdp/gpipe/2/1,4/4,4,4", f"ptdp/1f1b/13/1,1/{DEEP}"],
-    # (2, 2, 2), the shape: interleaved (4 stages of one pair) and 1F1B
-    8: [f"ptdp/interleaved/1/2,2/{DEEP}", "ptdp/1f1b/13/2,2/4,4,4"],
+    # (2, 2, 2), Megatron's shape: interleaved, 4 stages of one column/row pair each
+    8: [f"ptdp/interleaved/1/2,2/{DEEP}"],
 }
 
 # computed bytes per worker and step (26 samples, float64, 2 ranks): pipeline, boundaries
@@ -49,11 +49,10 @@ BYTES = {
 AXES = {
     # 2 ranks: dp = 2 over 66 parameters, ring all-reduce 2 (R-1)/R n
     "ptdp/gpipe/1/2,1/4,4,4": {"pp": 0.0, "dp": 66 * 8},
-    # 8 ranks, 1F1B over 2 stages (3-4-4 | 4-4-2): pp, the 4-wide cut for 13 samples averaged
-    # over 2 pipeline ranks; tp, all-reduces of 13 x (4) (stage 0 output) and 13 x (2 + 4)
-    # (stage 1 output, input gradient) averaged over 2 stages; dp, 18 parameters per rank
-    "ptdp/1f1b/13/2,2/4,4,4": {"pp": 2 * 13 * 4 * 8 / 2, "tp": 13 * (4 + 6) * 8 / 2,
-                               "dp": 18 * 8},
+    # 4 ranks, (2, 2, 1): one stage 3-4-4-4-2, pairs (0, 2) and (4, 6) for 13 samples per
+    # replica: all-reduces of 13 x (4 + 2) outputs and 13 x 4 input gradient over 2 ranks,
+    # 2 (R-1)/R n = n entries; dp, the 36 parameters one rank holds (8 + 12 + 10 + 6)
+    "ptdp/gpipe/1/2,2/4,4,4": {"pp": 0.0, "tp": 13 * (4 + 2 + 4) * 8, "dp": 36 * 8},
 }
 # the collectives PyTorch ran for one gradient (counted by _split_script's dispatch mode), as
 # the layouts state them
