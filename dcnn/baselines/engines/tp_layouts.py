@@ -6,7 +6,8 @@ arXiv 1909.08053; sequence parallelism of Korthikanti et al. 2022, arXiv 2205.05
 pairs ``(A, B)``: ``A`` column-parallel (rank ``r`` holds a slice of the hidden units), ``B``
 row-parallel (the matching columns of ``W_B``, ``b_B`` replicated); an odd last layer stays
 replicated. Per step: one all-reduce of each ``B``'s output (forward) and of each ``A``'s input
-gradient but the first pair's, whose input is the data (backward).
+gradient but the first pair's, whose input is the data (backward; in a pipeline stage after
+the first, whose input is an activation, the first pair's too).
 
 **Transformer** (:class:`dcnn.problems.TokenTransformer`), by heads: ``q``, ``k``, ``v``
 column-parallel (rank ``r`` holds heads ``r H/R .. (r+1) H/R - 1``: rows of ``W_q, W_k,
