@@ -547,6 +547,23 @@ def bench_scaling(mlps=SCALING_MLPS, agents=SCALING_AGENTS, *, reps: int = 5,
 BUBBLE_SCHEDULES = ("gpipe", "1f1b", "interleaved")
 
 
+def _square_mlp(*, width: int, layers: int, batch: int, steps: int):
+    """``(X, T, module)`` of the engine benchmarks: ``batch`` random samples ``width`` wide
+    (inputs and targets) and an MLP of ``layers`` Linear layers ``width`` wide, float32;
+    ``steps`` must leave a timed step after the untimed first."""
+    from .errors import ConfigError
+    from .problems import mlp
+
+    if steps < 2:
+        raise ConfigError(f"steps = {steps}: the first step is not timed; give at least 2")
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(batch, width, generator=g)
+    T = torch.randn(batch, width, generator=g)
+    module = mlp(n_inputs=width, hidden=[width] * (layers - 1), n_outputs=width, seed=0,
+                 dtype=torch.float32)
+    return X, T, module
+
+
 def bench_bubbles(microbatches=(1, 2, 4, 8, 16), *, width: int = 512, layers: int = 8,
                   batch: int = 4096, steps: int = 6) -> list[dict]:
     """Collective (every rank of the launch): for each schedule and micro-batch count, the
@@ -558,15 +575,8 @@ def bench_bubbles(microbatches=(1, 2, 4, 8, 16), *, width: int = 512, layers: in
     from .baselines.engines.pipeline import PipelineEngine
     from .baselines.runtime.bootstrap import process_group
     from .errors import ConfigError, LaunchError
-    from .problems import mlp
 
-    if steps < 2:
-        raise ConfigError(f"steps = {steps}: the first step is not timed; give at least 2")
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(batch, width, generator=g)
-    T = torch.randn(batch, width, generator=g)
-    module = mlp(n_inputs=width, hidden=[width] * (layers - 1), n_outputs=width, seed=0,
-                 dtype=torch.float32)
+    X, T, module = _square_mlp(width=width, layers=layers, batch=batch, steps=steps)
     rows = []
     with process_group() as world:
         for schedule in BUBBLE_SCHEDULES:
@@ -622,15 +632,8 @@ def bench_ptdp(*, width: int = 256, layers: int = 8, batch: int = 512, microbatc
     from .baselines.engines.pipeline import PTDPEngine
     from .baselines.runtime.bootstrap import process_group
     from .errors import ConfigError, LaunchError
-    from .problems import mlp
 
-    if steps < 2:
-        raise ConfigError(f"steps = {steps}: the first step is not timed; give at least 2")
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(batch, width, generator=g)
-    T = torch.randn(batch, width, generator=g)
-    module = mlp(n_inputs=width, hidden=[width] * (layers - 1), n_outputs=width, seed=0,
-                 dtype=torch.float32)
+    X, T, module = _square_mlp(width=width, layers=layers, batch=batch, steps=steps)
     rows = []
     with process_group() as world:
         for dp, tp, pp in grids(world.size)[:shapes]:
