@@ -24,6 +24,9 @@
   (:class:`~dcnn.baselines.engines.pipeline.PipelineEngine`) at equal micro-batch counts
   ``m = 1, 2, 4, 8, 16`` on the same MLP and batch, next to ``(p-1)/(m+p-1)`` and
   ``(p-1)/(2m+p-1)``, with the time per step.
+- ``dcnn bench local-window`` (under ``mpiexec -n R``): local parallelism with one unit (or
+  chunk) per rank, ms per tick with ranks that may run ``window`` ticks ahead of the next
+  rank against ``window = 1`` (neighbouring ranks in step); the result is the same.
 - ``dcnn bench scaling`` (one process): seconds per NEXT-PL iteration of the stacked backend
   and the PL solver that ran, against P (MLPs, P ~ 1e3 .. 1e5, 8 agents) and against the
   number of agents (the MNIST-1D CNN, 8 .. 128 agents); and the time of ``tau = "auto"``.
@@ -605,6 +608,53 @@ def bench_bubbles(microbatches=(1, 2, 4, 8, 16), *, width: int = 512, layers: in
     return rows if world.rank == 0 else []
 
 
+def bench_local_window(windows=(1, 4), *, width: int = 512, layers: int = 8,
+                       batch: int = 1024, ticks: int = 30, reps: int = 3) -> list[dict]:
+    """Collective (every rank of the launch): local parallelism with one unit per rank
+    (greedy, overlapping) or one chunk of two blocks per rank (chunked) on an MLP of
+    ``layers`` Linear layers ``width`` wide (squared loss, float32, ``batch`` samples, Adam),
+    ``ticks`` ticks between barriers per run, each ``window`` in turn, ``reps`` rounds (one
+    untimed round first); the row holds the median milliseconds per tick and the speed-up of
+    each window over ``window = 1`` (neighbouring ranks in step). Rows on rank 0."""
+    import torch.distributed as dist
+
+    from .baselines.runtime.bootstrap import process_group
+    from .baselines.runtime.traffic import Traffic
+    from .baselines.schemes.local_parallel import LocalPipeline, plan_units
+
+    X, T, module = _square_mlp(width=width, layers=layers, batch=batch, steps=2)
+    rows = []
+    with process_group() as world:
+        R = world.size
+        for mode, stages, chunk in (("greedy", R, 1), ("overlapping", R, 1),
+                                    ("chunked", 2 * R, 2)):
+            if stages > layers:
+                continue
+            specs = plan_units(module, stages=stages, local_mode=mode, chunk=chunk)
+            times = {w: [] for w in windows}
+            for rep in range(reps + 1):
+                for w in windows:
+                    pipe = LocalPipeline(world=world, traffic=Traffic(world), module=module,
+                                         shards=[(X, T)], specs=specs, local_mode=mode,
+                                         iterations=ticks, optimizer="adam", lr=1e-4,
+                                         window=w)
+                    dist.barrier()
+                    t0 = time.perf_counter()
+                    for t in range(ticks):
+                        pipe.step(t)
+                    pipe.settle()
+                    dist.barrier()
+                    if rep:
+                        times[w].append((time.perf_counter() - t0) / ticks)
+                    del pipe
+            base = float(np.median(times[windows[0]]))
+            for w in windows:
+                ms = float(np.median(times[w]))
+                rows.append({"mode": mode, "ranks": R, "units": len(specs), "window": w,
+                             "ms_per_tick": 1e3 * ms, "speedup": base / ms})
+    return rows if world.rank == 0 else []
+
+
 def grids(ranks: int) -> list[tuple[int, int, int]]:
     """Every ``(dp, tp, pp)`` with ``dp tp pp = ranks``, pipeline-heavy first.
 
@@ -892,6 +942,12 @@ def main(args) -> int:
             rows = bench_split_memory(width=64, batches=(64,), n_inputs=32, steps=2, rounds=1)
         else:
             rows = bench_split_memory()
+        _print(rows, args.out)
+    elif args.what == "local-window":
+        if args.quick:
+            rows = bench_local_window(width=16, layers=4, batch=8, ticks=4, reps=1)
+        else:
+            rows = bench_local_window()
         _print(rows, args.out)
     elif args.what == "ptdp":
         if args.quick:

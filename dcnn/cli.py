@@ -247,7 +247,8 @@ def _parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
     bench = sub.add_parser("bench", help="performance benchmarks (see README)")
     bench.add_argument("what", choices=["mix", "stacked", "threads", "memory", "solver", "costs",
-                                        "scaling", "bubbles", "ptdp", "split-memory"],
+                                        "scaling", "bubbles", "ptdp", "split-memory",
+                                        "local-window"],
                        help="which benchmark")
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     bench.add_argument("--model", choices=["mlp", "cnn"], default="mlp",

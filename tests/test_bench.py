@@ -94,6 +94,22 @@ def test_bubbles_under_mpiexec_measure_every_schedule(mpi, tmp_path):
         assert r["note"].startswith("per rank ")
 
 
+def test_local_window_under_mpiexec_times_each_mode_and_window(mpi, tmp_path):
+    """``dcnn bench local-window --quick`` on 2 ranks: one row per mode and window (one unit
+    or chunk per rank), times measured, the speed-up relative to window 1."""
+    out = tmp_path / "window.json"
+    res = mpi(2, ["-m", "dcnn", "bench", "local-window", "--quick", "--out", str(out)],
+              timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [(r["mode"], r["window"]) for r in rows] == [
+        (m, w) for m in ("greedy", "overlapping", "chunked") for w in (1, 4)]
+    for base, other in zip(rows[::2], rows[1::2]):
+        assert base["units"] == other["units"] == 2 and base["ranks"] == 2
+        assert base["speedup"] == 1.0 and base["ms_per_tick"] > 0
+        assert other["speedup"] == pytest.approx(base["ms_per_tick"] / other["ms_per_tick"])
+
+
 def test_ptdp_under_mpiexec_runs_every_grid_with_bytes_by_axis(mpi, tmp_path):
     """``dcnn bench ptdp --quick`` on 2 ranks: a row per (dp, tp, pp) of 2 ranks, the bytes by
     axis as the scheme gives them (8 Linear layers 8 wide, float32, 16 samples)."""

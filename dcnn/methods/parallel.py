@@ -84,6 +84,7 @@ class LocalOptions(ParallelOptions):
     stages: int = _STAGES
     local_mode: str = option("greedy", choices=("greedy", "overlapping", "chunked"))
     chunk: int = option(2, check=(lambda v: v >= 1, ">= 1"))
+    window: int = option(1, check=(lambda v: v >= 1, ">= 1"))
 
 
 def engine_step(spec: MethodSpec, exp, o) -> dict:
@@ -197,7 +198,7 @@ for _spec in (
     MethodSpec("local-parallel", "local parallelism: blocks with local losses, pipelined "
                "forward-only", LocalOptions,
                _scheme("local-parallel", "train_local_parallel",
-                       {k: k for k in ("stages", "local_mode", "chunk")},
+                       {k: k for k in ("stages", "local_mode", "chunk", "window")},
                        shown=("local_mode",)), _PARALLEL,
                variants={f"local-{m}": {"local_mode": m}
                          for m in ("greedy", "overlapping", "chunked")},

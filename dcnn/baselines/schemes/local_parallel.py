@@ -55,9 +55,14 @@ Ranks. The ``U >= R`` units sit on the ``R`` ranks in contiguous balanced blocks
 (:func:`place_units`). Every rank holds all the data (targets of any batch are known
 everywhere) and runs the same tick rule for its units, keeping the previous tick's activation
 in a buffer between units on the same rank; between ranks the activation (and, overlapping,
-the one-hop gradient ``d``) goes with non-blocking ``isend``/``irecv`` posted at the end of a
-tick and waited for at the start of the next, through one
-:class:`~dcnn.baselines.runtime.traffic.Traffic` (measured bytes). No flush: every unit steps
+the one-hop gradient ``d``) goes with non-blocking ``isend``/``irecv`` through one
+:class:`~dcnn.baselines.runtime.traffic.Traffic` (measured bytes). A rank waits at the start
+of tick ``t`` only for the messages tick ``t`` consumes; its receives are posted ``window``
+ticks ahead and its sends need only complete ``window`` ticks later, so with ``window = 1``
+neighbouring ranks move in step (a send completes once its receiver has finished the tick
+before), and with ``window > 1`` each rank steps as soon as its input has arrived and an
+upstream rank runs up to ``window`` ticks ahead (greedy and chunked: nothing flows back;
+overlapping stays coupled by ``d``). Evaluations drain what is due. No flush: every unit steps
 every tick, so one process running all units is exactly the sequential simulation the
 multi-rank run must reproduce.
 
@@ -102,8 +107,9 @@ class LocalPipeline(Trainer):
                  shards: Sequence[tuple], specs: Sequence[UnitSpec], loss: str = "squared",
                  local_mode: str = "greedy", iterations: int, batch_size: int | None = None,
                  seed: int = 0, optimizer: str = "sgd", lr: float = 0.1,
-                 regularizer: Regularizer | None = None):
+                 regularizer: Regularizer | None = None, window: int = 1):
         self.world, self.traffic, self.specs = world, traffic, list(specs)
+        self.window, self.t = int(window), 0
         self.loss, self.mode, self.iterations = loss, local_mode, int(iterations)
         self.batch_size, self.seed, self.lr, self.optimizer = batch_size, int(seed), lr, optimizer
         self.regularizer = make_regularizer("none") if regularizer is None else regularizer
@@ -123,7 +129,8 @@ class LocalPipeline(Trainer):
         self.inbox: dict[int, torch.Tensor] = {}    # unit -> activation of tick t-1
         self.deltas: dict[int, torch.Tensor] = {}   # unit -> d from unit+1 of tick t-1
         self.saved: dict[tuple[int, int], tuple] = {}  # (unit, tick) -> (x, params)
-        self.pending: list = []                     # (work, kind, unit, buffer)
+        self.pending: list = []                     # (due tick, work, kind, unit, buffer)
+        self.posted = 0                             # receives posted for ticks < posted
         self.active: list[int] = []
 
     # --- data and messages -------------------------------------------------------------
@@ -131,48 +138,68 @@ class LocalPipeline(Trainer):
         rows = batch_rows(len(self.X), self.batch_size, seed=self.seed, step=b, stream=0)
         return torch.arange(len(self.X), device=self.X.device) if rows is None else rows
 
-    def drain(self) -> None:
-        """Wait for the posted sends and receives; file what arrived."""
-        for work, kind, u, buf in self.pending:
+    def drain(self, t: int | None = None, *, sends: bool = False) -> None:
+        """Wait for the sends and receives due by tick ``t`` (all: ``None``; every send too
+        with ``sends``); file what arrived."""
+        keep = []
+        for due, work, kind, u, buf in self.pending:
+            if t is not None and due > t and not (sends and kind == "send"):
+                keep.append((due, work, kind, u, buf))
+                continue
             work.wait()
             if kind == "act":
                 self.inbox[u] = buf
             elif kind == "delta":
                 self.deltas[u] = buf
-        self.pending = []
+        self.pending = keep
 
-    def _send(self, buf: torch.Tensor, dst: int) -> None:
-        self.pending.append((self.traffic.isend(buf, dst), "send", None, buf))
+    def _send(self, buf: torch.Tensor, dst: int, t: int) -> None:
+        # complete by the start of tick t + window: a rank runs up to `window` ticks ahead
+        self.pending.append((t + self.window, self.traffic.isend(buf, dst), "send", None, buf))
+
+    def _post_receives(self, upto: int) -> None:
+        """Post this rank's receives for the ticks before ``upto`` not posted yet: the
+        activation its first unit needs at tick ``tau`` (sent at ``tau - 1``) and, in
+        overlapping mode, the one-hop gradient its last unit needs."""
+        first, last = self.mine[0], self.mine[-1]
+        upto = min(upto, self.iterations)
+        for tau in range(self.posted, upto):
+            if first > 0 and tau >= first:
+                buf = torch.empty(self.batch, self.specs[first].width_in, dtype=self.dtype,
+                                  device=self.X.device)
+                self.pending.append((tau, self.traffic.irecv(buf, self.rank_of[first - 1]),
+                                     "act", first, buf))
+            if (self.mode == "overlapping" and last + 1 < len(self.specs)
+                    and tau >= last + 2):
+                buf = torch.empty(self.batch, self.specs[last].width, dtype=self.dtype,
+                                  device=self.X.device)
+                self.pending.append((tau, self.traffic.irecv(buf, self.rank_of[last + 1]),
+                                     "delta", last, buf))
+        self.posted = max(self.posted, upto)
 
     def _post(self, t: int, outs: dict, deltas: dict) -> None:
         """Route tick ``t``'s activations and one-hop gradients to where tick ``t+1`` needs
-        them: in place on this rank, else through non-blocking sends."""
+        them: in place on this rank, else through non-blocking sends; keep the receives
+        posted ``window`` ticks ahead."""
         if t + 1 >= self.iterations:
             return
         self.inbox = {u + 1: a for u, a in outs.items() if u + 1 in self.units}
         self.deltas = {u - 1: d for u, d in deltas.items() if u - 1 in self.units}
         for u, a in outs.items():
             if u + 1 < len(self.specs) and u + 1 not in self.units:
-                self._send(a, self.rank_of[u + 1])
+                self._send(a, self.rank_of[u + 1], t)
         for u, d in deltas.items():
             if u - 1 not in self.units:
-                self._send(d, self.rank_of[u - 1])
-        first, last = self.mine[0], self.mine[-1]
-        if first > 0 and t + 1 - first >= 0:
-            buf = torch.empty(self.batch, self.specs[first].width_in, dtype=self.dtype,
-                              device=self.X.device)
-            self.pending.append((self.traffic.irecv(buf, self.rank_of[first - 1]), "act",
-                                 first, buf))
-        if self.mode == "overlapping" and last + 1 < len(self.specs) and t - (last + 1) >= 0:
-            buf = torch.empty(self.batch, self.specs[last].width, dtype=self.dtype,
-                              device=self.X.device)
-            self.pending.append((self.traffic.irecv(buf, self.rank_of[last + 1]), "delta",
-                                 last, buf))
+                self._send(d, self.rank_of[u - 1], t)
+        self._post_receives(t + 1 + self.window)
 
     # --- the tick -------------------------------------------------------------------------
     def gradients(self, t: int) -> None:
         """``p.grad`` = ``G_u^t`` for every unit of this rank active at tick ``t``."""
-        self.drain()
+        if t == 0:
+            self._post_receives(1 + self.window)
+        self.drain(t)
+        self.t = t
         outs, deltas, self.active = {}, {}, []
         weight = 1.0 / self.batch
         for u in self.mine:
@@ -220,7 +247,9 @@ class LocalPipeline(Trainer):
         self.update()
 
     def settle(self) -> None:
-        self.drain()     # no message in flight across an evaluation's collective
+        # every message of the ticks so far delivered before an evaluation's collective
+        # (receives posted for later ticks stay posted: nothing is sent to them yet)
+        self.drain(self.t + 1, sends=True)
 
     def parameters(self) -> torch.Tensor:
         """The model without heads, in FlatModel order, on every rank (not counted)."""
@@ -255,7 +284,7 @@ class LocalPipeline(Trainer):
         specs = self.specs
         return {**super().info(), "optimizer": self.optimizer, "lr": self.lr,
                 "stages": sum(len(s.blocks) for s in specs), "units": len(specs),
-                "local_mode": self.mode,
+                "local_mode": self.mode, "window": self.window,
                 "chunk": len(specs[0].blocks) if self.mode == "chunked" else 1,
                 "units_per_rank": self.placement,
                 "unit_blocks": [list(s.blocks) for s in specs],
@@ -271,7 +300,7 @@ class LocalPipeline(Trainer):
 
 
 def _validate(*, module, shards, loss, task, regularizer, optimizer, lr, iterations,
-              eval_every, batch_size, seed, stages, local_mode, chunk) -> tuple:
+              eval_every, batch_size, seed, stages, local_mode, chunk, window) -> tuple:
     check_trainer_inputs(module=module, shards=shards, loss=loss, task=task,
                          regularizer=regularizer, optimizer=optimizer, lr=lr)
     n_lin = n_linear(module)
@@ -279,6 +308,7 @@ def _validate(*, module, shards, loss, task, regularizer, optimizer, lr, iterati
         raise ConfigError(f"local_mode {local_mode!r} is unknown; choose one of: "
                           f"{', '.join(MODES)}")
     stages, chunk = as_int("stages", stages, low=0), as_int("chunk", chunk, low=1)
+    as_int("window", window, low=1)
     if stages:
         resolve_stages(stages, local_mode=local_mode, chunk=chunk, ranks=1, n_linear=n_lin)
     return (n_lin, as_int("iterations", iterations, low=0),
@@ -293,14 +323,18 @@ def train_local_parallel(*, module: nn.Module, shards: Sequence[tuple],
                          batch_size: int | None = None, eval_every: int = 10, seed: int = 0,
                          progress: bool = False, backend: str = "auto", device: str = "cpu",
                          timeout: datetime.timedelta = DEFAULT_TIMEOUT, stages: int = 0,
-                         local_mode: str = "greedy", chunk: int = 2) -> tuple[History, dict]:
+                         local_mode: str = "greedy", chunk: int = 2, window: int = 1
+                         ) -> tuple[History, dict]:
     """Train ``module`` by local parallelism (module docstring); ``(History, info)`` on
     every rank.
 
     Scheme keywords: ``stages`` (``S`` blocks, ``0`` = auto: ``max(R, 2)``, chunked
     ``k max(R, 2)``; ``1 <= S <=`` Linear layers), ``local_mode`` (``"greedy"``,
     ``"chunked"``, ``"overlapping"``), ``chunk`` (``k`` blocks per unit in chunked mode,
-    ``>= 1`` and dividing ``S``; ignored otherwise). ``iterations`` counts ticks. The other
+    ``>= 1`` and dividing ``S``; ignored otherwise), ``window`` (``>= 1``: how many ticks a
+    rank may run ahead of the rank after it; 1 couples neighbouring ranks at every tick,
+    more lets each rank step as soon as its input has arrived; the result is the same).
+    ``iterations`` counts ticks. The other
     keywords are those of :func:`dcnn.baselines.train_engine`.
 
     >>> import numpy as np
@@ -316,7 +350,8 @@ def train_local_parallel(*, module: nn.Module, shards: Sequence[tuple],
     n_lin, iterations, eval_every, batch_size, seed, stages, chunk = _validate(
         module=module, shards=shards, loss=loss, task=task, regularizer=regularizer,
         optimizer=optimizer, lr=lr, iterations=iterations, eval_every=eval_every,
-        batch_size=batch_size, seed=seed, stages=stages, local_mode=local_mode, chunk=chunk)
+        batch_size=batch_size, seed=seed, stages=stages, local_mode=local_mode, chunk=chunk,
+        window=window)
     metrics = make_evaluator(module=module, pooled=pool(shards), loss=loss, task=task,
                              regularizer=regularizer, test=test)
 
@@ -329,7 +364,8 @@ def train_local_parallel(*, module: nn.Module, shards: Sequence[tuple],
         return LocalPipeline(world=world, traffic=Traffic(world), module=module,
                              shards=shards, specs=specs, loss=loss, local_mode=local_mode,
                              iterations=iterations, batch_size=batch_size, seed=seed,
-                             optimizer=optimizer, lr=lr, regularizer=regularizer)
+                             optimizer=optimizer, lr=lr, regularizer=regularizer,
+                             window=int(window))
 
     return train_in_world(build, metrics=metrics, iterations=iterations, eval_every=eval_every,
                           progress=progress, backend=backend, device=device, timeout=timeout)

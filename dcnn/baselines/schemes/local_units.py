@@ -21,7 +21,8 @@ from ..engines.pipeline import split_stages
 from ..runtime.objective import weighted_loss
 
 __all__ = ["METHOD", "MODES", "UnitSpec", "Unit", "n_linear", "resolve_stages", "plan_units",
-           "place_units", "make_head", "build_units", "local_loss", "overlap_grads"]
+           "place_units", "make_head", "build_units", "local_loss", "overlap_grads",
+           "unit_flops"]
 
 METHOD = "local-parallel"
 MODES = ("greedy", "chunked", "overlapping")
@@ -158,3 +159,29 @@ def overlap_grads(body: nn.Module, params: dict[str, torch.Tensor], x: torch.Ten
 
     _, vjp = torch.func.vjp(forward, params)
     return vjp(delta)[0]
+
+
+def unit_flops(module: nn.Sequential, spec: UnitSpec, *, batch: int, local_mode: str,
+               overlap: bool = False) -> int:
+    """Matrix-multiply FLOPs of one tick of unit ``spec`` on ``batch`` samples, counted from
+    the layer shapes: a Linear ``i -> o`` costs ``2 B i o`` forward (two FLOPs per
+    multiply-add) and as much for its weight gradient and for its input gradient; bias adds,
+    activations and losses are not counted. The tick is the unit's forward and its head's, the
+    backward through the head and every Linear's weights, the input gradient of every Linear
+    but the unit's first (of the first too in overlapping mode past unit 0: ``d`` goes back),
+    and, with ``overlap`` (overlapping mode with a ``d`` to apply), the recomputed forward of
+    tick ``t-2`` and its vector-Jacobian product in the parameters. One unit with no head is a
+    backprop step: ``6 B sum i o - 2 B i_1 o_1``."""
+    shapes = [(m.in_features, m.out_features) for m in module[spec.lo:spec.hi]
+              if isinstance(m, nn.Linear)]
+    n_out = [m for m in module if isinstance(m, nn.Linear)][-1].out_features
+    body = sum(i * o for i, o in shapes)
+    first = shapes[0][0] * shapes[0][1]
+    head = spec.width * n_out if spec.head else 0
+    send_back = local_mode == "overlapping" and spec.index > 0
+    flops = 2 * batch * (body + head)                                 # forward
+    flops += 2 * batch * (body + head)                                # weight gradients
+    flops += 2 * batch * (body - (0 if send_back else first) + head)  # input gradients
+    if overlap:
+        flops += 2 * batch * (body + body + body - first)             # recompute + vjp
+    return flops
