@@ -79,7 +79,12 @@ def test_default_experiment_as_the_first_setup_command_runs_it(scratch):
 # suite runs each with these arguments appended (same config, methods, graphs and code paths,
 # fewer rounds, seeds, lengths or sizes).
 SHORTER = {" compare experiments/": " --set run.iterations=30",
-           "experiments/churn.py": " --iterations 40 --seeds 2",
+           # one batch size, one rate, 2 seeds, 2 models, 30 steps to a low target
+           "experiments/codistillation.py": " --batches 32 --lrs 0.01 --seeds 2 --models 2 "
+                                            "--iterations 30 --target 20",
+           "experiments/local_parallel.py": " --batches 32 --lrs 0.01 --seeds 1 "
+                                            "--methods backprop,greedy --iterations 20 "
+                                            "--target 2.2",
            "experiments/ring_attention.py": " --lengths 256,512 --repeats 1",
            "dcnn bench ": " --quick",
            # a tenth of the training steps (the full run is the documented figure)

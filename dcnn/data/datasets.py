@@ -20,6 +20,7 @@ import numbers
 import os
 import random
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,8 +219,34 @@ def _read_raw(name: str, target_column: int, samples: int) -> tuple[RawData, str
 def _mnist1d(samples: int) -> RawData:
     """MNIST-1D of ``samples`` samples as the ``mnist1d`` package generates it (no download),
     with its train/test split, from its seed 42 (cached for the process: 50,000 samples take
-    about 10 s). The package reseeds the global ``numpy`` and ``random`` generators; their
-    states are put back, so loading it leaves a caller's global randomness untouched."""
+    about 10 s; and, when ``DCNN_CACHE`` names a folder, in ``DCNN_CACHE/mnist1d/`` for later
+    processes, keyed by the sample count and the package's version). The package reseeds the
+    global ``numpy`` and ``random`` generators; their states are put back, so loading it
+    leaves a caller's global randomness untouched."""
+    from importlib.metadata import version
+    cache = os.environ.get("DCNN_CACHE")
+    path = (Path(cache) / "mnist1d" / f"{samples}-{version('mnist1d')}.npz") if cache else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as z:
+                raw = RawData(z["x"], z["y"], z["x_test"], z["y_test"])
+            if len(raw.y) + len(raw.y_test) == samples:
+                return raw
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass                       # unreadable: generated again and rewritten
+    raw = _generate_mnist1d(samples)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.npz")
+            np.savez(tmp, x=raw.X, y=raw.y, x_test=raw.X_test, y_test=raw.y_test)
+            os.replace(tmp, path)      # atomic: a concurrent reader sees all or nothing
+        except OSError:
+            pass                       # a cache that cannot be written is no cache
+    return raw
+
+
+def _generate_mnist1d(samples: int) -> RawData:
     from mnist1d.data import get_dataset_args, make_dataset
     args = get_dataset_args()
     args.num_samples = samples

@@ -119,3 +119,26 @@ def test_config_refuses_samples_with_python_data():
 def test_config_checks_samples(value):
     error_of(lambda: load_config(None, [f"data.samples={value}"]), "data.samples",
              "multiple of 10", str(value), kind=ConfigError)
+
+
+def test_the_disk_cache_returns_the_generated_arrays_and_survives_a_bad_file(monkeypatch,
+                                                                             tmp_path, fresh):
+    """With DCNN_CACHE set, a later process reads what the first generated (bit for bit); a
+    truncated cache file is generated again and rewritten; without it nothing is written."""
+    monkeypatch.setenv("DCNN_CACHE", str(tmp_path))
+    first = fresh(samples=200)
+    (path,) = (tmp_path / "mnist1d").glob("200-*.npz")
+    calls = []
+    real = datasets._generate_mnist1d
+    monkeypatch.setattr(datasets, "_generate_mnist1d", lambda n: calls.append(n) or real(n))
+    again = fresh(samples=200)
+    assert calls == []                                      # read, not generated
+    for a, b in ((first.X_train, again.X_train), (first.y_test, again.y_test)):
+        assert np.array_equal(a, b)
+    path.write_bytes(path.read_bytes()[:100])               # a torn write
+    third = fresh(samples=200)
+    assert calls == [200] and np.array_equal(third.X_train, first.X_train)
+    assert np.load(path)["x"].shape[0] + np.load(path)["x_test"].shape[0] == 200
+    monkeypatch.delenv("DCNN_CACHE")
+    fresh(samples=300)
+    assert not list((tmp_path / "mnist1d").glob("300-*"))
