@@ -5,8 +5,8 @@ target in fewer steps when the batch grows, codistillation (``n`` models on disj
 each distilling towards the others' stale predictions) still does; that it reaches most of an
 ensemble's benefit at the cost of one model; and that codistilled models are more
 reproducible (lower churn). This script measures the three, in one process, on one config
-(``run.seed`` fixes the data, split and shards; the training seeds ``0..S-1`` draw the initial
-weights and the batches):
+(``run.seed`` fixes the data, split and shards; training seeds draw the initial weights and
+the batches: ``0..S-1`` for every method, ``0..nS-1`` for the ensembles' members):
 
 1. **Batch-size sweep** of data-parallel training (``ddp``, one model, batch ``B`` per step):
    for every ``B`` and every Adam rate of ``--lrs``, the steps to the target test accuracy
@@ -17,17 +17,20 @@ weights and the batches):
 2. At ``B*``, for each ``n`` of ``--models``, with their rates tuned on the same grid:
    ``codistillation`` (``n`` models, batch ``B*`` each on its ``1/n`` of the shards, the
    config's ``burn_in``, ``exchange_every``, ``distill_weight``; model 0 is delivered) against
-   ``ddp`` at the same total batch ``n B*`` and against an **ensemble** of ``n`` data-parallel
-   models trained independently at ``B*`` (different seeds, averaged probabilities; ``n`` times
-   the inference cost). Churn: the share of test samples on which two retrains (different
-   training seeds) predict different classes, averaged over the pairs of retrains.
+   the same ``n`` models with ``distill_weight = 0`` (**independent**: what the split of the
+   data alone does), ``ddp`` at the same total batch ``n B*`` and an **ensemble** of ``n``
+   data-parallel models trained apart at ``B*`` on all the data (different seeds, averaged
+   probabilities; ``n`` times the inference cost). A batch is capped by the samples a model
+   holds. Churn: the share of test samples on which two retrains (different training seeds)
+   predict different classes, averaged over the pairs of retrains. The rates are chosen and
+   the figures reported on the same seeds and test set, alike for every method.
 
-Writes ``OUT/sweep.csv`` (every run), ``OUT/codistillation.csv`` / ``.json`` (the tables'
+Writes ``OUT/sweep.csv`` (every run, with its role), ``OUT/codistillation.csv`` / ``.json`` (the tables'
 rows) and ``OUT/codistillation.md`` (the tables and the verdict; ``--into FILE`` also puts it
 between ``<!-- study codistillation -->`` markers of FILE).
 
     python experiments/codistillation.py [--config experiments/schemes/mnist1d_codistill.toml]
-        [--batches 16,32,64,128,256,512,1024] [--lrs 0.001,0.003,0.01,0.03] [--seeds 3]
+        [--batches 32,64,128,256,512,1024,2048,4000] [--lrs 0.01,0.03,0.1] [--seeds 3]
         [--models 2,4] [--target 55] [--out runs/codistillation] [--into experiments/README.md]
 """
 from __future__ import annotations
@@ -45,6 +48,7 @@ import torch
 from dcnn.baselines import churn, train_codistillation, train_engine
 from dcnn.config import load_config
 from dcnn.data import encode_targets, load_dataset, partition
+from dcnn.errors import DcnnError
 from dcnn.problems import FlatModel, make_regularizer, mlp
 from dcnn.study import into_readme
 
@@ -60,7 +64,7 @@ def _ints(s: str) -> list[int]:
 class Setup:
     """The config's data, shards and model; :meth:`train` runs one method at one setting."""
 
-    def __init__(self, path: str, iterations: int | None):
+    def __init__(self, *, path: str, iterations: int | None):
         cfg = load_config(path)
         self.cfg = cfg
         r, d, m = cfg.run, cfg.data, cfg.model
@@ -86,10 +90,16 @@ class Setup:
         return mlp(n_inputs=self.ds.n_features, hidden=m.hidden, n_outputs=self.ds.n_classes,
                    activation=m.activation, seed=seed)
 
-    def train(self, *, models: int, batch: int, lr: float, seed: int, target: float) -> dict:
+    def rows_per_model(self, models: int) -> int:
+        """The training samples each of ``models`` models holds (the whole set for one)."""
+        return self.n_train // models
+
+    def train(self, *, models: int, batch: int, lr: float, seed: int, target: float,
+              alpha: float) -> dict:
         """One run: ``models = 1`` is data-parallel training at ``batch`` per step; more is
-        codistillation with ``batch`` per model. Returns steps to target (None: not reached),
-        the final test accuracy and the delivered model's test outputs."""
+        codistillation with ``batch`` per model and distillation weight ``alpha`` (0:
+        independent models). Returns steps to target (None: not reached), the final test
+        accuracy and the delivered model's test outputs."""
         module = self.module(seed)
         if models == 1:
             hist, info = train_engine(method="ddp", module=module, batch_size=batch, lr=lr,
@@ -99,7 +109,7 @@ class Setup:
             hist, info = train_codistillation(module=module, batch_size=batch, lr=lr, seed=seed,
                                               models=models, burn_in=a.burn_in,
                                               exchange_every=a.exchange_every,
-                                              distill_weight=a.distill_weight, **self.common)
+                                              distill_weight=alpha, **self.common)
         hit = [r["iteration"] for r in hist.records if r["test_metric"] >= target]
         with torch.no_grad():
             out = FlatModel(module).apply(info["final_params"], torch.as_tensor(self.ds.X_test))
@@ -125,12 +135,16 @@ def _churn(preds: list[np.ndarray]) -> float:
     return 100.0 * float(np.mean(pairs))
 
 
-def summarise(name: str, *, models: int, batch: int, total: int, lr: float | None,
+def summarise(name: str, *, n: int, models: int, batch: int, total: int, lr: float | None,
               runs: list[dict], grid: list[float]) -> dict:
+    """One table row: ``n`` = the comparison's number of models, ``models`` = the models
+    this method trains together, ``batch`` per model and ``total`` per step (both as run:
+    capped by the samples a model holds)."""
     steps = [r["steps"] for r in runs]
     reached = [s for s in steps if s is not None]
     accs = [r["accuracy"] for r in runs]
-    return {"method": name, "models": models, "batch_per_model": batch, "total_batch": total,
+    return {"method": name, "n": n, "models": models, "batch_per_model": batch,
+            "total_batch": total,
             "lr": lr, "lr_at_grid_end": lr is not None and lr in (min(grid), max(grid)),
             "seeds": len(runs), "reached": len(reached),
             "steps_mean": float(np.mean(reached)) if len(reached) == len(runs) else None,
@@ -162,26 +176,33 @@ def markdown(sweep: list[dict], rows: list[dict], *, b_star: int, args, setup: S
                      f"{r['accuracy_max']:.1f}) |")
     lines += ["", f"B* = {b_star}: the smallest batch within {100 * args.tolerance:g} % of the "
               "fewest steps" + (" (the largest of the sweep: data parallelism had not "
-                                "stopped paying)" if b_star == max(args.batches) else "")
-              + f". Past it, with n models' batches ({setup.n_train} training samples; a "
-              "batch past them is the full batch):", "",
+                                "stopped paying)" if b_star == max(r["total_batch"] for r in sweep)
+                                else "")
+              + f". Then n models at B* each ({setup.n_train} training samples: a batch is "
+              "capped by the samples a model holds, codistilled and independent models hold "
+              "1/n of them, ensemble members and ddp all):", "",
               "| method | total batch | rate | steps to target | final test accuracy | churn |",
               "|---|---|---|---|---|---|"]
     for r in rows:
         rate = "-" if r["lr"] is None else f"{r['lr']:g}"
-        lines.append(f"| {r['method']} | {r['total_batch']} | {rate} | {_steps_cell(r)} | "
+        end = " (grid end)" if r["lr_at_grid_end"] else ""
+        lines.append(f"| {r['method']} | {r['total_batch']} | {rate}{end} | {_steps_cell(r)} | "
                      f"{r['accuracy_mean']:.1f} % ({r['accuracy_min']:.1f}-"
                      f"{r['accuracy_max']:.1f}) | {r['churn_percent']:.2f} % |")
-    return "\n".join(lines) + "\n\n" + verdict(rows) + "\n"
+    regime = b_star < max(r["total_batch"] for r in sweep)
+    return "\n".join(lines) + "\n\n" + verdict(rows, regime=regime) + "\n"
 
 
-def verdict(rows: list[dict]) -> str:
+def verdict(rows: list[dict], *, regime: bool = True) -> str:
     """One sentence per n: codistillation's steps against data parallelism at the same total
-    batch, its accuracy against the ensemble's, its churn against both."""
-    out = []
-    by = {(r["method"].split(" ")[0], r["models"]): r for r in rows}
-    for n in sorted({r["models"] for r in rows if r["method"].startswith("codistillation")}):
-        c, d, e = by[("codistillation", n)], by[("ddp", n)], by[("ensemble", n)]
+    batch, its accuracy against the ensemble's and the independent models', its churn against
+    all three; first, whether B* is past where data parallelism stopped paying."""
+    out = [] if regime else [
+        "- B* is the largest batch of the sweep: data parallelism still paid there, so this is "
+        "not the regime of the paper's claim (extend --batches)."]
+    by = {(r["method"].split(" ")[0], r["n"]): r for r in rows}
+    for n in sorted({r["n"] for r in rows}):
+        c, d, e, i = (by[(k, n)] for k in ("codistillation", "ddp", "ensemble", "independent"))
         if c["steps_mean"] is not None and d["steps_mean"] is not None:
             ratio = d["steps_mean"] / c["steps_mean"]
             speed = (f"{c['steps_mean']:.0f} steps to the target against ddp's "
@@ -192,9 +213,11 @@ def verdict(rows: list[dict]) -> str:
                      f"{d['reached']}/{d['seeds']} at the same total batch")
         out.append(f"- n = {n}: codistillation {speed}; test accuracy "
                    f"{c['accuracy_mean']:.1f} % against the ensemble's "
-                   f"{e['accuracy_mean']:.1f} % and ddp's {d['accuracy_mean']:.1f} %; churn "
-                   f"{c['churn_percent']:.2f} % against {e['churn_percent']:.2f} % (ensemble) "
-                   f"and {d['churn_percent']:.2f} % (ddp).")
+                   f"{e['accuracy_mean']:.1f} %, ddp's {d['accuracy_mean']:.1f} % and the "
+                   f"independent models' {i['accuracy_mean']:.1f} %; churn "
+                   f"{c['churn_percent']:.2f} % against {e['churn_percent']:.2f} % (ensemble), "
+                   f"{d['churn_percent']:.2f} % (ddp) and {i['churn_percent']:.2f} % "
+                   "(independent).")
     return "\n".join(out)
 
 
@@ -236,8 +259,9 @@ def plot(sweep: list[dict], rows: list[dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="experiments/schemes/mnist1d_codistill.toml")
-    ap.add_argument("--batches", type=_ints, default=[16, 32, 64, 128, 256, 512, 1024])
-    ap.add_argument("--lrs", type=_floats, default=[0.001, 0.003, 0.01, 0.03])
+    ap.add_argument("--batches", type=_ints,
+                    default=[32, 64, 128, 256, 512, 1024, 2048, 4000])
+    ap.add_argument("--lrs", type=_floats, default=[0.01, 0.03, 0.1])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--models", type=_ints, default=[2, 4])
     ap.add_argument("--target", type=float, default=55.0, help="test accuracy in %%")
@@ -250,41 +274,58 @@ def main() -> None:
         if not vals or min(vals) <= 0:
             ap.error(f"--{name} {vals}: give positive values, e.g. --{name} "
                      f"{ap.get_default(name)[0]},{ap.get_default(name)[1]}")
+    if args.iterations is not None and args.iterations < 1:
+        ap.error(f"--iterations {args.iterations}: give at least 1 (or leave it out: the "
+                 "config's run.iterations)")
+    if args.tolerance < 0:
+        ap.error(f"--tolerance {args.tolerance}: give a share >= 0, e.g. 0.1")
     if args.seeds < 2 or min(args.models) < 2:
         ap.error(f"--seeds {args.seeds} --models {args.models}: churn needs 2 seeds or more "
                  "and codistillation 2 models or more")
-    if args.into:
-        from dcnn.study import check_markers
-        check_markers(Path(args.into), "codistillation")    # fail before the hours of runs
-    setup = Setup(args.config, args.iterations)
+    try:
+        if args.into:           # fail before the hours of runs
+            from dcnn.study import check_markers
+            check_markers(Path(args.into), "codistillation")
+        setup = Setup(path=args.config, iterations=args.iterations)
+    except DcnnError as exc:
+        raise SystemExit(f"error: {exc}")
+    if max(args.models) > setup.cfg.run.agents:
+        ap.error(f"--models {args.models}: at most run.agents = {setup.cfg.run.agents} models "
+                 "(each holds a block of the agents' shards)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = range(args.seeds)
     cache: dict[tuple, dict] = {}
     log = []
+    alpha = setup.cfg.algorithm.distill_weight
 
-    def run(models: int, batch: int, lr: float, seed: int) -> dict:
-        key = (models, batch, lr, seed)
+    def run(models: int, batch: int, lr: float, seed: int, *, weight: float = alpha,
+            role: str = "sweep") -> dict:
+        key = (models, batch, lr, seed, weight)
         if key not in cache:
             cache[key] = setup.train(models=models, batch=batch, lr=lr, seed=seed,
-                                     target=args.target)
+                                     target=args.target, alpha=weight)
             r = cache[key]
-            log.append({"method": "ddp" if models == 1 else "codistillation", "models": models,
+            method = "ddp" if models == 1 else ("codistillation" if weight else "independent")
+            log.append({"method": method, "role": role, "models": models,
                         "batch_per_model": batch, "lr": lr, "seed": seed,
                         "steps_to_target": r["steps"], "final_test_accuracy": r["accuracy"]})
-            print(f"{log[-1]['method']} n={models} B={batch} lr={lr:g} seed={seed}: "
+            print(f"{method} n={models} B={batch} lr={lr:g} seed={seed}: "
                   f"steps {r['steps']}, accuracy {r['accuracy']:.1f} %", flush=True)
         return cache[key]
 
-    def tuned(models: int, batch: int) -> tuple[float, list[dict]]:
-        grid = {lr: [run(models, batch, lr, s) for s in seeds] for lr in args.lrs}
+    def tuned(models: int, batch: int, **kw) -> tuple[float, list[dict]]:
+        grid = {lr: [run(models, batch, lr, s, **kw) for s in seeds] for lr in args.lrs}
         lr = best_rate(grid)
         return lr, grid[lr]
 
+    def capped(models: int, batch: int) -> int:
+        return min(batch, setup.rows_per_model(models))
+
     sweep = []
-    for b in sorted(set(args.batches)):
+    for b in sorted({capped(1, b) for b in args.batches}):
         lr, runs = tuned(1, b)
-        sweep.append(summarise("ddp", models=1, batch=b, total=b, lr=lr, runs=runs,
+        sweep.append(summarise("ddp", n=1, models=1, batch=b, total=b, lr=lr, runs=runs,
                                grid=args.lrs))
     done = [r for r in sweep if r["steps_mean"] is not None]
     if not done:
@@ -297,19 +338,25 @@ def main() -> None:
     y = setup.ds.y_test
     rows = []
     for n in args.models:
-        lr, runs = tuned(n, b_star)
-        rows.append(summarise(f"codistillation ({n} models)", models=n, batch=b_star,
-                              total=n * b_star, lr=lr, runs=runs, grid=args.lrs))
-        lr, runs = tuned(1, n * b_star)
-        rows.append(summarise(f"ddp (batch {n} B*)", models=n, batch=n * b_star,
-                              total=n * b_star, lr=lr, runs=runs, grid=args.lrs))
-        # ensembles of n independent models at B*, one per retrain: seeds k n .. k n + n - 1
+        b = capped(n, b_star)
+        for name, weight in (("codistillation", alpha), ("independent", 0.0)):
+            lr, runs = tuned(n, b_star, weight=weight, role=f"{name} n={n}")
+            rows.append(summarise(f"{name} ({n} models" + (", alpha 0)" if not weight else ")"),
+                                  n=n, models=n, batch=b, total=n * b, lr=lr, runs=runs,
+                                  grid=args.lrs))
+        total = capped(1, n * b_star)
+        lr, runs = tuned(1, total, role=f"ddp n={n}")
+        rows.append(summarise(f"ddp (batch {n} B*)", n=n, models=1, batch=total, total=total,
+                              lr=lr, runs=runs, grid=args.lrs))
+        # ensembles of n models trained apart at B* on all the data (ddp's rate there), one
+        # ensemble per retrain: training seeds k n .. k n + n - 1 for retrain k
         ens = []
         for k in seeds:
-            members = [run(1, b_star, lr_star, k * n + j) for j in range(n)]
+            members = [run(1, b_star, lr_star, k * n + j, role=f"ensemble n={n}")
+                       for j in range(n)]
             probs = np.mean([m["probs"] for m in members], axis=0)
             ens.append({"steps": None, "accuracy": _accuracy(probs, y), "probs": probs})
-        rows.append(summarise(f"ensemble ({n} models)", models=n, batch=b_star,
+        rows.append(summarise(f"ensemble ({n} models)", n=n, models=n, batch=b_star,
                               total=n * b_star, lr=lr_star, runs=ens, grid=args.lrs))
     with open(out / "sweep.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(log[0]))

@@ -49,9 +49,10 @@ from pathlib import Path
 import numpy as np
 
 from dcnn.baselines import train_local_parallel
-from dcnn.baselines.schemes.local_units import plan_units, unit_flops
+from dcnn.baselines.schemes.local_units import plan_units, resolve_stages, unit_flops
 from dcnn.config import load_config
 from dcnn.data import encode_targets, load_dataset
+from dcnn.errors import DcnnError
 from dcnn.problems import make_regularizer, mlp
 from dcnn.study import check_markers, into_readme
 
@@ -108,20 +109,33 @@ def main() -> None:
     ap.add_argument("--into", default=None, help="a Markdown file with the study markers")
     args = ap.parse_args()
     bad = [m for m in args.methods if m not in METHODS]
-    if bad or not args.batches or min(args.batches) <= 0 or not args.lrs or min(args.lrs) <= 0:
+    if (bad or not args.methods or not args.batches or min(args.batches) <= 0 or not args.lrs
+            or min(args.lrs) <= 0):
         ap.error(f"--methods {args.methods} --batches {args.batches} --lrs {args.lrs}: "
                  f"methods among {','.join(METHODS)}, positive batches and rates")
+    if args.seeds < 1 or args.worker_batch < 0 or (args.iterations is not None
+                                                   and args.iterations < 1):
+        ap.error(f"--seeds {args.seeds} --worker-batch {args.worker_batch} --iterations "
+                 f"{args.iterations}: give seeds >= 1, a worker batch >= 0 (0: the smallest "
+                 "batch) and iterations >= 1")
     worker_batch = args.worker_batch or min(args.batches)
     if worker_batch > min(args.batches):
         ap.error(f"--worker-batch {worker_batch}: at most the smallest batch "
                  f"({min(args.batches)}), so that every batch has whole workers")
-    if args.into:
-        check_markers(Path(args.into), "local-parallel")
-    cfg = load_config(args.config)
-    r, d, m = cfg.run, cfg.data, cfg.model
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = load_dataset(d.name, test_fraction=d.test_fraction, seed=r.seed, task=d.task)
+    try:                          # every refusal before the first of the runs
+        if args.into:
+            check_markers(Path(args.into), "local-parallel")
+        cfg = load_config(args.config)
+        r, d, m = cfg.run, cfg.data, cfg.model
+        for method in args.methods:
+            resolve_stages(args.stages, local_mode="chunked" if method == "backprop" else method,
+                           chunk=args.stages if method == "backprop" else args.chunk, ranks=1,
+                           n_linear=len(m.hidden) + 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = load_dataset(d.name, test_fraction=d.test_fraction, seed=r.seed, task=d.task)
+    except DcnnError as exc:
+        raise SystemExit(f"error: {exc}")
     iterations = args.iterations or r.iterations
     common = dict(shards=[(ds.X_train, encode_targets(ds.y_train, task=ds.task,
                                                       n_classes=ds.n_classes))],

@@ -84,7 +84,8 @@ def test_codistillation_study_tables_follow_from_its_runs(tmp_path):
     import subprocess
     import sys
     readme = tmp_path / "R.md"
-    readme.write_text("top\n<!-- study codistillation -->\nold\n<!-- /study codistillation -->\nend\n")
+    readme.write_text("top\n<!-- study codistillation -->\nSTALE\n<!-- /study codistillation -->\n"
+                      "end\n")
     res = subprocess.run([sys.executable, "experiments/codistillation.py", "--batches", "16,64",
                           "--lrs", "0.003,0.01", "--seeds", "2", "--models", "2",
                           "--iterations", "60", "--target", "30", "--out", str(tmp_path / "o"),
@@ -94,7 +95,7 @@ def test_codistillation_study_tables_follow_from_its_runs(tmp_path):
     out = json.loads((tmp_path / "o" / "codistillation.json").read_text())
     md = (tmp_path / "o" / "codistillation.md").read_text()
     text = readme.read_text()
-    assert text.startswith("top\n") and text.endswith("end\n") and "old" not in text
+    assert text.startswith("top\n") and text.endswith("end\n") and "STALE" not in text
     assert md.strip() in text and (tmp_path / "o" / "codistillation.png").stat().st_size > 0
     runs = list(csv.DictReader(open(tmp_path / "o" / "sweep.csv")))
     sweep = out["sweep"]
@@ -104,17 +105,38 @@ def test_codistillation_study_tables_follow_from_its_runs(tmp_path):
                                 if r["steps_mean"] <= 1.1 * fewest)
     for r in sweep + [r for r in out["rows"] if not r["method"].startswith("ensemble")]:
         mine = [float(q["steps_to_target"]) for q in runs
-                if int(q["batch_per_model"]) == r["batch_per_model"]
-                and int(q["models"]) == (1 if r["method"] == "ddp" or r["method"].startswith("ddp ")
-                                         else r["models"])
-                and float(q["lr"]) == r["lr"] and int(q["seed"]) < r["seeds"]
-                and q["steps_to_target"]]    # seeds past them: the ensembles' members
+                if q["method"] == r["method"].split(" ")[0]
+                and int(q["batch_per_model"]) == r["batch_per_model"]
+                and int(q["models"]) == r["models"] and float(q["lr"]) == r["lr"]
+                and int(q["seed"]) < r["seeds"]    # seeds past them: the ensembles' members
+                and q["steps_to_target"]]
         if r["steps_mean"] is not None:
             assert len(mine) == r["seeds"] and abs(sum(mine) / len(mine) - r["steps_mean"]) < 1e-9
-    assert [r["method"] for r in out["rows"]] == ["codistillation (2 models)",
-                                                  "ddp (batch 2 B*)", "ensemble (2 models)"]
+    assert [r["method"] for r in out["rows"]] == [
+        "codistillation (2 models)", "independent (2 models, alpha 0)", "ddp (batch 2 B*)",
+        "ensemble (2 models)"]
+    assert [r["models"] for r in out["rows"]] == [2, 2, 1, 2]
     for r in sweep + out["rows"]:
         assert 0 <= r["accuracy_min"] <= r["accuracy_mean"] <= r["accuracy_max"] <= 100
     for r in out["rows"]:
         assert 0 <= r["churn_percent"] <= 100
     assert "- n = 2: codistillation" in md
+
+
+def test_local_parallel_compute_counts_the_overlap_from_its_third_tick():
+    """Overlapping: unit u (not the last) also recomputes and back-propagates the forward of
+    tick t-2 from tick u+2 on."""
+    from dcnn.baselines.schemes.local_units import plan_units, unit_flops
+    from dcnn.problems import mlp
+    lp = _script("local_parallel")
+    net = mlp(n_inputs=6, hidden=[5, 4], n_outputs=2)
+    specs = plan_units(net, stages=3, local_mode="overlapping")
+
+    def c(u, overlap=False):
+        return unit_flops(net, specs[u], batch=4, local_mode="overlapping", overlap=overlap)
+
+    total, crit = lp.tick_flops(net, method="overlapping", stages=3, chunk=2, batch=4,
+                                worker_batch=4, ticks=4)
+    ticks = [[c(0)], [c(0), c(1)], [c(0, True), c(1), c(2)], [c(0, True), c(1, True), c(2)]]
+    assert c(0, True) > c(0)
+    assert total == sum(map(sum, ticks)) and crit == sum(map(max, ticks))

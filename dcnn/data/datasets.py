@@ -225,7 +225,8 @@ def _mnist1d(samples: int) -> RawData:
     leaves a caller's global randomness untouched."""
     from importlib.metadata import version
     cache = os.environ.get("DCNN_CACHE")
-    path = (Path(cache) / "mnist1d" / f"{samples}-{version('mnist1d')}.npz") if cache else None
+    # v1: the arrays as make_dataset returns them (bump if their post-processing here changes)
+    path = (Path(cache) / "mnist1d" / f"v1-{samples}-{version('mnist1d')}.npz") if cache else None
     if path is not None and path.is_file():
         try:
             with np.load(path) as z:
@@ -236,13 +237,13 @@ def _mnist1d(samples: int) -> RawData:
             pass                       # unreadable: generated again and rewritten
     raw = _generate_mnist1d(samples)
     if path is not None:
+        tmp = path.with_suffix(f".{os.getpid()}.npz")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.npz")
             np.savez(tmp, x=raw.X, y=raw.y, x_test=raw.X_test, y_test=raw.y_test)
             os.replace(tmp, path)      # atomic: a concurrent reader sees all or nothing
-        except OSError:
-            pass                       # a cache that cannot be written is no cache
+        except OSError:                # a cache that cannot be written is no cache
+            tmp.unlink(missing_ok=True)
     return raw
 
 

@@ -245,7 +245,7 @@ def test_mpi_pipeline_equals_sequential_simulation(ranks):
                             **{k: v for k, v in kw.items() if k not in ("lr", "window")})
             assert float((w - ref).abs().max()) <= 1e-12, case
         info = first["info"]
-        assert info["world_size"] == ranks
+        assert info["world_size"] == ranks and info["window"] == kw.get("window", 1)
         assert info["units"] >= ranks
         assert sorted(u for us in info["units_per_rank"] for u in us) == \
             list(range(info["units"]))
@@ -287,6 +287,7 @@ def test_one_line_errors():
     error_of(lambda: _train(mod=module([])), "stages=auto gives 2", "1 Linear layers")
     error_of(lambda: _train(mod=mod, stages=-1), "stages must be an integer >= 0")
     error_of(lambda: _train(mod=mod, chunk=0), "chunk must be an integer >= 1")
+    error_of(lambda: _train(mod=mod, window=0), "window must be an integer >= 1")
     error_of(lambda: _train(mod=nn.Sequential(nn.Tanh())), "module must be")
     error_of(lambda: _train(mod=mlp(n_inputs=3, hidden=[4], n_outputs=2)[0]),
              "nn.Sequential")
@@ -297,6 +298,7 @@ def test_one_line_errors():
 
 
 @pytest.mark.parametrize("local_mode,stages,chunk", [("greedy", 3, 1), ("overlapping", 3, 1),
+                                                     ("overlapping", 2, 1),
                                                      ("chunked", 4, 2), ("chunked", 4, 4)])
 def test_unit_flops_equal_what_pytorch_counts_in_every_tick(local_mode, stages, chunk):
     """The FLOPs counted from the layer shapes equal PyTorch's FlopCounterMode (matrix

@@ -16,8 +16,10 @@ from conftest import error_of
 
 
 @pytest.fixture
-def fresh():
-    """Generate anew (not from the in-process cache) in every load of the test."""
+def fresh(monkeypatch):
+    """Generate anew (not from the in-process cache, nor from the suite's DCNN_CACHE folder)
+    in every load of the test."""
+    monkeypatch.delenv("DCNN_CACHE", raising=False)
     datasets._mnist1d.cache_clear()
     yield lambda **kw: (datasets._mnist1d.cache_clear(), load_dataset("mnist1d", **kw))[1]
     datasets._mnist1d.cache_clear()
@@ -127,7 +129,7 @@ def test_the_disk_cache_returns_the_generated_arrays_and_survives_a_bad_file(mon
     truncated cache file is generated again and rewritten; without it nothing is written."""
     monkeypatch.setenv("DCNN_CACHE", str(tmp_path))
     first = fresh(samples=200)
-    (path,) = (tmp_path / "mnist1d").glob("200-*.npz")
+    (path,) = (tmp_path / "mnist1d").glob("v1-200-*.npz")
     calls = []
     real = datasets._generate_mnist1d
     monkeypatch.setattr(datasets, "_generate_mnist1d", lambda n: calls.append(n) or real(n))
@@ -141,4 +143,4 @@ def test_the_disk_cache_returns_the_generated_arrays_and_survives_a_bad_file(mon
     assert np.load(path)["x"].shape[0] + np.load(path)["x_test"].shape[0] == 200
     monkeypatch.delenv("DCNN_CACHE")
     fresh(samples=300)
-    assert not list((tmp_path / "mnist1d").glob("300-*"))
+    assert not list((tmp_path / "mnist1d").glob("*-300-*"))

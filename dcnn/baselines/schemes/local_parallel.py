@@ -57,11 +57,12 @@ everywhere) and runs the same tick rule for its units, keeping the previous tick
 in a buffer between units on the same rank; between ranks the activation (and, overlapping,
 the one-hop gradient ``d``) goes with non-blocking ``isend``/``irecv`` through one
 :class:`~dcnn.baselines.runtime.traffic.Traffic` (measured bytes). A rank waits at the start
-of tick ``t`` only for the messages tick ``t`` consumes; its receives are posted ``window``
-ticks ahead and its sends need only complete ``window`` ticks later, so with ``window = 1``
-neighbouring ranks move in step (a send completes once its receiver has finished the tick
-before), and with ``window > 1`` each rank steps as soon as its input has arrived and an
-upstream rank runs up to ``window`` ticks ahead (greedy and chunked: nothing flows back;
+of tick ``t`` only for the messages tick ``t`` consumes and for its own sends of tick
+``t - 1``; its receives are posted ``window`` ticks ahead. With gloo, whose sends complete
+once the receive is posted, a rank can start tick ``s`` once the next rank has finished tick
+``s - window``: with ``window = 1`` neighbouring ranks move in step, with ``window > 1`` each
+rank steps as soon as its input has arrived while the one before may run ``window - 1``
+ticks further ahead (greedy and chunked: nothing flows back;
 overlapping stays coupled by ``d``). Evaluations drain what is due. No flush: every unit steps
 every tick, so one process running all units is exactly the sequential simulation the
 multi-rank run must reproduce.
@@ -109,7 +110,8 @@ class LocalPipeline(Trainer):
                  seed: int = 0, optimizer: str = "sgd", lr: float = 0.1,
                  regularizer: Regularizer | None = None, window: int = 1):
         self.world, self.traffic, self.specs = world, traffic, list(specs)
-        self.window, self.t = int(window), 0
+        self.window = as_int("window", window, low=1)
+        self.last_tick = 0
         self.loss, self.mode, self.iterations = loss, local_mode, int(iterations)
         self.batch_size, self.seed, self.lr, self.optimizer = batch_size, int(seed), lr, optimizer
         self.regularizer = make_regularizer("none") if regularizer is None else regularizer
@@ -154,8 +156,8 @@ class LocalPipeline(Trainer):
         self.pending = keep
 
     def _send(self, buf: torch.Tensor, dst: int, t: int) -> None:
-        # complete by the start of tick t + window: a rank runs up to `window` ticks ahead
-        self.pending.append((t + self.window, self.traffic.isend(buf, dst), "send", None, buf))
+        # complete by the start of the next tick (its receive is posted `window` ticks ahead)
+        self.pending.append((t + 1, self.traffic.isend(buf, dst), "send", None, buf))
 
     def _post_receives(self, upto: int) -> None:
         """Post this rank's receives for the ticks before ``upto`` not posted yet: the
@@ -196,10 +198,10 @@ class LocalPipeline(Trainer):
     # --- the tick -------------------------------------------------------------------------
     def gradients(self, t: int) -> None:
         """``p.grad`` = ``G_u^t`` for every unit of this rank active at tick ``t``."""
-        if t == 0:
+        if t == 0:                    # later ticks' receives: posted at the end of a tick
             self._post_receives(1 + self.window)
         self.drain(t)
-        self.t = t
+        self.last_tick = t
         outs, deltas, self.active = {}, {}, []
         weight = 1.0 / self.batch
         for u in self.mine:
@@ -249,7 +251,7 @@ class LocalPipeline(Trainer):
     def settle(self) -> None:
         # every message of the ticks so far delivered before an evaluation's collective
         # (receives posted for later ticks stay posted: nothing is sent to them yet)
-        self.drain(self.t + 1, sends=True)
+        self.drain(self.last_tick + 1, sends=True)
 
     def parameters(self) -> torch.Tensor:
         """The model without heads, in FlatModel order, on every rank (not counted)."""
