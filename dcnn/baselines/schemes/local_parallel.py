@@ -140,12 +140,12 @@ class LocalPipeline(Trainer):
         rows = batch_rows(len(self.X), self.batch_size, seed=self.seed, step=b, stream=0)
         return torch.arange(len(self.X), device=self.X.device) if rows is None else rows
 
-    def drain(self, t: int | None = None, *, sends: bool = False) -> None:
-        """Wait for the sends and receives due by tick ``t`` (all: ``None``; every send too
-        with ``sends``); file what arrived."""
+    def drain(self, t: int | None = None) -> None:
+        """Wait for the sends and receives due by tick ``t`` (all: ``None``); file what
+        arrived."""
         keep = []
         for due, work, kind, u, buf in self.pending:
-            if t is not None and due > t and not (sends and kind == "send"):
+            if t is not None and due > t:
                 keep.append((due, work, kind, u, buf))
                 continue
             work.wait()
@@ -249,9 +249,10 @@ class LocalPipeline(Trainer):
         self.update()
 
     def settle(self) -> None:
-        # every message of the ticks so far delivered before an evaluation's collective
-        # (receives posted for later ticks stay posted: nothing is sent to them yet)
-        self.drain(self.last_tick + 1, sends=True)
+        # every message of the ticks so far (all sends are due by the next tick) delivered
+        # before an evaluation's collective; receives posted for later ticks stay posted:
+        # nothing is sent to them before the evaluation
+        self.drain(self.last_tick + 1)
 
     def parameters(self) -> torch.Tensor:
         """The model without heads, in FlatModel order, on every rank (not counted)."""
