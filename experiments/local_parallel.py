@@ -13,7 +13,8 @@ fixes the data; training seeds ``0..S-1`` the initial weights and batches), for 
 
 and records the ticks to the target training objective (the first evaluation at or below
 ``--target``; the delivered model: the MLP without heads). Each (method, ``B``) keeps its best
-rate (fewest mean ticks among those every seed reached the target with).
+rate (fewest mean ticks among those every seed reached the target with; rates chosen and
+figures reported on the same seeds, alike for every method).
 
 Time is modelled as Laskin et al. do, with weak scaling: every worker processes
 ``--worker-batch`` samples (default: the smallest batch), so backprop runs data-parallel over
