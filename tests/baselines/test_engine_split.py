@@ -131,10 +131,10 @@ def test_the_transformer_by_heads_trains_like_the_unsplit_one(mpi):
     partial sums, all-reduced before the update), equal the unsplit transformer's."""
     res = mpi(2, ["tests/baselines/_sp_train_script.py"], timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
-    lines = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
-    assert len(lines) == 2                                      # every rank prints its own
-    for line in lines:
-        out = json.loads(line[len("RESULT "):])
+    (line,) = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
+    every = json.loads(line[len("RESULT "):])
+    assert len(every) == 2                                      # every rank's measurement
+    for out in every:
         assert set(out) == {"False-sgd", "False-adam", "True-sgd", "True-adam"}
         for run, (size, diff) in out.items():
             assert size == 2 and diff <= 1e-12, (run, diff)
