@@ -87,8 +87,8 @@ def test_codistillation_study_tables_follow_from_its_runs(tmp_path):
     readme.write_text("top\n<!-- study codistillation -->\nSTALE\n<!-- /study codistillation -->\n"
                       "end\n")
     res = subprocess.run([sys.executable, "experiments/codistillation.py", "--batches", "16,64",
-                          "--lrs", "0.003,0.01", "--seeds", "2", "--models", "2",
-                          "--iterations", "60", "--target", "30", "--out", str(tmp_path / "o"),
+                          "--lrs", "0.03", "--seeds", "2", "--models", "2",
+                          "--iterations", "40", "--target", "25", "--out", str(tmp_path / "o"),
                           "--into", str(readme)], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-2000:]
