@@ -25,8 +25,9 @@
   ``m = 1, 2, 4, 8, 16`` on the same MLP and batch, next to ``(p-1)/(m+p-1)`` and
   ``(p-1)/(2m+p-1)``, with the time per step.
 - ``dcnn bench local-window`` (under ``mpiexec -n R``): local parallelism with one unit (or
-  chunk) per rank, ms per tick with ranks that may run ``window`` ticks ahead of the next
-  rank against ``window = 1`` (neighbouring ranks in step); the result is the same.
+  chunk) per rank, ms per tick with receives posted ``window`` ticks ahead (a rank may start
+  tick ``s`` once the next has finished ``s - window``) against ``window = 1`` (neighbouring
+  ranks in step); the result is the same.
 - ``dcnn bench scaling`` (one process): seconds per NEXT-PL iteration of the stacked backend
   and the PL solver that ran, against P (MLPs, P ~ 1e3 .. 1e5, 8 agents) and against the
   number of agents (the MNIST-1D CNN, 8 .. 128 agents); and the time of ``tau = "auto"``.

@@ -17,7 +17,7 @@ CASES = {
         "overlapping": dict(local_mode="overlapping", stages=4, batch_size=7, seed=2, l2=0.05),
         "overlapping-adam": dict(local_mode="overlapping", stages=4, optimizer="adam",
                                  lr=0.02),
-        # ranks run up to 3 ticks ahead of the next (receives posted ahead, evaluations between)
+        # receives posted 3 ticks ahead: ranks run ahead of the next (evaluations between)
         "greedy-window": dict(local_mode="greedy", stages=4, batch_size=5, seed=3, window=3),
         "overlapping-window": dict(local_mode="overlapping", stages=4, seed=2, window=2),
         "chunked-window": dict(local_mode="chunked", stages=4, chunk=2, seed=1, window=2),

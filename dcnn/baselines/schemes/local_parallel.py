@@ -334,8 +334,9 @@ def train_local_parallel(*, module: nn.Module, shards: Sequence[tuple],
     Scheme keywords: ``stages`` (``S`` blocks, ``0`` = auto: ``max(R, 2)``, chunked
     ``k max(R, 2)``; ``1 <= S <=`` Linear layers), ``local_mode`` (``"greedy"``,
     ``"chunked"``, ``"overlapping"``), ``chunk`` (``k`` blocks per unit in chunked mode,
-    ``>= 1`` and dividing ``S``; ignored otherwise), ``window`` (``>= 1``: how many ticks a
-    rank may run ahead of the rank after it; 1 couples neighbouring ranks at every tick,
+    ``>= 1`` and dividing ``S``; ignored otherwise), ``window`` (``>= 1``: receives are posted
+    ``window`` ticks ahead, so a rank may start tick ``s`` once the rank after it has finished
+    tick ``s - window``; 1 couples neighbouring ranks at every tick,
     more lets each rank step as soon as its input has arrived; the result is the same).
     ``iterations`` counts ticks. The other
     keywords are those of :func:`dcnn.baselines.train_engine`.
