@@ -667,14 +667,30 @@ def grids(ranks: int) -> list[tuple[int, int, int]]:
     return sorted(out, key=lambda g: (-g[2], g[0]))
 
 
+def _token_transformer(*, width: int, batch: int, steps: int):
+    """``(X, T, module)``: ``batch`` random samples of 16 tokens of 16 features, 10 targets,
+    and a one-block transformer ``width`` wide (heads of width 16, feed-forward 4 x width),
+    float32."""
+    from .problems import transformer
+
+    X, _, _ = _square_mlp(width=256, layers=1, batch=batch, steps=steps)
+    T = torch.randn(batch, 10, generator=torch.Generator().manual_seed(1))
+    module = transformer(n_inputs=256, n_outputs=10, tokens=16, d_model=width,
+                         heads=max(1, width // 16), ffn=4 * width, seed=0, dtype=torch.float32)
+    return X, T, module
+
+
 def bench_ptdp(*, width: int = 256, layers: int = 8, batch: int = 512, microbatches: int = 4,
-               schedule: str = "interleaved", steps: int = 4,
-               shapes: int | None = None) -> list[dict]:
+               schedule: str | None = None, steps: int = 4,
+               shapes: int | None = None, model: str = "mlp") -> list[dict]:
     """Collective (every rank of the launch): PTD-P at every ``(dp, tp, pp)`` of the launch's
-    ranks on an MLP of ``layers`` Linear layers ``width`` wide (squared loss, float32,
-    ``batch`` samples, ``microbatches`` per replica, ``schedule``), ``steps`` steps each (the
-    first untimed; ``shapes``: only the first so many grids): bytes per worker and step by
-    mesh axis (computed from the scheme), the
+    ranks on an MLP of ``layers`` Linear layers ``width`` wide (``model = "transformer"``: the
+    one-block transformer of :func:`_token_transformer`, ``layers`` unused; squared loss,
+    float32, ``batch`` samples, ``microbatches`` per replica, ``schedule``: by default
+    interleaved for the MLP, 1F1B for the transformer, whose four parts make at most four
+    stages), ``steps`` steps
+    each (the first untimed; ``shapes``: only the first so many grids): bytes per worker and
+    step by mesh axis (computed from the scheme), the
     milliseconds per step (measured between barriers: the schedule and the data-parallel
     all-reduce) and the measured bubble. A grid the
     engine refuses is a row with its reason. Rows on rank 0 (others get [])."""
@@ -684,7 +700,12 @@ def bench_ptdp(*, width: int = 256, layers: int = 8, batch: int = 512, microbatc
     from .baselines.runtime.bootstrap import process_group
     from .errors import ConfigError, LaunchError
 
-    X, T, module = _square_mlp(width=width, layers=layers, batch=batch, steps=steps)
+    if model == "transformer":
+        X, T, module = _token_transformer(width=width, batch=batch, steps=steps)
+        schedule = schedule or "1f1b"
+    else:
+        schedule = schedule or "interleaved"
+        X, T, module = _square_mlp(width=width, layers=layers, batch=batch, steps=steps)
     rows = []
     with process_group() as world:
         for dp, tp, pp in grids(world.size)[:shapes]:
@@ -951,10 +972,16 @@ def main(args) -> int:
             rows = bench_local_window()
         _print(rows, args.out)
     elif args.what == "ptdp":
+        if args.model == "cnn":
+            from .errors import ConfigError
+            raise ConfigError("dcnn bench ptdp: --model cnn is not split by ptd-p; use "
+                              "--model mlp or --model transformer")
         if args.quick:
-            rows = bench_ptdp(width=8, layers=8, batch=16, microbatches=2, steps=2, shapes=3)
+            tfm = args.model == "transformer"
+            rows = bench_ptdp(width=32 if tfm else 8, layers=8, batch=16, steps=2, shapes=3,
+                              microbatches=4 if tfm else 2, model=args.model)
         else:
-            rows = bench_ptdp()
+            rows = bench_ptdp(model=args.model)
         _print(rows, args.out)
     elif args.what == "scaling":
         mlps, agents = SCALING_MLPS, SCALING_AGENTS

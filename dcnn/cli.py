@@ -251,9 +251,10 @@ def _parser() -> argparse.ArgumentParser:
                                         "local-window"],
                        help="which benchmark")
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    bench.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+    bench.add_argument("--model", choices=["mlp", "cnn", "transformer"], default="mlp",
                        help="stacked: the MLP 10-16-1 (squared loss) or the MNIST-1D CNN "
-                       "(cross-entropy, 10 classes)")
+                       "(cross-entropy, 10 classes); ptdp: the MLP or the one-block "
+                       "transformer")
     bench.add_argument("--agents", type=_agent_counts, metavar="N[,N...]",
                        help="stacked, scaling: the agent counts (default 8,64,512 for "
                        "stacked, 8,16,32,64,128 for scaling's CNN rows)")

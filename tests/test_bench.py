@@ -131,6 +131,30 @@ def test_ptdp_under_mpiexec_runs_every_grid_with_bytes_by_axis(mpi, tmp_path):
         assert r["ms_per_step"] > 0 and r["note"] == ""
 
 
+def test_ptdp_of_the_transformer_under_mpiexec(mpi, tmp_path):
+    """``dcnn bench ptdp --model transformer --quick`` on 2 ranks: the transformer (16 tokens,
+    width 32, float32, 16 samples, 1F1B, 4 micro-batches) at every (dp, tp, pp) of 2 ranks,
+    with the bytes the scheme gives: a cut carries a sample's 16 x 32 activations, tensor
+    parallelism runs 6 all-reduces of them, data parallelism one of the parameters."""
+    from dcnn.problems import transformer
+    out = tmp_path / "ptdp.json"
+    res = mpi(2, ["-m", "dcnn", "bench", "ptdp", "--model", "transformer", "--quick",
+                  "--out", str(out)], timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {(r["dp"], r["tp"], r["pp"]): r for r in json.loads(out.read_text())}
+    assert list(rows) == [(1, 1, 2), (1, 2, 1), (2, 1, 1)]
+    params = sum(p.numel() for p in transformer(n_inputs=256, n_outputs=10, tokens=16,
+                                                d_model=32, heads=2, ffn=128).parameters())
+    act = 16 * 16 * 32                      # samples x tokens x width
+    assert rows[1, 1, 2]["stages"] == 2
+    assert rows[1, 1, 2]["MB_pp"] == pytest.approx(2 * act * 4 / 2 / 1e6)    # one cut
+    assert rows[1, 2, 1]["MB_tp"] == pytest.approx(6 * act * 4 / 1e6)
+    assert rows[2, 1, 1]["MB_dp"] == pytest.approx(params * 4 / 1e6)
+    for r in rows.values():
+        assert r["MB_total"] == pytest.approx(r["MB_pp"] + r["MB_tp"] + r["MB_dp"])
+        assert r["ms_per_step"] > 0 and r["note"] == ""
+
+
 def test_split_memory_under_mpiexec_measures_each_worker(mpi, tmp_path):
     """``dcnn bench split-memory --quick`` on 2 ranks: one round of the unsplit model, SIL
     and the pipeline, one row per rank, each with a measured peak; SIL sends nothing while it

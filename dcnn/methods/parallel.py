@@ -175,7 +175,8 @@ def _scheme(name: str, trainer: str, keys: dict[str, str], shown: tuple[str, ...
 for _spec in (
     MethodSpec("ddp", "data parallel: torch DistributedDataParallel, one shard block per rank",
                ParallelOptions, _engine("ddp"), _PARALLEL),
-    MethodSpec("pipeline", "pipeline: torch.distributed.pipelining, MLP split over ranks",
+    MethodSpec("pipeline", "pipeline: torch.distributed.pipelining, MLP or transformer split "
+               "over ranks",
                PipelineOptions, _engine("pipeline"), _PARALLEL,
                variants={f"pipeline-{s}": {"pipeline_schedule": s}
                          for s in ("gpipe", "1f1b", "interleaved")},

@@ -19,6 +19,15 @@ pure functions of the parameter dict (``named_parameters`` names) and a slice of
 tokens and replace :func:`attention` by ring attention. The module's ``forward`` composes them
 on all tokens; it works with :class:`dcnn.problems.FlatModel` (``functional_call``) and under
 ``torch.func.vmap`` like the MLP.
+
+For pipeline parallelism the block is also a sequence of four parts (:func:`transformer_parts`,
+sharing the model's parameters): the embedding (``pos``, ``embed``), the attention sub-layer
+(``ln1``, ``q``, ``k``, ``v``, ``o``, residual), the MLP sub-layer (``ln2``, ``fc1``, ``fc2``,
+residual) and the head (``lnf``, mean-pool, ``head``). Their parameters, in order, are the
+model's in ``named_parameters`` order, so a run of consecutive parts is a contiguous slice of
+the flat vector. The sub-layers call their Linear modules (not the parameter dict), so
+``parallelize_module`` can shard them; the number of heads is read from the projection's
+width, so a part holding some of the heads computes exactly their attention.
 """
 from __future__ import annotations
 
@@ -31,7 +40,8 @@ from torch import nn
 from ..errors import ConfigError
 
 __all__ = ["TokenTransformer", "transformer", "split_tokens", "embed", "project_qkv",
-           "attention", "finish_block", "pool_head", "is_token_param"]
+           "attention", "finish_block", "pool_head", "is_token_param", "TransformerPart",
+           "transformer_parts", "attention_sublayer", "mlp_sublayer"]
 
 Params = dict[str, torch.Tensor]
 
@@ -133,6 +143,94 @@ class TokenTransformer(nn.Module):
     def extra_repr(self) -> str:
         return (f"tokens={self.tokens}, features={self.features}, d_model={self.d_model}, "
                 f"heads={self.heads}, ffn={self.ffn}")
+
+
+def _heads(t: torch.Tensor, width: int) -> torch.Tensor:
+    """``(M, L, k width)`` -> ``(M, k, L, width)``: the ``k`` heads present."""
+    m, n, _ = t.shape
+    return t.reshape(m, n, -1, width).transpose(1, 2)
+
+
+def _merge(a: torch.Tensor) -> torch.Tensor:
+    """``(M, k, L, width)`` -> ``(M, L, k width)``."""
+    m, k, n, width = a.shape
+    return a.transpose(1, 2).reshape(m, n, k * width)
+
+
+def attention_sublayer(m: nn.Module, h: torch.Tensor, *, width: int) -> torch.Tensor:
+    """``h + W_o a + b_o`` with ``a`` the attention of the heads of width ``width`` that
+    ``m.q``, ``m.k``, ``m.v`` produce from ``m.ln1(h)`` (all of them, or one rank's)."""
+    u = m.ln1(h)
+    a = attention(_heads(m.q(u), width), _heads(m.k(u), width), _heads(m.v(u), width))
+    return h + m.o(_merge(a))
+
+
+def mlp_sublayer(m: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``h + W_2 gelu(W_1 LN_2(h) + b_1) + b_2`` with ``m``'s modules."""
+    return h + m.fc2(F.gelu(m.fc1(m.ln2(h))))
+
+
+class TransformerPart(nn.Module):
+    """One part of :func:`transformer_parts`: ``out_features`` is the width of its output per
+    sample (what a pipeline cut after it carries), ``tp_plan`` the column/row-parallel
+    styles of its projections (names relative to the part), ``tp_allreduces`` how many
+    all-reduces of ``L d`` entries per sample one step runs in it when tensor-parallel (the
+    row-parallel output forward, each column-parallel input gradient backward)."""
+
+    tp_plan: dict[str, str] = {}
+    tp_allreduces = 0
+
+    def __init__(self, model: TokenTransformer, names: tuple[str, ...], out_features: int):
+        super().__init__()
+        self.tokens, self.width = model.tokens, model.d_model // model.heads
+        self.out_features = out_features
+        for name in names:                  # own parameter (pos) first, as in the model
+            setattr(self, name, getattr(model, name))
+
+
+class _Embed(TransformerPart):
+    def forward(self, x):
+        return self.embed(split_tokens(x, self.tokens)) + self.pos
+
+
+class _Attention(TransformerPart):
+    tp_plan = {"q": "colwise", "k": "colwise", "v": "colwise", "o": "rowwise"}
+    tp_allreduces = 4
+
+    def forward(self, h):
+        return attention_sublayer(self, h, width=self.width)
+
+
+class _MLP(TransformerPart):
+    tp_plan = {"fc1": "colwise", "fc2": "rowwise"}
+    tp_allreduces = 2
+
+    def forward(self, h):
+        return mlp_sublayer(self, h)
+
+
+class _Head(TransformerPart):
+    def forward(self, h):
+        return self.head(self.lnf(h).mean(dim=-2))
+
+
+def transformer_parts(model: TokenTransformer) -> nn.Sequential:
+    """The four parts of ``model`` (see the module docstring), sharing its parameters; the
+    Sequential computes ``model``'s function.
+
+    >>> net = transformer(n_inputs=8, n_outputs=2, tokens=4)
+    >>> x = torch.randn(3, 8, dtype=torch.float64)
+    >>> bool((transformer_parts(net)(x) - net(x)).abs().max() < 1e-12)
+    True
+    """
+    if not isinstance(model, TokenTransformer):
+        raise ConfigError(f"transformer_parts needs the transformer of "
+                          f"dcnn.problems.transformer, got {type(model).__name__}")
+    act = model.tokens * model.d_model
+    return nn.Sequential(_Embed(model, ("pos", "embed"), act),
+                         _Attention(model, ("ln1", "q", "k", "v", "o"), act),
+                         _MLP(model, ("ln2", "fc1", "fc2"), act),
+                         _Head(model, ("lnf", "head"), model.n_outputs))
 
 
 def _check_sizes(n_inputs, n_outputs, tokens, d_model, heads, ffn) -> None:

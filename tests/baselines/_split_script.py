@@ -6,7 +6,9 @@ Usage: _split_script.py CASE... with CASE = pipeline/SCHEDULE/M/HIDDEN or tp/HID
 HIDDEN the comma-separated hidden widths, e.g. pipeline/1f1b/4/4,4,4 or tp/8,8,8; or
 tfm/SP/HEADS, the transformer of _engine_cases.token_module split by heads over the ranks
 (SP 1: with sequence parallelism), which also prints the collectives one gradient ran; or
-ptdp/SCHEDULE/M/DP,TP/HIDDEN, PTD-P with pp = ranks / (DP TP)."""
+ptdp/SCHEDULE/M/DP,TP/HIDDEN, PTD-P with pp = ranks / (DP TP); or tfmptdp/SCHEDULE/M/DP,TP/HEADS,
+PTD-P on that transformer (its four parts pipelined, heads and hidden units over tp), which
+also prints the collectives one gradient ran."""
 import gc
 import sys
 from collections import Counter
@@ -43,21 +45,26 @@ with process_group() as world:
             eng = make_engine(method="tensor-parallel", world=world,
                               module=token_module(heads=hidden[0]), shards=token_shards(),
                               sequence_parallel=rest[0] == "1")
-            with Collectives() as comm:
-                compute_gradients(eng, regularizer=l2(), step=0)
-            extra["comm"] = dict(comm.counts)
-        elif method in ("pipeline", "ptdp"):
+        elif method in ("pipeline", "ptdp", "tfmptdp"):
             schedule, m = rest[0], int(rest[1])
             grid = {}
-            if method == "ptdp":
+            if method != "pipeline":
                 grid = dict(zip(("dp", "tp"), map(int, rest[2].split(","))))
+            net, data = ((token_module(heads=hidden[0]), token_shards()) if method == "tfmptdp"
+                         else (module(hidden), shards()))
             eng = make_engine(method="ptd-p" if grid else "pipeline", world=world,
-                              module=module(hidden), shards=shards(), schedule=schedule,
-                              microbatches=m, **grid)
+                              module=net, shards=data, schedule=schedule, microbatches=m,
+                              **grid)
         else:
             eng = make_engine(method="tensor-parallel", world=world, module=module(hidden),
                               shards=shards())
-        if method != "tfm":
+        if method == "tfmptdp":        # the first step also infers the stages' shapes
+            compute_gradients(eng, regularizer=l2(), step=0)
+        if method in ("tfm", "tfmptdp"):
+            with Collectives() as comm:
+                compute_gradients(eng, regularizer=l2(), step=0)
+            extra["comm"] = dict(comm.counts)
+        else:
             compute_gradients(eng, regularizer=l2(), step=0)
         if method in ("tp", "tfm"):
             extra["output"] = eng.forward(eng.X).detach()

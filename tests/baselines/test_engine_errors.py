@@ -50,6 +50,24 @@ def test_the_transformer_must_split_evenly_by_heads():
              "tokens 4", "degree 8", kind=ConfigError)
 
 
+def test_the_transformer_pipelined_needs_parts_enough_and_heads_that_split():
+    from dcnn.baselines.engines.pipeline import stage_layout
+    error_of(lambda: split_stages(token_module(), 8), "8 stages", "4 parts",
+             "embedding, attention, MLP, head", kind=ConfigError)
+    two = split_stages(token_module(), 2)             # embedding + attention | MLP + head
+    assert [(s.lo, s.hi) for s in two] == [(0, 2), (2, 4)]
+    assert two[0].width == 4 * 8 and two[1].width == 2        # tokens x d; the outputs
+    error_of(lambda: stage_layout(token_module(heads=2), two[0], tp=4),
+             "heads 2 is not divisible", "degree 4", kind=ConfigError)
+    error_of(lambda: stage_layout(token_module(ffn=6), two[1], tp=4),
+             "ffn width 6 is not divisible", "degree 4", kind=ConfigError)
+    # the embedding and the head parts have nothing to split: replicated, no all-reduce
+    edge = split_stages(token_module(), 4)
+    assert stage_layout(token_module(), edge[0], tp=2).collectives(5) == {"all_reduce": 0}
+    assert stage_layout(token_module(), edge[1], tp=2).collectives(5) == \
+        {"all_reduce": 4 * 5 * 4 * 8}
+
+
 def test_sequence_parallelism_needs_the_transformer_and_tensor_parallel():
     error_of(_train(method="tensor-parallel", sequence_parallel=True), "sequence_parallel",
              "Sequential", "model.name = 'transformer'", kind=ConfigError)
@@ -116,7 +134,7 @@ def test_bad_values_are_named():
     error_of(_train(batch_size=-2), "batch_size", "got -2", kind=ConfigError)
     error_of(_train(iterations=1.5), "iterations", "got 1.5", kind=ConfigError)
     error_of(_train(module=torch.nn.Linear(3, 2)), "nn.Sequential", "dcnn.problems.mlp",
-             kind=ConfigError)
+             "dcnn.problems.transformer", kind=ConfigError)
     error_of(_train(method="ddp", shards=[]), "non-empty", kind=ConfigError)
 
 

@@ -63,6 +63,21 @@ def test_the_transformer_by_heads_in_one_process_takes_gradient_steps(sequence_p
     assert info["heads_per_rank"] == 4 and info["sequence_parallel"] is sequence_parallel
 
 
+@pytest.mark.parametrize("method,schedule,m", [("pipeline", "interleaved", 2),
+                                               ("ptd-p", "gpipe", 13)])
+def test_the_transformer_pipelined_in_one_process_takes_gradient_steps(method, schedule, m):
+    """The transformer's four parts as pipeline stages (interleaved: two stages of two parts
+    on the one rank) take exactly the plain gradient steps of the unsplit transformer."""
+    _, info = train_engine(method=method, module=token_module(), shards=token_shards(),
+                           regularizer=l2(), iterations=4, lr=0.1, eval_every=4,
+                           schedule=schedule, microbatches=m)
+    ref = gd_oracle(token_module(), token_shards(), l2(), steps=4, lr=0.1)
+    assert float((info["final_params"] - ref).abs().max()) <= 1e-10
+    assert info["stages"] == (2 if schedule == "interleaved" else 1)
+    assert info["stage_layers"] == ([[0, 2], [2, 4]] if schedule == "interleaved"
+                                    else [[0, 4]])
+
+
 def test_the_pipeline_measures_its_bubble_from_its_stage_clocks():
     """Every step but the first is timed: the compute inside the stages (busy) against the
     schedule's step; the measured bubble is the idle share, next to the formula's."""

@@ -1,7 +1,7 @@
 """Split models equal the unsplit one: pipeline gradients (every schedule, several numbers of
 micro-batches), tensor-parallel forward passes and gradients (the MLP; the transformer by
 heads, with and without sequence parallelism) and PTD-P gradients (data x tensor x pipeline
-at every shape of 2, 4 and 8 ranks), under mpiexec."""
+at every shape of 2, 4 and 8 ranks; the MLP and the transformer), under mpiexec."""
 import json
 
 import pytest
@@ -17,16 +17,24 @@ CASES = {
         "pipeline/1f1b/13/4,4,4", "pipeline/interleaved/2/4,4,4",
         "pipeline/interleaved/26/4,4,4", "tp/4,4", "tp/4,4,4", "tfm/0/4", "tfm/1/4",
         # PTD-P (dp, tp, pp) = (2, 1, 1), (1, 2, 1), (1, 1, 2)
-        "ptdp/gpipe/1/2,1/4,4,4", "ptdp/interleaved/2/1,2/4,4,4", "ptdp/1f1b/2/1,1/4,4,4"],
+        "ptdp/gpipe/1/2,1/4,4,4", "ptdp/interleaved/2/1,2/4,4,4", "ptdp/1f1b/2/1,1/4,4,4",
+        # the transformer (4 heads): (1, 1, 2) interleaved (4 stages, one part each),
+        # (1, 2, 1), (2, 1, 1)
+        "tfmptdp/interleaved/2/1,1/4", "tfmptdp/1f1b/2/1,2/4", "tfmptdp/gpipe/13/2,1/4"],
     4: [f"pipeline/gpipe/2/{DEEP}", f"pipeline/1f1b/13/{DEEP}",
         f"pipeline/interleaved/2/{DEEP}", "tp/8,8,8", "tp/4,4", "tfm/0/4", "tfm/1/4",
         # every (dp, tp, pp) of 4 ranks: (2, 2, 1), (2, 1, 2), (1, 2, 2) (interleaved: 4
         # stages of one pair each), (4, 1, 1) (uneven blocks of 7, 7, 6, 6 samples),
         # (1, 4, 1), (1, 1, 4)
         "ptdp/gpipe/1/2,2/4,4,4", "ptdp/1f1b/13/2,1/4,4,4", f"ptdp/interleaved/2/1,2/{DEEP}",
-        "ptdp/gpipe/1/4,1/4,4,4", "ptdp/gpipe/2/1,4/4,4,4", f"ptdp/1f1b/13/1,1/{DEEP}"],
-    # (2, 2, 2), Megatron's shape: interleaved, 4 stages of one column/row pair each
-    8: [f"ptdp/interleaved/1/2,2/{DEEP}"],
+        "ptdp/gpipe/1/4,1/4,4,4", "ptdp/gpipe/2/1,4/4,4,4", f"ptdp/1f1b/13/1,1/{DEEP}",
+        # the transformer: (1, 2, 2) interleaved (a pipeline rank holds embedding + MLP or
+        # attention + head), (2, 2, 1), (2, 1, 2) 1F1B, (1, 1, 4)
+        "tfmptdp/interleaved/2/1,2/4",
+        "tfmptdp/gpipe/13/2,2/4", "tfmptdp/1f1b/13/2,1/4", "tfmptdp/gpipe/2/1,1/4"],
+    # (2, 2, 2), Megatron's shape: interleaved, 4 stages of one column/row pair each (MLP);
+    # the transformer's four parts
+    8: [f"ptdp/interleaved/1/2,2/{DEEP}", "tfmptdp/interleaved/1/2,2/4"],
 }
 
 # computed bytes per worker and step (26 samples, float64, 2 ranks): pipeline, boundaries
@@ -53,7 +61,16 @@ AXES = {
     # replica: all-reduces of 13 x (4 + 2) outputs and 13 x 4 input gradient over 2 ranks,
     # 2 (R-1)/R n = n entries; dp, the 36 parameters one rank holds (8 + 12 + 10 + 6)
     "ptdp/gpipe/1/2,2/4,4,4": {"pp": 0.0, "tp": 13 * (4 + 2 + 4) * 8, "dp": 36 * 8},
+    # the transformer on 2 ranks (26 samples of 4 tokens, d = 8: a cut carries 32 entries
+    # per sample): (1, 1, 2) interleaved, 3 cuts between ranks; (1, 2, 1), 6 all-reduces of
+    # 26 x 32; (2, 1, 1), the 554 parameters
+    "tfmptdp/interleaved/2/1,1/4": {"pp": 3 * 2 * 26 * 32 * 8 / 2},
+    "tfmptdp/1f1b/2/1,2/4": {"pp": 0.0, "tp": 6 * 26 * 32 * 8},
+    "tfmptdp/gpipe/13/2,1/4": {"pp": 0.0, "dp": 554 * 8},
 }
+# the transformer's parts (embedding, attention, MLP, head): tensor-parallel all-reduces per
+# micro-batch (o's output and q, k, v's input gradients; fc2's output and fc1's)
+PART_ALLREDUCES = (0, 4, 2, 0)
 # the collectives PyTorch ran for one gradient (counted by _split_script's dispatch mode), as
 # the layouts state them
 COMM = {"tfm/0/4": {"all_reduce": 6},
@@ -62,7 +79,7 @@ COMM = {"tfm/0/4": {"all_reduce": 6},
 
 def _unsplit(method, widths):
     hidden = [int(h) for h in widths.split(",")]
-    if method == "tfm":
+    if method in ("tfm", "tfmptdp"):
         problem = pooled_problem(token_module(heads=hidden[0]), token_shards(), l2())
     else:
         problem = pooled_problem(module(hidden), shards(), l2())
@@ -88,12 +105,12 @@ def test_split_models_equal_the_unsplit_model(mpi, ranks):
                          .abs().max()) == 0.0
         if ranks == 2 and case in BYTES:
             assert recs[0]["bytes_per_step"] == BYTES[case]
-        if method in ("pipeline", "ptdp"):
+        if method in ("pipeline", "ptdp", "tfmptdp"):
             schedule, m = opts[0], int(opts[1])
             v = 2 if schedule == "interleaved" else 1
             info = recs[0]["info"]
             depth = ranks
-            if method == "ptdp":
+            if method != "pipeline":
                 dp, tp = map(int, opts[2].split(","))
                 depth = ranks // (dp * tp)
                 assert (info["dp"], info["tp"], info["pp"]) == (dp, tp, depth)
@@ -101,8 +118,16 @@ def test_split_models_equal_the_unsplit_model(mpi, ranks):
                 assert info["bytes_per_step"] == sum(info["bytes_by_axis"].values())
                 if case in AXES:
                     assert info["bytes_by_axis"] == AXES[case]
-                if tp > 1:
+                if tp > 1 and method == "ptdp":
                     assert min(info["tp_pairs_per_stage"]) >= 1
+            if method == "tfmptdp":            # per rank: m x its parts' all-reduces
+                assert len(info["stage_layers"]) == v * depth
+                for rec in recs:
+                    pp_rank = rec["rank"] // (dp * tp)
+                    mine = [s for s in range(v * depth) if s % depth == pp_rank]
+                    parts = [k for s in mine for k in range(*info["stage_layers"][s])]
+                    want = m * sum(PART_ALLREDUCES[k] for k in parts) if tp > 1 else 0
+                    assert rec["comm"].get("all_reduce", 0) == want, (case, rec["rank"])
             assert info["stages"] == v * depth
             assert info["stage_ranks"] == [s % depth for s in range(v * depth)]
             assert info["bubble_fraction"] == bubble_fraction(ranks=depth, microbatches=m,

@@ -4,7 +4,9 @@ the pipeline with tensor and data parallelism beside it (Narayanan et al., SC 20
 
 The MLP (an ``nn.Sequential`` of :func:`dcnn.problems.mlp`) is cut into ``S`` contiguous
 stages, each a group of consecutive Linear layers with their activations (balanced by layer
-count). GPipe and 1F1B put one stage on each of the ``R`` ranks (``S = R``); interleaved 1F1B
+count); the transformer (:func:`dcnn.problems.transformer`) into groups of its four parts
+(embedding | attention sub-layer | MLP sub-layer | head, :func:`~dcnn.problems.transformer.
+transformer_parts`; a cut carries the ``L d`` activations of a sample's tokens). GPipe and 1F1B put one stage on each of the ``R`` ranks (``S = R``); interleaved 1F1B
 puts ``v = 2`` virtual stages on each rank (``S = 2R``, stage ``s`` on rank ``s mod R``).
 
 Data: the pipeline trains on the *pooled* shards (all agents' samples, in agent order; the
@@ -29,7 +31,9 @@ PTD-P (:class:`PTDPEngine`): ``R = dp tp pp`` ranks on a ``(pp, dp, tp)`` ``Devi
 (``tp`` varies fastest, so a tensor-parallel group is consecutive ranks, as Megatron-LM places
 it within a node). The pipeline has ``v pp`` stages over the ``pp`` axis (interleaved: stage
 ``s`` on pipeline rank ``s mod pp``, non-consecutive layers); inside a stage the Linear layers
-are split over the ``tp`` axis in column/row pairs (:func:`~.tp_layouts.mlp_layout`); the
+are split over the ``tp`` axis in column/row pairs (:func:`~.tp_layouts.mlp_layout`; the
+transformer's attention by heads and its MLP block by hidden units, Megatron-style,
+:func:`~.tp_layouts.parts_layout`, the embedding and head parts replicated); the
 step's batch is cut into ``dp`` contiguous blocks, one per replica, each split into the ``m``
 micro-batches; every replica's loss keeps the weight ``1/|B|`` of the whole batch, so after the
 schedule one all-reduce (a sum) of each rank's gradient shards over the ``dp`` axis gives every
@@ -72,10 +76,12 @@ from ..runtime.checks import as_int
 from ..runtime.costs import bubble_fraction, ring_allreduce_bytes
 from ..runtime.objective import as_tensors, batch_rows, pool, weighted_loss
 from .engine import Engine
-from .tp_layouts import TPLayout, full_tensor, linear_positions, mlp_layout
+from ...problems.transformer import TokenTransformer, TransformerPart, transformer_parts
+from .tp_layouts import TPLayout, full_tensor, linear_positions, mlp_layout, parts_layout
 
-__all__ = ["SCHEDULES", "StageSpec", "linear_positions", "split_stages", "auto_microbatches",
-           "check_grid", "replica_blocks", "stage_layout", "PipelineEngine", "PTDPEngine"]
+__all__ = ["SCHEDULES", "StageSpec", "linear_positions", "pipeline_units", "split_stages",
+           "auto_microbatches", "check_grid", "replica_blocks", "stage_layout",
+           "PipelineEngine", "PTDPEngine"]
 # linear_positions lives in .tp_layouts (both layouts need it); it stays importable from here
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B,
@@ -96,23 +102,45 @@ class StageSpec:
     width: int
 
 
+def pipeline_units(module: nn.Module) -> nn.Sequential:
+    """The Sequential a pipeline cuts: the MLP itself, or the transformer's four parts
+    (:func:`dcnn.problems.transformer.transformer_parts`, sharing its parameters)."""
+    if isinstance(module, TokenTransformer):
+        return transformer_parts(module)
+    if isinstance(module, nn.Sequential) and len(module) and \
+            all(isinstance(u, TransformerPart) for u in module):
+        return module                       # already the parts
+    linear_positions(module)                # the MLP's Sequential, or a one-line error
+    return module
+
+
+def _unit_starts(units: nn.Sequential) -> list[int]:
+    if all(isinstance(u, TransformerPart) for u in units):
+        return list(range(len(units)))
+    return linear_positions(units)
+
+
 def split_stages(module: nn.Module, n_stages: int) -> list[StageSpec]:
-    """Cut the Sequential into ``n_stages`` contiguous groups of Linear layers (each with the
-    layers up to the next Linear), balanced by the number of Linear layers."""
-    pos = linear_positions(module)
+    """Cut :func:`pipeline_units` of ``module`` into ``n_stages`` contiguous groups of units
+    (the MLP: Linear layers, each with the layers up to the next Linear; the transformer:
+    its parts), balanced by the number of units."""
+    module = pipeline_units(module)
+    pos = _unit_starts(module)
     if not 1 <= n_stages <= len(pos):
-        raise LaunchError(f"pipeline: {n_stages} stages but the MLP has {len(pos)} Linear "
-                           f"layers; use at most {len(pos)} stages (fewer ranks, schedule "
-                           f"gpipe/1f1b instead of interleaved) or add hidden layers")
+        what = "parts (embedding, attention, MLP, head)" if isinstance(
+            module[0], TransformerPart) else "Linear layers"
+        raise LaunchError(f"pipeline: {n_stages} stages but the model has {len(pos)} "
+                           f"{what}; use at most {len(pos)} stages (fewer ranks, schedule "
+                           f"gpipe/1f1b instead of interleaved) or a deeper model")
     groups = np.array_split(np.arange(len(pos)), n_stages)
     cuts = [pos[g[0]] if k else 0 for k, g in enumerate(groups)] + [len(module)]
     sizes = [sum(p.numel() for p in layer.parameters()) for layer in module]
     specs = []
     for s in range(n_stages):
         lo, hi = cuts[s], cuts[s + 1]
-        last_linear = module[pos[groups[s][-1]]]
+        last_unit = module[pos[groups[s][-1]]]
         specs.append(StageSpec(s, lo, hi, int(sum(sizes[:lo])), int(sum(sizes[lo:hi])),
-                               int(last_linear.out_features)))
+                               int(last_unit.out_features)))
     return specs
 
 
@@ -194,9 +222,13 @@ def replica_blocks(batch: int, dp: int) -> list[np.ndarray]:
 
 
 def stage_layout(module: nn.Module, spec: StageSpec, *, tp: int) -> TPLayout:
-    """The tensor-parallel layout of stage ``spec``'s layers over ``tp`` ranks (the MLP's
-    pairs; a stage after the first back-propagates into its input)."""
-    layers = nn.Sequential(*[module[i] for i in range(spec.lo, spec.hi)])
+    """The tensor-parallel layout of stage ``spec``'s units over ``tp`` ranks (the MLP's
+    pairs, a stage after the first back-propagating into its input; the transformer's parts
+    by heads and hidden units, the embedding and the head replicated)."""
+    units = pipeline_units(module)
+    layers = nn.Sequential(*[units[i] for i in range(spec.lo, spec.hi)])
+    if isinstance(units[0], TransformerPart):
+        return parts_layout(layers, tp)
     layout = mlp_layout(layers, tp, input_grad=spec.index > 0)
     if tp > 1 and not layout.plan:
         raise LaunchError(f"ptd-p: stage {spec.index} holds one Linear layer, so tensor "
@@ -229,6 +261,7 @@ class PipelineEngine(Engine):
         self.dtype = next(module.parameters()).dtype
         self.n_params = sum(p.numel() for p in module.parameters())
         self.X, self.T = as_tensors(*pool(shards), self.dtype, world.device)
+        module = pipeline_units(module)
         self.batch = len(self.X) if batch_size is None else min(batch_size, len(self.X))
         self.v = _VIRTUAL[schedule]
         self.specs = split_stages(module, self.v * self.pp)

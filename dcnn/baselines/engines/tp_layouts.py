@@ -16,7 +16,10 @@ local heads alone, ``o`` row-parallel; ``fc1`` column-parallel, ``fc2`` row-para
 positions, LayerNorms and head replicated. Per step, ``n = |B| L d`` entries each: all-reduces
 of ``o``'s and ``fc2``'s outputs (forward) and of the input gradients of ``q``, ``k``, ``v``
 and ``fc1`` (backward; PyTorch's column-parallel style reduces each projection's input gradient
-on its own, where Megatron's fused QKV reduces once).
+on its own, where Megatron's fused QKV reduces once). In a PTD-P pipeline stage made of some of
+the transformer's four parts (:func:`parts_layout`) the same plan applies part by part: the
+attention part runs four of these all-reduces, the MLP part two, the embedding and head
+parts none (replicated).
 
 **Sequence parallelism** (transformer, option): the LayerNorm regions hold only this rank's
 ``L/R`` tokens (``SequenceParallel``); the residual stream is token-sharded; each region's
@@ -41,10 +44,11 @@ from torch.distributed.tensor.parallel import (ColwiseParallel, RowwiseParallel,
                                                SequenceParallel)
 
 from ...errors import ConfigError, LaunchError
-from ...problems.transformer import TokenTransformer, attention, split_tokens
+from ...problems.transformer import (TokenTransformer, _heads, _merge, attention,
+                                     attention_sublayer, mlp_sublayer, split_tokens)
 from ..runtime.costs import ring_allreduce_bytes, ring_gather_bytes
 
-__all__ = ["TPLayout", "tp_layout", "mlp_layout", "linear_positions", "tp_pairs",
+__all__ = ["TPLayout", "tp_layout", "mlp_layout", "parts_layout", "linear_positions", "tp_pairs",
            "local_params", "full_tensor"]
 
 
@@ -89,15 +93,16 @@ def local_params(module: nn.Module, plan: dict, degree: int) -> int:
 
 def _divisible(what: str, size: int, degree: int, fix: str) -> None:
     if size % degree:
-        raise LaunchError(f"tensor-parallel: {what} {size} is not divisible by the "
+        raise LaunchError(f"tensor-parallel: {what} is not divisible by the "
                           f"tensor-parallel degree {degree}; {fix}")
 
 
 def linear_positions(module: nn.Module) -> list[int]:
     """Indices of the ``nn.Linear`` children of the MLP's ``nn.Sequential``."""
     if not isinstance(module, nn.Sequential):
-        raise ConfigError(f"pipeline, ptd-p and the MLP's tensor parallelism need the MLP as "
-                          f"an nn.Sequential (dcnn.problems.mlp), got {type(module).__name__}")
+        raise ConfigError(f"pipeline, ptd-p and tensor-parallel need the MLP (an "
+                          f"nn.Sequential, dcnn.problems.mlp) or the transformer "
+                          f"(dcnn.problems.transformer), got {type(module).__name__}")
     pos = [i for i, layer in enumerate(module) if isinstance(layer, nn.Linear)]
     if not pos:
         raise ConfigError("the model has no nn.Linear layer; build it with dcnn.problems.mlp")
@@ -136,23 +141,47 @@ def mlp_layout(module: nn.Sequential, degree: int, *, input_grad: bool = False) 
                      "replicated_layers": replicated})
 
 
-def _heads(t: torch.Tensor, width: int) -> torch.Tensor:
-    """``(M, L, k width)`` -> ``(M, k, L, width)``: the heads present on this rank."""
-    m, n, _ = t.shape
-    return t.reshape(m, n, -1, width).transpose(1, 2)
+_STYLES = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
 
 
-def _merge(a: torch.Tensor) -> torch.Tensor:
-    m, k, n, width = a.shape
-    return a.transpose(1, 2).reshape(m, n, k * width)
+def _check_transformer(heads: int, ffn: int, degree: int) -> None:
+    _divisible(f"heads {heads}", heads, degree,
+               f"use a number of heads that is a multiple of {degree} or fewer ranks")
+    _divisible(f"ffn width {ffn}", ffn, degree,
+               f"use an ffn width that is a multiple of {degree} or fewer ranks")
+
+
+def parts_layout(stage: nn.Sequential, degree: int) -> TPLayout:
+    """The layout of a pipeline stage made of consecutive parts of
+    :func:`dcnn.problems.transformer.transformer_parts`: each part's projections split as in
+    the whole transformer's layout (attention by heads, the MLP block by hidden units), the
+    embedding and the head replicated; per step each part runs its ``tp_allreduces``
+    all-reduces of ``|B| L d`` entries (``L d`` = the part's ``out_features``)."""
+    plan, per_sample = {}, 0
+    for k, part in enumerate(stage):
+        if "q" in part.tp_plan:
+            heads = part.q.out_features // part.width
+            _divisible(f"heads {heads}", heads, degree,
+                       f"use a number of heads that is a multiple of {degree} or lower tp")
+        if "fc1" in part.tp_plan:
+            _divisible(f"ffn width {part.fc1.out_features}", part.fc1.out_features, degree,
+                       f"use an ffn width that is a multiple of {degree} or lower tp")
+        plan.update({f"{k}.{name}": _STYLES[style]() for name, style in part.tp_plan.items()})
+        per_sample += part.tp_allreduces * part.out_features
+
+    def forward(model, x, mesh):
+        return full_tensor(model(x)).reshape(len(x), -1)
+
+    def collectives(b):
+        return {"all_reduce": b * per_sample}
+
+    return TPLayout(plan, forward, collectives, local_params(stage, plan, degree),
+                    {"parts": [type(p).__name__.strip("_").lower() for p in stage]})
 
 
 def _transformer_layout(module: TokenTransformer, degree: int, sequence_parallel: bool
                         ) -> TPLayout:
-    _divisible(f"heads {module.heads}", module.heads, degree,
-               f"use a number of heads that is a multiple of {degree} or fewer ranks")
-    _divisible(f"ffn width {module.ffn}", module.ffn, degree,
-               f"use an ffn width that is a multiple of {degree} or fewer ranks")
+    _check_transformer(module.heads, module.ffn, degree)
     if sequence_parallel:
         _divisible(f"tokens {module.tokens}", module.tokens, degree,
                    f"sequence parallelism shards the tokens; use a multiple of {degree}")
@@ -163,11 +192,7 @@ def _transformer_layout(module: TokenTransformer, degree: int, sequence_parallel
 
         def forward(model, x, mesh):
             h = model.embed(split_tokens(x, L)) + model.pos
-            u = model.ln1(h)
-            a = attention(_heads(model.q(u), width), _heads(model.k(u), width),
-                          _heads(model.v(u), width))
-            h = h + model.o(_merge(a))
-            h = h + model.fc2(F.gelu(model.fc1(model.ln2(h))))
+            h = mlp_sublayer(model, attention_sublayer(model, h, width=width))
             return model.head(model.lnf(h).mean(dim=-2))
 
         def collectives(b):

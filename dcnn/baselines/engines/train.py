@@ -26,7 +26,7 @@ from ..runtime.recorder import make_evaluator
 from ..runtime.trainer import train_in_world
 from .ddp import DDPEngine
 from .engine import Engine, EngineTrainer
-from .pipeline import SCHEDULES, PipelineEngine, PTDPEngine
+from .pipeline import SCHEDULES, PipelineEngine, PTDPEngine, pipeline_units
 from .tensor_parallel import TensorParallelEngine
 from .tp_layouts import tp_layout
 
@@ -73,6 +73,7 @@ def _validate(*, method, module, shards, loss, task, regularizer, optimizer, sch
             raise ConfigError(f"pipeline schedule {schedule!r} is unknown; choose one of: "
                               f"{', '.join(SCHEDULES)}")
         as_int("microbatches", microbatches, low=1)
+        pipeline_units(module)               # the MLP or the transformer, else one line
     if not isinstance(sequence_parallel, bool):
         raise ConfigError(f"sequence_parallel must be true or false, got {sequence_parallel!r}")
     if sequence_parallel and method != "tensor-parallel":
@@ -103,9 +104,9 @@ def train_engine(*, method: str, module: nn.Module, shards: Sequence[tuple],
             (:mod:`~dcnn.baselines.engines.pipeline`), ``"tensor-parallel"``
             (:mod:`~dcnn.baselines.engines.tensor_parallel`) or ``"ptd-p"`` (data x tensor
             x pipeline, :mod:`~dcnn.baselines.engines.pipeline`).
-        module: the model (for pipeline the ``nn.Sequential`` of :func:`dcnn.problems.mlp`;
-            for tensor-parallel that or :func:`dcnn.problems.transformer`), float64 for exact
-            comparisons; it is copied, never changed.
+        module: the model (for pipeline, tensor-parallel and ptd-p the ``nn.Sequential`` of
+            :func:`dcnn.problems.mlp` or :func:`dcnn.problems.transformer`), float64 for
+            exact comparisons; it is copied, never changed.
         shards: all ``N`` agents' ``(X_i, T_i)``; DDP maps them to ranks in contiguous
             blocks, pipeline, tensor-parallel and ptd-p train on their union (ptd-p: each
             step's batch cut into ``dp`` contiguous blocks, one per replica).
