@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 _LAZY = {"RunResult": "runner", "local_problems": "runner", "run_experiment": "runner",
          "resume_experiment": "runner", "Experiment": "experiment", "prepare": "prepare",
          "register": "methods", "MethodSpec": "methods", "Supports": "methods",
-         "make_topology": "topology", "run_compare": "compare", "train_engine": "baselines"}
+         "make_topology": "topology", "run_compare": "compare", "train_engine": "baselines",
+         "load_run": "saved", "SavedRun": "saved"}
 
 
 def __getattr__(name):
@@ -44,4 +45,4 @@ __all__ = ["Constant", "Diminishing", "Next", "NextState", "Polynomial", "make_s
            "centralized_reference",
            "RunResult", "local_problems", "run_experiment", "FL", "PL", "make_surrogate",
            "make_topology", "Experiment", "prepare", "register", "MethodSpec", "Supports",
-           "__version__"]
+           "load_run", "SavedRun", "__version__"]

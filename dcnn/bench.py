@@ -938,7 +938,7 @@ def bench_memory(*, hidden=(310, 310), m: int = 200, d: int = 20, agents: int = 
 def main(args) -> int:
     from .runner import configure_threads
 
-    configure_threads(0, ranks=_world_size())
+    configure_threads(0, ranks=_world_size(), fill_cores=True)
     if args.what == "mix":
         sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
         _print(bench_mix(sizes, reps=5 if args.quick else 30), args.out)

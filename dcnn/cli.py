@@ -1,4 +1,4 @@
-"""The ``dcnn`` command: ``run``, ``compare``, ``study``, ``info`` and ``bench``.
+"""The ``dcnn`` command: ``run``, ``compare``, ``study``, ``predict``, ``info`` and ``bench``.
 
 ``dcnn run [CONFIG.toml] [--set section.key=value]... [--out DIR]`` runs one experiment;
 ``dcnn run --resume DIR [--set run.iterations=N]`` continues one from ``DIR/checkpoint``
@@ -6,7 +6,9 @@
 ``dcnn compare [CONFIG.toml] --methods next-pl,gt,... [--set ...] [--out DIR] [--tune]
 [--seeds K]`` runs several methods on identical shards, graphs and seeds (each method's step
 tuned on a grid first with ``--tune``) and writes one comparison with its verdict;
-``dcnn study NAME`` runs the comparisons a study file names (:mod:`dcnn.study`); under
+``dcnn study NAME`` runs the comparisons a study file names (:mod:`dcnn.study`);
+``dcnn predict DIR data.csv [--out FILE]`` predicts with the model a run saved
+(:mod:`dcnn.saved`); under
 ``mpiexec -n R dcnn run ...`` the agents are spread over the R ranks. Bad input ends with one
 line ``dcnn: error: ...`` and exit status 2; under MPI the whole job ends (no rank is left
 waiting in a collective).
@@ -119,6 +121,21 @@ def _cmd_study(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    from .saved import load_run, predict_file
+    pred, score = predict_file(args.run, args.data, out=args.out,
+                               target_column=args.target_column)
+    what = load_run(args.run).summary.get("metric_name", "score")
+    scored = "" if score is None else f"; {what} on the file's targets: {score:.6g}"
+    if args.out is None:
+        for row in pred.reshape(len(pred), -1).tolist():
+            print(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row))
+        print(f"dcnn: {len(pred)} predictions{scored}", file=sys.stderr, flush=True)
+    else:
+        print(f"dcnn: {len(pred)} predictions written to {args.out}{scored}", flush=True)
+    return 0
+
+
 def _cmd_info(args) -> int:
     import networkx
     import numpy
@@ -139,6 +156,12 @@ def _cmd_info(args) -> int:
     except ImportError:  # pragma: no cover
         lines.append("mpi4py not installed: MPI runs unavailable")
     lines.append(f"ranks {size}")
+    from .config import MODELS
+    from .data.datasets import BUNDLED
+    from .methods import method_names
+    lines += [f"datasets {', '.join(BUNDLED)}, or a .csv/.npz file (data.name)",
+              f"models {', '.join(MODELS)}, or your own 'file.py:Name' (model.name)",
+              f"methods {', '.join(method_names())} (algorithm.name; dcnn compare --methods)"]
     if rank == 0:
         print("\n".join(lines))
     return 0
@@ -176,6 +199,8 @@ def _load_plugins(args) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dcnn", description="Decentralized consensus training "
                                 "of neural networks (NEXT) and its baselines.")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"dcnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one experiment")
     run.add_argument("config", nargs="?", help="a TOML config (default: the default experiment)")
@@ -243,7 +268,16 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--quiet", action="store_true", help="no progress, log or table")
     _plugin_option(study)
     study.set_defaults(func=_cmd_study)
-    info = sub.add_parser("info", help="versions, MPI library, ranks, threads")
+    pred = sub.add_parser("predict", help="predict with the model a run saved in its folder")
+    pred.add_argument("run", help="the --out folder of a finished run")
+    pred.add_argument("data", help="a .csv (the run's features, with or without the target "
+                      "column) or .npz file of samples")
+    pred.add_argument("--out", help="write the predictions here as CSV (default: print them)")
+    pred.add_argument("--target-column", type=int, help="the target's column in the CSV "
+                      "(default: the run's data.target_column)")
+    pred.set_defaults(func=_cmd_predict)
+    info = sub.add_parser("info", help="versions, MPI library, ranks, threads, datasets, "
+                          "models and methods")
     info.set_defaults(func=_cmd_info)
     bench = sub.add_parser("bench", help="performance benchmarks (see README)")
     bench.add_argument("what", choices=["mix", "stacked", "threads", "memory", "solver", "costs",

@@ -196,7 +196,7 @@ _RANGES = {  # (section, key): (test, description)
     ("run", "seed"): (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     ("run", "iterations"): (lambda v: v >= 1, ">= 1"),
     ("run", "eval_every"): (lambda v: v >= 1, ">= 1"),
-    ("run", "threads"): (lambda v: v >= 0, ">= 0 (0 = automatic)"),
+    ("run", "threads"): (lambda v: v >= 0, ">= 0 (0 = OMP_NUM_THREADS, else 1)"),
     ("run", "comm_timeout"): (lambda v: v > 0, "> 0 (seconds)"),
     ("run", "checkpoint_every"): (lambda v: v >= 0, ">= 0 (0 = no checkpoints)"),
     ("run", "blowup"): (lambda v: v == 0 or 1 < v < float("inf"),

@@ -51,31 +51,51 @@ def plottable(ys) -> list[float]:
             for y in ys]
 
 
-def plot_history(history: History, path: str | Path, *, metric_name: str,
-                 reference: dict | None = None, title: str = "") -> Path:
-    """Objective, stationarity, consensus error and test metric against iterations."""
+def log_values(ys) -> list[float]:
+    """:func:`plottable` values for a log axis: zero, negative values and values below 1e-16
+    of the largest (zero up to rounding, such as the consensus error of agents that all
+    start at ``w0``) become NaN, so they do not stretch the axis down to 1e-32."""
+    ys = plottable(ys)
+    top = max((y for y in ys if not math.isnan(y)), default=0.0)
+    return [y if not math.isnan(y) and y > 1e-16 * top and y > 0 else math.nan for y in ys]
+
+
+def history_figure(history: History, *, metric_name: str, reference: dict | None = None,
+                   title: str = "", l1: bool = False):
+    """The figure of :func:`plot_history` (a matplotlib ``Figure``; the caller closes it)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     it = history.column("iteration")
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-    panels = [("objective", "objective U(w_bar)", True), ("grad_norm", "stationarity", True),
-              ("consensus_error", "consensus error", True),
-              ("test_metric", f"test {metric_name}", False)]
+    unit = " (%)" if metric_name == "accuracy" else ""
+    stationarity = ("prox-gradient norm ||w_bar - prox(w_bar - grad)||" if l1 else
+                    "gradient norm ||grad U(w_bar)||")
+    panels = [("objective", "objective U(w_bar)", True),
+              ("grad_norm", f"stationarity: {stationarity}", True),
+              ("consensus_error", "consensus error (1/N) sum ||w_i - w_bar||^2", True),
+              ("test_metric", f"test {metric_name}{unit}", False)]
     for ax, (col, label, log) in zip(axes.flat, panels):
-        ys = plottable(history.column(col))
-        ax.plot(it, ys, label="network (w_bar)")
+        ys = history.column(col)
+        shown = log_values(ys) if log else plottable(ys)
+        if log and all(math.isnan(y) for y in shown):      # nothing positive: linear
+            shown, log = plottable(ys), False
+        ax.plot(it, shown, label="network (w_bar)", lw=1.8)
         if col == "test_metric":
-            ax.fill_between(it, plottable(history.column("agent_test_min")),
-                            plottable(history.column("agent_test_max")), alpha=0.25,
-                            label="agents min-max")
+            lo = plottable(history.column("agent_test_min"))
+            hi = plottable(history.column("agent_test_max"))
+            ax.fill_between(it, lo, hi, color="C1", alpha=0.3, label="agents min-max")
+            ax.plot(it, lo, color="C1", lw=0.8, ls=":")
+            ax.plot(it, hi, color="C1", lw=0.8, ls=":")
         if reference is not None and reference.get(col) is not None:
             ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized")
-        if log and all(y > 0 for y in ys if not math.isnan(y)):
+        if log:
             ax.set_yscale("log")
         ax.set_xlabel("iteration")
-        ax.set_ylabel(label)
+        if len(it) > 1:
+            ax.set_xlim(it[0], it[-1])              # every panel over the whole run
+        ax.set_ylabel(label, fontsize=8 if len(label) > 30 else None)
         ax.grid(alpha=0.3)
     axes[1, 1].legend()
     axes[0, 0].legend()
@@ -84,6 +104,17 @@ def plot_history(history: History, path: str | Path, *, metric_name: str,
     # fixed margins: tight_layout measured every tick label again and took half the time
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.08, top=0.93, wspace=0.28,
                         hspace=0.28)
+    return fig
+
+
+def plot_history(history: History, path: str | Path, *, metric_name: str,
+                 reference: dict | None = None, title: str = "", l1: bool = False) -> Path:
+    """Objective, stationarity (the gradient norm, or with an l1 part the prox-gradient
+    norm), consensus error (log axes) and test metric (accuracy in %, with the agents'
+    min-max band) against iterations, saved to ``path``."""
+    import matplotlib.pyplot as plt
+    fig = history_figure(history, metric_name=metric_name, reference=reference, title=title,
+                         l1=l1)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
@@ -118,22 +149,29 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: str | Path, *, history: History, summary: dict, config: dict) -> dict:
-    """Write the four files into ``out``; returns their paths. Every file is written in full
-    to a temporary sibling first (a full disk or a failing plot leaves the folder as it was),
-    then renamed into place, an earlier ``summary.json`` removed first and the new one renamed
-    last: a folder with a summary is finished."""
+def write_report(out: str | Path, *, history: History, summary: dict, config: dict,
+                 files: dict | None = None) -> dict:
+    """Write the four files, and ``files`` (``{name: write(path)}``, e.g. the saved model),
+    into ``out``; returns their paths. Every file is written in full to a temporary sibling
+    first (a full disk or a failing plot leaves the folder as it was), then renamed into
+    place, an earlier ``summary.json`` removed first and the new one renamed last: a folder
+    with a summary is finished."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    files = dict(files or {})
     paths = {"plot": out / "curves.png", "history": out / "history.csv",
-             "config": out / "config.json", "summary": out / "summary.json"}
+             "config": out / "config.json", **{name: out / name for name in files},
+             "summary": out / "summary.json"}
     tmps = {k: _temporary(p) for k, p in paths.items()}
     try:
         plot_history(history, tmps["plot"], metric_name=summary["metric_name"],
                      reference=summary.get("centralized"),
+                     l1=(config.get("model") or {}).get("regularizer") in ("l1", "elastic_net"),
                      title=f"{summary['method']} on {summary['dataset']}")
         history.to_csv(tmps["history"])
         tmps["config"].write_text(json.dumps(_clean(config), indent=2) + "\n")
+        for name, write in files.items():
+            write(tmps[name])
         tmps["summary"].write_text(json.dumps(_clean(summary), indent=2) + "\n")
     except BaseException:
         for tmp in tmps.values():
@@ -141,6 +179,6 @@ def write_report(out: str | Path, *, history: History, summary: dict, config: di
         raise
     # an earlier summary goes first, so a folder never shows it beside half-replaced files
     paths["summary"].unlink(missing_ok=True)
-    for key in paths:                      # plot, history, config, then the summary
+    for key in paths:                      # plot, history, config, files, then the summary
         os.replace(tmps[key], paths[key])
     return paths

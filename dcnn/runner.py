@@ -39,6 +39,7 @@ from .methods import Built, get_method, method_names
 from .reference import centralized_reference
 from .reference_cache import lookup, reference_key, store
 from .report import format_table, write_config, write_report
+from .saved import model_files, preprocessing_of
 
 __all__ = ["RunResult", "run_experiment", "resume_experiment", "local_problems",
            "configure_threads", "build", "summarize", "reference_of", "make_model"]
@@ -52,10 +53,14 @@ class RunResult:
     out: Path | None
 
 
-def configure_threads(requested: int, *, ranks: int) -> int:
+def configure_threads(requested: int, *, ranks: int, fill_cores: bool = False) -> int:
     """torch threads per rank: ``requested`` if > 0; else respect ``OMP_NUM_THREADS``; else
-    the host's cores divided by the ranks sharing the host (never oversubscribe).
+    one thread (``fill_cores``: the host's cores divided by the ranks sharing the host, what
+    the benchmarks use on an idle machine).
 
+    One thread is the default because it never loses much and the alternative can lose a
+    lot: filling the cores made a default run 7x slower on a busy 2-core machine (6.93 s
+    against 0.95 s for 100 iterations) and won only 0.49 s against 0.60 s on an idle one.
     numpy/scipy's OpenBLAS is held to one thread: dcnn's heavy maths runs in torch, and an
     OpenBLAS pool spinning beside torch's OpenMP pool slows both down."""
     threadpool_limits(1, user_api="blas")
@@ -64,7 +69,8 @@ def configure_threads(requested: int, *, ranks: int) -> int:
     elif "OMP_NUM_THREADS" not in os.environ:
         local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get(
             "OMPI_COMM_WORLD_LOCAL_SIZE") or ranks
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(local))))
+        cores = max(1, (os.cpu_count() or 1) // max(1, int(local)))
+        torch.set_num_threads(cores if fill_cores else 1)
     return torch.get_num_threads()
 
 
@@ -268,7 +274,36 @@ def summarize(exp: Prepared, *, label: str, options, info: dict, state, history:
         "bytes_sent_per_agent": last["bytes_per_agent"],
         "engine": info.get("engine"),
         "wall_time_s": last["time_s"], "eval_time_s": last["eval_time_s"],
+        **provenance(),
     }
+
+
+def provenance() -> dict:
+    """What made the result: dcnn's version, the git commit of a dcnn checkout (``None`` for
+    an installed copy), the command line and rank 0's host."""
+    import socket
+    import subprocess
+
+    from . import __version__
+    commit = None
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    return {"dcnn_version": __version__, "git_commit": commit or None,
+            "command": " ".join(sys.argv), "host": socket.gethostname()}
+
+
+def final_parameters(exp: Prepared, state) -> torch.Tensor:
+    """``w_bar``, the flat parameters the History's metrics are measured at: the mean of the
+    agents' final iterates (collective), or a parallel trainer's final parameters."""
+    from .methods.runs import TrainerState
+    if isinstance(state, TrainerState):
+        return state.X[0]
+    return exp.network.agent_sum(state.X) / exp.network.n_agents
 
 
 def _agreed(cfg: Config) -> dict:
@@ -314,7 +349,10 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
         if verbose and network.rank == 0 else (lambda msg: None)
     threads = configure_threads(r.threads, ranks=network.size)
-    log(f"{r.agents} agents on {network.size} rank(s), {threads} torch thread(s) per rank")
+    how = ("run.threads" if r.threads > 0 else "OMP_NUM_THREADS" if "OMP_NUM_THREADS" in
+           os.environ else "the default; more with run.threads = C")
+    log(f"{r.agents} agents on {network.size} rank(s), {threads} torch thread(s) per rank "
+        f"({how})")
     check_ranks_agree(_agreed(cfg), network=network, what="config",
                       fix="start every rank with the same config file, --set options and dcnn")
     out_dir = _out_dir(out, cfg, network)
@@ -361,8 +399,15 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     summary = summarize(exp, label=label, options=options, info=info, state=state,
                         history=history, reference=ref, threads=threads)
     if out_dir is not None:
+        w_bar = final_parameters(exp, state)           # collective: every rank
+
+        saved = model_files(module=exp.model.load_into(w_bar, copy.deepcopy(exp.model.module)),
+                            preprocessing=preprocessing_of(exp.dataset, loss=exp.loss,
+                                                           dtype=exp.model.dtype))
+
         def finish() -> None:
-            write_report(out_dir, history=history, summary=summary, config=recorded)
+            write_report(out_dir, history=history, summary=summary, config=recorded,
+                         files=saved)
             if stage is not None:            # the new result is in place: its checkpoints too
                 if (stage / FOLDER).exists():
                     shutil.rmtree(out_dir / FOLDER, ignore_errors=True)  # no manifest: stale
@@ -371,7 +416,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
 
         # the other ranks wait as long as rank 0 writes and sends heartbeats
         network.on_root(finish, what=f"writing the results into {out_dir}")
-        log(f"results in {out_dir}/ (history.csv, summary.json, curves.png, config.json)")
+        log(f"results in {out_dir}/ (history.csv, summary.json, curves.png, config.json, "
+            "model.pt; read back with dcnn.load_run)")
     if verbose and network.rank == 0:
         print(format_table(summary), flush=True)
     return RunResult(history=history, summary=summary, state=state, out=out_dir)

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from dcnn import __version__
+
 from conftest import ROOT, run_mpi
 
 SMALL = ["--set", "run.iterations=10", "--set", "run.eval_every=5", "--quiet"]
@@ -57,6 +59,12 @@ def test_info():
     res, _ = dcnn("info")
     assert res.returncode == 0
     assert "torch" in res.stdout and "MPI" in res.stdout.upper()
+    lines = {ln.split()[0]: ln for ln in res.stdout.splitlines()}
+    from dcnn.methods import method_names
+    assert all(m in lines["methods"] for m in method_names())
+    assert "mnist1d" in lines["datasets"] and "transformer" in lines["models"]
+    version, _ = dcnn("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"dcnn {__version__}"
 
 
 def _nan_csv(tmp_path):
@@ -132,6 +140,11 @@ def test_mpi_cli_run_matches_in_process(tmp_path, extra):
     assert a["solver"] == b["solver"] is not None
     assert abs(a["final"]["objective"] - b["final"]["objective"]) <= 1e-10
     assert a["bytes_sent_per_agent"] == b["bytes_sent_per_agent"]
+    # the saved model is w_bar over every rank's agents: the same as in one process
+    import torch
+    sa, sb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("mpi", "one"))
+    assert list(sa) == list(sb)
+    assert max(float((sa[k] - sb[k]).abs().max()) for k in sa) <= 1e-10
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ def test_a_failed_run_leaves_the_earlier_result_byte_for_byte(tmp_path, capsys):
     assert main(["run", *SHORT, "--out", str(out)]) == 0
     before = _files(out)
     assert set(map(str, before)) == {"history.csv", "summary.json", "curves.png",
-                                     "config.json"}
+                                     "config.json", "model.pt", "preprocessing.json"}
     capsys.readouterr()
     assert main(["run", *SHORT, *BLOWS_UP, "--set", "run.iterations=40", "--out",
                  str(out)]) == 2

@@ -148,7 +148,7 @@ def _python(code: str, cwd: Path, ranks: int = 1) -> subprocess.CompletedProcess
 
 
 def test_python_blocks_run(tmp_path):
-    own, loop = _blocks(README, "python")
+    own, saved, loop = _blocks(README, "python")
     # your own model and arrays through dcnn.Experiment: the comparison table
     out = _python(own, tmp_path).stdout.splitlines()
     assert out[0].split()[0] == "method"
@@ -156,6 +156,12 @@ def test_python_blocks_run(tmp_path):
     assert list(rows) == ["next-pl", "gt", "dgd", "centralized"]
     # every method learns the task (chance is 50 %; the table's 4th column is accuracy)
     assert all(float(r[3]) > 70.0 for r in rows.values()), rows
+    # a run folder read back: the model predicts the data's own labels, and its accuracy on
+    # the whole set lies near the run's test accuracy (a fifth of the set)
+    labels, numbers = _python(saved, tmp_path).stdout.split("]")
+    score, test = map(float, numbers.split())
+    assert [int(v) for v in labels.strip("[ ").split()] == [0, 0, 0, 0, 0]    # setosa
+    assert score > 80 and abs(score - test) < 15
     # the low-level loop
     start, objective, consensus = map(float, _python(loop, tmp_path).stdout.split())
     # the noise floor of this regression is about 0.01 (noise variance), the start about 5

@@ -71,3 +71,23 @@ def test_block_threads_config_reaches_the_surrogate():
     plain = dcnn.run_experiment(load_config(None, base), out=None, verbose=False)
     assert runs[1].state.X.equal(runs[2].state.X)
     assert not runs[1].state.X.equal(plain.state.X)
+
+
+def test_one_torch_thread_per_rank_unless_told_otherwise(monkeypatch):
+    import torch
+
+    from dcnn.runner import configure_threads
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MPI_LOCALNRANKS", raising=False)
+    monkeypatch.delenv("OMPI_COMM_WORLD_LOCAL_SIZE", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    try:
+        assert configure_threads(0, ranks=1) == 1                     # the default
+        assert configure_threads(3, ranks=2) == 3                     # run.threads
+        assert configure_threads(0, ranks=2, fill_cores=True) == 4    # the benchmarks'
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert configure_threads(0, ranks=1) == 2                     # left as OMP says
+    finally:
+        torch.set_num_threads(before)

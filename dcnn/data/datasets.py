@@ -46,6 +46,9 @@ class Dataset:
     ``X_*`` are ``(M, d)`` float64. ``y_*`` are ``(M,)`` int64 labels ``0..C-1`` for
     ``"binary"``/``"multiclass"`` and ``(M,)`` or ``(M, k)`` float64 for ``"regression"``.
     ``classes`` holds the sorted original label values (empty for regression).
+    ``x_mean``/``x_scale`` (and ``y_mean``/``y_scale`` for regression) are the training
+    statistics the parts were standardised with (``None``: not standardised), so new raw
+    samples can be scaled alike: ``(x - x_mean) / x_scale``.
     """
 
     name: str
@@ -56,6 +59,10 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     classes: np.ndarray = field(default_factory=lambda: np.empty(0))
+    x_mean: np.ndarray | None = None
+    x_scale: np.ndarray | None = None
+    y_mean: np.ndarray | None = None
+    y_scale: np.ndarray | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -188,12 +195,16 @@ def _prepare(raw: RawData, label: str, task: str, *, test_fraction: float, seed:
         X_tr, X_te, y_tr, y_te = raw.X[tr], raw.X[te], y_all[tr], y_all[te]
     if task != "regression":
         _check_classes_trained(y_tr, y_te, classes, label, has_test)
+    stats = {}
     if standardize:
-        X_tr, X_te = _standardize(X_tr, X_te, what=f"'{label}' features")
+        X_tr, X_te, stats["x_mean"], stats["x_scale"] = _standardize(
+            X_tr, X_te, what=f"'{label}' features")
         if task == "regression":
-            y_tr, y_te = _standardize(y_tr, y_te, what=f"'{label}' targets")
+            y_tr, y_te, stats["y_mean"], stats["y_scale"] = _standardize(
+                y_tr, y_te, what=f"'{label}' targets")
     return Dataset(name=label, task=task, X_train=X_tr, y_train=y_tr, X_test=X_te, y_test=y_te,
-                   n_classes=0 if task == "regression" else len(classes), classes=classes)
+                   n_classes=0 if task == "regression" else len(classes), classes=classes,
+                   **stats)
 
 
 # ------------------------------------------------------------------------------ the steps
@@ -344,9 +355,10 @@ def _split(n: int, test_fraction: float, seed: int, labels: np.ndarray | None, n
                             stratify=stratify)
 
 
-def _standardize(train: np.ndarray, test: np.ndarray, *,
-                 what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Both parts scaled by the training mean and standard deviation (per column); a column
+def _standardize(train: np.ndarray, test: np.ndarray, *, what: str
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Both parts scaled by the training mean and standard deviation (per column), and the
+    mean and scale themselves; a column
     whose mean or spread overflows (values near 1e308) is refused, not turned into zeros; a
     constant feature column becomes zeros with a :class:`~dcnn.errors.DataWarning`."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -370,7 +382,7 @@ def _standardize(train: np.ndarray, test: np.ndarray, *,
         warnings.warn(f"{what}: {len(constant)} of {train.shape[1]} columns are constant on the "
                       f"training part (index{'es' if len(constant) > 1 else ''} {shown}, from 0); "
                       "they become zeros and carry no information", DataWarning, stacklevel=3)
-    return out
+    return out[0], out[1], np.asarray(mean, dtype=np.float64), np.asarray(scale, np.float64)
 
 
 # ----------------------------------------------------------------------------- validation
