@@ -59,8 +59,9 @@ def configure_threads(requested: int, *, ranks: int, fill_cores: bool = False) -
     the benchmarks use on an idle machine).
 
     One thread is the default because it never loses much and the alternative can lose a
-    lot: filling the cores made a default run 7x slower on a busy 2-core machine (6.93 s
-    against 0.95 s for 100 iterations) and won only 0.49 s against 0.60 s on an idle one.
+    lot: on a 2-core machine two threads ran the default run (100 iterations) in 5.62 s
+    against 5.95 s when idle, but in 10.0 s (up to 21 s) against 8.4 s beside two busy
+    processes (README, "run").
     numpy/scipy's OpenBLAS is held to one thread: dcnn's heavy maths runs in torch, and an
     OpenBLAS pool spinning beside torch's OpenMP pool slows both down."""
     threadpool_limits(1, user_api="blas")
