@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from .checkpoint import (FOLDER, RESUME_FREE, Checkpoint, Checkpointer, config_difference,
                          load_checkpoint, trajectory_config)
-from .comm import Network, make_network
+from .comm import Network, make_network, torchrun_world
 from .comm.agree import check_ranks_agree
 from .config import Config, _apply, load_config, parse_set, resolve
 from .errors import CheckpointError, ConfigError
@@ -262,7 +262,8 @@ def summarize(exp: Prepared, *, label: str, options, info: dict, state, history:
         "schedule": info.get("schedule"), "alpha0": getattr(options, "alpha0", None),
         "optimizer": info.get("optimizer"), "batch_size": info.get("batch_size"),
         "dataset": ds.name, "task": ds.task,
-        "agents": r.agents, "ranks": exp.network.size, "threads_per_rank": threads,
+        "agents": r.agents, "ranks": (torchrun_world() or (0, exp.network.size))[1],
+        "threads_per_rank": threads,
         "iterations": int(state.t), "parameters": exp.model.n_params,
         "metric_name": metric_name(ds.task),
         "final": {k: last[k] for k in ("objective", "grad_norm", "consensus_error",
@@ -345,6 +346,16 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     r, tp = cfg.run, cfg.topology
     cfg.algorithm.options()                  # the method's options, checked before any work
     check_supports(cfg)
+    torchrun = torchrun_world()
+    if torchrun is not None:
+        if get_method(cfg.algorithm.name).supports.topology:
+            raise ConfigError(f"{cfg.algorithm.name!r} spreads its agents over MPI ranks; "
+                              f"under torchrun each of the {torchrun[1]} processes would run "
+                              f"a whole copy: launch it with mpiexec -n {torchrun[1]} (torchrun "
+                              "serves the parallel trainers: ddp, pipeline, tensor-parallel, "
+                              "...)")
+        if torchrun[0] != 0:                 # the trainers' result is alike on every rank
+            verbose, out = False, None
     _check_checkpointing(cfg, out, resume)
     network = network or make_network(r.agents, backend=r.backend, timeout=r.comm_timeout)
     log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
@@ -352,7 +363,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     threads = configure_threads(r.threads, ranks=network.size)
     how = ("run.threads" if r.threads > 0 else "OMP_NUM_THREADS" if "OMP_NUM_THREADS" in
            os.environ else "the default; more with run.threads = C")
-    log(f"{r.agents} agents on {network.size} rank(s), {threads} torch thread(s) per rank "
+    where = f"{torchrun[1]} torchrun processes" if torchrun else f"{network.size} rank(s)"
+    log(f"{r.agents} agents on {where}, {threads} torch thread(s) per rank "
         f"({how})")
     check_ranks_agree(_agreed(cfg), network=network, what="config",
                       fix="start every rank with the same config file, --set options and dcnn")

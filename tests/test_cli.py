@@ -161,3 +161,35 @@ def test_every_surrogate_loss_regulariser_combination(tmp_path, surrogate, loss,
     s = json.loads((tmp_path / "summary.json").read_text())
     assert abs(s["final"]["test_metric"] - s["centralized"]["test_metric"]) <= 2.0
     assert (s["final"]["sparsity"] > 0) == (reg == "l1")
+
+
+@pytest.mark.mpi
+def test_under_torchrun_rank_0_alone_reports_and_the_loop_methods_refuse(tmp_path):
+    """DDP under torchrun: one table, one folder, the summary counts both processes; NEXT
+    (whose agents live on MPI ranks) refuses in one line naming mpiexec instead of running a
+    whole copy per process."""
+    import shutil
+    exe = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if exe is None:
+        pytest.skip("torchrun is not installed next to this python")
+
+    def launch(*args):
+        cmd = [exe, "--standalone", "--nproc_per_node", "2", "-m", "dcnn", "run",
+               *SMALL[:-1], "--set", "run.reference=false", "--set", "run.progress=false",
+               *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    res = launch("--set", "algorithm.name='ddp'", "--out", str(tmp_path / "ddp"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("test accuracy") == 1                # rank 0 alone prints
+    assert res.stderr.count("dcnn: results in") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
+    s = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert s["ranks"] == 2 and s["engine"]["world_size"] == 2
+    assert s["engine"]["launcher"] == "torchrun"
+    res = launch("--out", str(tmp_path / "next"))
+    assert res.returncode != 0
+    errors = {ln for ln in res.stderr.splitlines() if ln.startswith("dcnn: error:")}
+    assert len(errors) == 1 and "mpiexec -n 2" in errors.pop()
+    assert not (tmp_path / "next").exists()

@@ -8,7 +8,8 @@ from .faults import check_timeout
 from .local import LocalNetwork
 
 __all__ = ["Network", "LocalNetwork", "MPINetwork", "agent_blocks", "make_network",
-           "launched_by_mpi", "launcher_size", "launcher_rank"]
+           "launched_by_mpi", "launcher_size", "launcher_rank", "torchrun_world"]
+
 
 def launcher_size() -> int:
     """How many processes the MPI launcher started (1 without one), from its environment."""
@@ -19,11 +20,21 @@ def launcher_size() -> int:
 
 
 def launcher_rank() -> int:
-    """This process's rank as the MPI launcher numbered it (0 without one)."""
+    """This process's rank as the MPI launcher (or torchrun) numbered it (0 without one)."""
     for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"):
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
-    return 0
+    world = torchrun_world()
+    return world[0] if world else 0
+
+
+def torchrun_world() -> tuple[int, int] | None:
+    """``(rank, size)`` when torchrun (not an MPI launcher) started more than one process:
+    its ``RANK`` and ``WORLD_SIZE``; else ``None``."""
+    rank, size = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
+    if launched_by_mpi() or not (rank.isdigit() and size.isdigit()) or int(size) < 2:
+        return None
+    return int(rank), int(size)
 
 
 def launched_by_mpi() -> bool:
