@@ -3,9 +3,10 @@
 The reference (:func:`dcnn.reference.centralized_reference`) is a pure function of the pooled
 training data, the test data, the model (its architecture and initial weights), the loss, the
 regulariser and the dtype; in a short run it costs more than the run itself. A reference is
-therefore kept, under the sha256 of those inputs, in this process (the last :data:`KEEP`) and,
-when the environment variable ``DCNN_CACHE`` names a folder, in ``DCNN_CACHE/reference/`` as
-one JSON file per key, so that later runs and other processes reuse it.
+therefore kept, under the sha256 of those inputs, in this process (the last :data:`KEEP`) and
+in the cache folder (:func:`dcnn.cache.cache_folder`: ``DCNN_CACHE``, else ``~/.cache/dcnn``;
+``DCNN_CACHE=""`` switches it off), in ``reference/`` as one JSON file per key, so that later
+runs and other processes reuse it.
 
 What the key holds: the data and model fingerprints of :func:`dcnn.prepare.fingerprint`
 (train and test arrays; parameter names, shapes and initial values), the task, the number of
@@ -25,12 +26,13 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+from .cache import ENV, cache_folder
+
 __all__ = ["reference_key", "lookup", "store", "KEEP", "VERSION", "ENV"]
 
 VERSION = 1          # bump when the reference solver or its tolerances change
 FIELDS = {"objective", "grad_norm", "train_metric", "test_metric", "iterations", "solver"}
 KEEP = 32            # references kept in memory
-ENV = "DCNN_CACHE"
 _MEMORY: OrderedDict[str, dict] = OrderedDict()
 
 
@@ -61,8 +63,8 @@ def reference_key(exp) -> str | None:
 
 
 def _file(key: str) -> Path | None:
-    folder = os.environ.get(ENV)
-    return Path(folder) / "reference" / f"{key}.json" if folder else None
+    folder = cache_folder()
+    return folder / "reference" / f"{key}.json" if folder else None
 
 
 def lookup(key: str | None) -> dict | None:

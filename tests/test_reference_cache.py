@@ -89,3 +89,19 @@ def test_the_same_arrays_as_another_task_solve_again(solves):
     a = _ref("data.task='auto'", data=as_task["regression"])
     b = _ref("data.task='auto'", data=as_task["binary"])
     assert len(solves) == 2 and a["test_metric"] != b["test_metric"]
+
+
+def test_the_cache_folder_is_dcnn_cache_else_the_users_cache(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from dcnn.cache import cache_folder
+    monkeypatch.setenv("DCNN_CACHE", str(tmp_path / "c"))
+    assert cache_folder() == tmp_path / "c"
+    monkeypatch.setenv("DCNN_CACHE", "")
+    assert cache_folder() is None                                  # switched off
+    monkeypatch.delenv("DCNN_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_folder() == tmp_path / "xdg" / "dcnn"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_folder() == Path(tmp_path / "home" / ".cache" / "dcnn")

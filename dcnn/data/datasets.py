@@ -230,14 +230,15 @@ def _read_raw(name: str, target_column: int, samples: int) -> tuple[RawData, str
 def _mnist1d(samples: int) -> RawData:
     """MNIST-1D of ``samples`` samples as the ``mnist1d`` package generates it (no download),
     with its train/test split, from its seed 42 (cached for the process: 50,000 samples take
-    about 10 s; and, when ``DCNN_CACHE`` names a folder, in ``DCNN_CACHE/mnist1d/`` for later
-    processes, keyed by the sample count and the package's version). The package reseeds the
+    about 10 s; and in the cache folder's ``mnist1d/`` (:func:`dcnn.cache.cache_folder`) for
+    later processes, keyed by the sample count and the package's version). The package reseeds the
     global ``numpy`` and ``random`` generators; their states are put back, so loading it
     leaves a caller's global randomness untouched."""
     from importlib.metadata import version
-    cache = os.environ.get("DCNN_CACHE")
+    from ..cache import cache_folder
+    cache = cache_folder()
     # v1: the arrays as make_dataset returns them (bump if their post-processing here changes)
-    path = (Path(cache) / "mnist1d" / f"v1-{samples}-{version('mnist1d')}.npz") if cache else None
+    path = (cache / "mnist1d" / f"v1-{samples}-{version('mnist1d')}.npz") if cache else None
     if path is not None and path.is_file():
         try:
             with np.load(path) as z:
