@@ -39,7 +39,7 @@ from .methods import Built, get_method, method_names
 from .reference import centralized_reference
 from .reference_cache import lookup, reference_key, store
 from .report import format_table, write_config, write_report
-from .saved import model_files, preprocessing_of
+from .saved import Predictor, model_files, preprocessing_of
 
 __all__ = ["RunResult", "run_experiment", "resume_experiment", "local_problems",
            "configure_threads", "build", "summarize", "reference_of", "make_model"]
@@ -47,10 +47,20 @@ __all__ = ["RunResult", "run_experiment", "resume_experiment", "local_problems",
 
 @dataclass
 class RunResult:
+    """What :func:`run_experiment` returns: the History, the summary, the final state, the
+    output folder (or ``None``) and the trained network at ``w_bar`` with its preprocessing
+    (:class:`dcnn.saved.Predictor`: ``result.predict(X)`` on raw features)."""
+
     history: History
     summary: dict
     state: object
     out: Path | None
+    predictor: Predictor | None = None
+
+    def predict(self, X):
+        """Predictions of the trained network for raw features ``X`` (see
+        :meth:`dcnn.saved.Predictor.predict`)."""
+        return self.predictor.predict(X)
 
 
 def configure_threads(requested: int, *, ranks: int, fill_cores: bool = False) -> int:
@@ -411,12 +421,11 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         ref = reference_of(exp, cache=model is None)
     summary = summarize(exp, label=label, options=options, info=info, state=state,
                         history=history, reference=ref, threads=threads)
+    w_bar = final_parameters(exp, state)               # collective: every rank
+    trained = Predictor(exp.model.load_into(w_bar, copy.deepcopy(exp.model.module)).eval(),
+                        preprocessing_of(exp.dataset, loss=exp.loss, dtype=exp.model.dtype))
     if out_dir is not None:
-        w_bar = final_parameters(exp, state)           # collective: every rank
-
-        saved = model_files(module=exp.model.load_into(w_bar, copy.deepcopy(exp.model.module)),
-                            preprocessing=preprocessing_of(exp.dataset, loss=exp.loss,
-                                                           dtype=exp.model.dtype))
+        saved = model_files(module=trained.module, preprocessing=trained.preprocessing)
 
         def finish() -> None:
             write_report(out_dir, history=history, summary=summary, config=recorded,
@@ -433,7 +442,8 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
             "model.pt; read back with dcnn.load_run)")
     if verbose and network.rank == 0:
         print(format_table(summary), flush=True)
-    return RunResult(history=history, summary=summary, state=state, out=out_dir)
+    return RunResult(history=history, summary=summary, state=state, out=out_dir,
+                     predictor=trained)
 
 
 def _saved_config(directory: Path) -> Config:

@@ -36,7 +36,7 @@ from torch import nn
 from .errors import ConfigError, DataError
 
 __all__ = ["MODEL_FILE", "PREPROCESSING_FILE", "preprocessing_of", "model_files",
-           "SavedRun", "load_run", "predict_file"]
+           "Predictor", "SavedRun", "load_run", "predict_file"]
 
 MODEL_FILE, PREPROCESSING_FILE = "model.pt", "preprocessing.json"
 FORMAT = 1
@@ -94,6 +94,64 @@ def _history(path: Path):
 
 
 @dataclass(frozen=True)
+class Predictor:
+    """A trained network with its ``preprocessing.json`` contents: raw samples in,
+    predictions in the data's own labels or units out (what :class:`SavedRun` and
+    :class:`dcnn.runner.RunResult` hand out)."""
+
+    module: nn.Module
+    preprocessing: dict
+
+    def outputs(self, X) -> torch.Tensor:
+        """The network's raw outputs ``(M, O)`` on raw features ``X`` ``(M, d)``, scaled as
+        the training data were."""
+        p = self.preprocessing
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1 and p["n_features"] > 1:
+            X = X[None]
+        if X.ndim != 2 or X.shape[1] != p["n_features"]:
+            raise DataError(f"X has shape {X.shape}; the run's model takes "
+                            f"{p['n_features']} features per sample: give (M, "
+                            f"{p['n_features']})")
+        if not np.isfinite(X).all():
+            raise DataError("X holds NaN or inf; give finite features")
+        if p["x_mean"] is not None:
+            X = (X - np.asarray(p["x_mean"])) / np.asarray(p["x_scale"])
+        with torch.no_grad():
+            out = self.module(torch.as_tensor(X, dtype=getattr(torch, p["dtype"])))
+        return out.reshape(len(X), -1)
+
+    def predict(self, X) -> np.ndarray:
+        """Predictions for raw features ``X`` ``(M, d)``: class labels as the data give them
+        (binary: the output above 0, or 0.5 for the squared loss; multiclass: the largest
+        output), or regression targets in the data's units."""
+        p = self.preprocessing
+        out = self.outputs(X).double().numpy()
+        if p["task"] == "regression":
+            if p["y_mean"] is not None:
+                out = out * np.asarray(p["y_scale"]) + np.asarray(p["y_mean"])
+            return out[:, 0] if p["target_ndim"] == 1 else out
+        classes = np.asarray(p["classes"])
+        if p["task"] == "binary":
+            index = (out[:, 0] > (0.5 if p["loss"] == "squared" else 0.0)).astype(int)
+        else:
+            index = out.argmax(axis=1)
+        labels = classes[index]
+        return labels.astype(np.int64) if np.all(labels == np.round(labels)) else labels
+
+    def score(self, X, y) -> float:
+        """Accuracy in percent (classification) or the mean squared error in the units of
+        the standardised targets, as the History's ``test_metric`` reports it."""
+        pred = self.predict(X)
+        y = np.asarray(y)
+        if self.preprocessing["task"] != "regression":
+            return 100.0 * float(np.mean(pred == y.reshape(pred.shape)))
+        scale = np.asarray(self.preprocessing["y_scale"] or 1.0)
+        err = (pred - y.reshape(pred.shape)) / (scale if pred.ndim == 1 else scale[None])
+        return float(np.mean(err ** 2))
+
+
+@dataclass(frozen=True)
 class SavedRun:
     """A run folder read back (see the module docstring)."""
 
@@ -134,55 +192,17 @@ class SavedRun:
                               "the run trained") from None
         return template.to(dtype).eval()
 
-    def outputs(self, X, *, module: nn.Module | None = None) -> torch.Tensor:
-        """The network's raw outputs ``(M, O)`` on raw features ``X`` ``(M, d)``, scaled as
-        the training data were."""
-        p = self.preprocessing
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim == 1 and p["n_features"] > 1:
-            X = X[None]
-        if X.ndim != 2 or X.shape[1] != p["n_features"]:
-            raise DataError(f"X has shape {X.shape}; the run's model takes "
-                            f"{p['n_features']} features per sample: give (M, "
-                            f"{p['n_features']})")
-        if not np.isfinite(X).all():
-            raise DataError("X holds NaN or inf; give finite features")
-        if p["x_mean"] is not None:
-            X = (X - np.asarray(p["x_mean"])) / np.asarray(p["x_scale"])
-        net = module if module is not None else self.module()
-        with torch.no_grad():
-            out = net(torch.as_tensor(X, dtype=getattr(torch, p["dtype"])))
-        return out.reshape(len(X), -1)
+    def predictor(self, module: nn.Module | None = None) -> Predictor:
+        """:meth:`module` (or ``module``, a template to load into) with the preprocessing."""
+        return Predictor(self.module(module), self.preprocessing)
 
     def predict(self, X, *, module: nn.Module | None = None) -> np.ndarray:
-        """Predictions for raw features ``X`` ``(M, d)``: class labels as the data give them
-        (binary: the output above 0, or 0.5 for the squared loss; multiclass: the largest
-        output), or regression targets in the data's units. ``module``: the network to use
-        (default :meth:`module`)."""
-        p = self.preprocessing
-        out = self.outputs(X, module=module).double().numpy()
-        if p["task"] == "regression":
-            if p["y_mean"] is not None:
-                out = out * np.asarray(p["y_scale"]) + np.asarray(p["y_mean"])
-            return out[:, 0] if p["target_ndim"] == 1 else out
-        classes = np.asarray(p["classes"])
-        if p["task"] == "binary":
-            index = (out[:, 0] > (0.5 if p["loss"] == "squared" else 0.0)).astype(int)
-        else:
-            index = out.argmax(axis=1)
-        labels = classes[index]
-        return labels.astype(np.int64) if np.all(labels == np.round(labels)) else labels
+        """:meth:`Predictor.predict` of :meth:`predictor`."""
+        return self.predictor(module).predict(X)
 
     def score(self, X, y, *, module: nn.Module | None = None) -> float:
-        """Accuracy in percent (classification) or the mean squared error in the units of
-        the standardised targets, as the History's ``test_metric`` reports it."""
-        pred = self.predict(X, module=module)
-        y = np.asarray(y)
-        if self.preprocessing["task"] != "regression":
-            return 100.0 * float(np.mean(pred == y.reshape(pred.shape)))
-        scale = np.asarray(self.preprocessing["y_scale"] or 1.0)
-        err = (pred - y.reshape(pred.shape)) / (scale if pred.ndim == 1 else scale[None])
-        return float(np.mean(err ** 2))
+        """:meth:`Predictor.score` of :meth:`predictor`."""
+        return self.predictor(module).score(X, y)
 
 
 def load_run(directory: str | Path) -> SavedRun:

@@ -46,6 +46,7 @@ def test_the_saved_model_predicts_what_the_history_measured(tmp_path, data, algo
     assert run.summary["final"]["test_metric"] == pytest.approx(score, rel=1e-9, abs=1e-9)
     pred = run.predict(X)
     assert pred.shape == (len(X),)
+    assert np.array_equal(res.predict(X), pred)        # the result in memory says the same
     if data != "diabetes":
         assert set(np.unique(pred)) <= set(np.unique(y))
     else:        # real targets in the data's units, not standardised ones
