@@ -23,7 +23,8 @@ _LAZY = {"RunResult": "runner", "local_problems": "runner", "run_experiment": "r
          "resume_experiment": "runner", "Experiment": "experiment", "prepare": "prepare",
          "register": "methods", "MethodSpec": "methods", "Supports": "methods",
          "make_topology": "topology", "run_compare": "compare", "train_engine": "baselines",
-         "load_run": "saved", "SavedRun": "saved"}
+         "load_run": "saved", "SavedRun": "saved", "DecentralizedClassifier": "estimator",
+         "DecentralizedRegressor": "estimator"}
 
 
 def __getattr__(name):
@@ -45,4 +46,5 @@ __all__ = ["Constant", "Diminishing", "Next", "NextState", "Polynomial", "make_s
            "centralized_reference",
            "RunResult", "local_problems", "run_experiment", "FL", "PL", "make_surrogate",
            "make_topology", "Experiment", "prepare", "register", "MethodSpec", "Supports",
-           "load_run", "SavedRun", "__version__"]
+           "load_run", "SavedRun", "DecentralizedClassifier", "DecentralizedRegressor",
+           "__version__"]
