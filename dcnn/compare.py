@@ -542,13 +542,14 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
             ok = [m for m in ran if any(histories[s].get(m) is not None for s in seed_list)]
             title = (f"{cfg.data.name}: {cfg.topology.graph} ({cfg.topology.dynamic}), "
                      f"{cfg.run.agents} agents" + (f", {seeds} seeds" if seeds > 1 else ""))
+            said = format_verdict(result, metric=metric, seeds=seeds, measures=measures)
             (out_dir / "compare.md").write_text(markdown_compare(
                 rows, targets=targets, metric=metric, reference=reference, title=title,
-                verdict=format_verdict(result, metric=metric, seeds=seeds, measures=measures),
-                links=links, crossings=crossings))
+                verdict=said, links=links, crossings=crossings))
             plot_compare({m: [histories[s][m] for s in seed_list if histories[s].get(m)]
                           for m in ok}, out_dir / "compare.png", metric=metric,
-                         reference=reference, title=title)
+                         reference=reference, title=title,
+                         headline=said.splitlines()[0].split("; ")[0] if said else "")
             if links:
                 plot_links(rows, out_dir / "compare_link.png", links=links, contenders=contenders,
                            title=title)

@@ -130,36 +130,60 @@ def _band(runs: list[History], col: str, xcol: str, scale: float):
         return x, np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
 
 
-def plot_compare(histories: dict[str, History | list[History]], path: Path, *, metric: str,
-                 reference: dict | None, title: str = "") -> Path:
-    """Objective and test metric against rounds, MB per agent and seconds; consensus error.
-    A method with several histories (seeds) is drawn as its mean with a min-max band."""
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = "os^vDPX*<>"
+
+
+def _style(k: int) -> dict:
+    """Method ``k``'s colour, line style and marker: eight methods stay apart even where
+    their curves overlap (and in grey print)."""
+    return {"color": f"C{k % 10}", "ls": _LINESTYLES[k % len(_LINESTYLES)],
+            "marker": _MARKERS[k % len(_MARKERS)], "markersize": 4}
+
+
+def compare_figure(histories: dict[str, History | list[History]], *, metric: str,
+                   reference: dict | None, title: str = "", headline: str = ""):
+    """The figure of :func:`plot_compare` (a matplotlib ``Figure``; the caller closes it)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     runs = {m: h if isinstance(h, list) else [h] for m, h in histories.items() if h}
-    color = {m: f"C{k}" for k, m in enumerate(runs)}
+    style = {m: _style(k) for k, m in enumerate(runs)}
     fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
     xs = [("iteration", "rounds", 1.0), ("bytes_per_agent", "MB sent per agent", 1e-6),
           ("time_s", "seconds (loop)", 1.0)]
+    # a method that sends nothing (one process, or the centralized solver) would be a
+    # vertical line at 0 MB: named in the panel instead of drawn
+    silent = [m for m, hs in runs.items()
+              if all(not (v == v and v > 0) for h in hs for v in h.column("bytes_per_agent"))]
+    unit = " (%)" if metric == "accuracy" else ""
     for row, (col, label, log) in enumerate((("objective", "objective U(w_bar)", True),
-                                             ("test_metric", f"test {metric}", False))):
+                                             ("test_metric", f"test {metric}{unit}", False))):
         for k, (xcol, xlabel, scale) in enumerate(xs):
             ax = axes[row, k]
             lows, finals = [], []
             for name, hs in runs.items():
+                if xcol == "bytes_per_agent" and name in silent:
+                    continue
                 x, mid, lo, hi = _band(hs, col, xcol, scale)
-                ax.plot(x, mid, label=name, color=color[name])
+                ax.plot(x, mid, label=name, markevery=max(1, len(x) // 6), **style[name])
                 if len(hs) > 1:
-                    ax.fill_between(x, lo, hi, color=color[name], alpha=0.2, lw=0)
+                    ax.fill_between(x, lo, hi, color=style[name]["color"], alpha=0.2, lw=0)
                 lows += [v for v in lo if v == v]
                 finals += [h.last[col] for h in hs]
+            if xcol == "bytes_per_agent" and silent:
+                top = row == 0              # where the curves are not: falling, rising
+                ax.text(0.98, 0.97 if top else 0.03,
+                        "sends nothing, not drawn:\n" + ", ".join(silent),
+                        transform=ax.transAxes, ha="right", va="top" if top else "bottom",
+                        fontsize=7, color="0.35")
             if reference is not None and reference.get(col) is not None:
                 ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized ref.")
             if log and lows and min(lows) > 0:
                 ax.set_yscale("log")
-            if col == "test_metric" and reference and reference.get(col) is not None:
+            if col == "test_metric" and reference and reference.get(col) is not None and \
+                    finals:
                 # the start (chance level) would squeeze the part that differs
                 finals = [f for f in finals if f is not None and math.isfinite(f)]
                 lo, hi = min(finals + [reference[col]]), max(finals + [reference[col]])
@@ -176,9 +200,11 @@ def plot_compare(histories: dict[str, History | list[History]], path: Path, *, m
         x, mid, lo, hi = _band(hs, "consensus_error", "iteration", 1.0)
         keep = mid > 1e-24
         if keep.any():
-            ax.plot(x[keep], mid[keep], label=name, color=color[name])
+            ax.plot(x[keep], mid[keep], label=name, markevery=max(1, int(keep.sum()) // 6),
+                    **style[name])
             if len(hs) > 1:
-                ax.fill_between(x[keep], lo[keep], hi[keep], color=color[name], alpha=0.2, lw=0)
+                ax.fill_between(x[keep], lo[keep], hi[keep], color=style[name]["color"],
+                                alpha=0.2, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("rounds")
     ax.set_ylabel("consensus error")
@@ -186,10 +212,23 @@ def plot_compare(histories: dict[str, History | list[History]], path: Path, *, m
     handles, labels = axes[0, 0].get_legend_handles_labels()
     axes[1, 3].axis("off")
     axes[1, 3].legend(handles, labels, loc="center")
-    if title:
-        fig.suptitle(title)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.08, top=0.93, wspace=0.3,
-                        hspace=0.28)       # fixed margins: tight_layout doubles the time
+    if title or headline:
+        fig.suptitle("\n".join(t for t in (title, headline) if t))
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.08, top=0.9 if headline else 0.93,
+                        wspace=0.3, hspace=0.28)  # fixed margins: tight_layout doubles the time
+    return fig
+
+
+def plot_compare(histories: dict[str, History | list[History]], path: Path, *, metric: str,
+                 reference: dict | None, title: str = "", headline: str = "") -> Path:
+    """Objective and test metric against rounds, MB per agent and seconds; consensus error;
+    ``headline`` (the verdict's first finding) under the title. A method with several
+    histories (seeds) is drawn as its mean with a min-max band; each method has its own
+    colour, line style and marker; a method that sends nothing is named, not drawn, in the
+    bytes panels."""
+    import matplotlib.pyplot as plt
+    fig = compare_figure(histories, metric=metric, reference=reference, title=title,
+                         headline=headline)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

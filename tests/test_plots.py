@@ -52,3 +52,31 @@ def test_with_l1_the_prox_gradient_norm_is_named_and_mse_has_no_percent():
 def test_log_values_drop_what_a_log_axis_cannot_show(ys, want):
     got = log_values(ys)
     assert [None if math.isnan(g) else g for g in got] == want
+
+
+def test_the_comparison_figure_keeps_methods_apart_and_leaves_out_zero_bytes():
+    from dcnn.compare_tables import compare_figure
+
+    def run(name, bytes_per_round):
+        h = History()
+        for k in range(4):
+            h.append({"iteration": 10 * k, "objective": 1.0 / (k + 1), "time_s": 0.1 * k,
+                      "bytes_per_agent": bytes_per_round * k, "consensus_error": 1e-3 / (k + 1),
+                      "test_metric": 70.0 + k})
+        return h
+    fig = compare_figure({"next-pl": run("next-pl", 1e5), "gt": run("gt", 2e5),
+                          "ddp": run("ddp", 0.0)}, metric="accuracy",
+                         reference={"objective": 0.1, "test_metric": 75.0}, title="t",
+                         headline="verdict (test accuracy target 74): least rounds: gt 30")
+    try:
+        rounds, mb = fig.axes[0], fig.axes[1]
+        styles = {(ln.get_color(), ln.get_linestyle(), ln.get_marker())
+                  for ln in rounds.get_lines() if ln.get_label() in ("next-pl", "gt", "ddp")}
+        assert len(styles) == 3                              # three distinct styles
+        drawn = {ln.get_label() for ln in mb.get_lines()}
+        assert "ddp" not in drawn and {"next-pl", "gt"} <= drawn
+        assert any("ddp" in t.get_text() for t in mb.texts)  # named instead of drawn at 0
+        assert fig.axes[4].get_ylabel() == "test accuracy (%)"
+        assert "least rounds: gt" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
