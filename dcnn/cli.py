@@ -211,6 +211,8 @@ def _parser() -> argparse.ArgumentParser:
                      "checkpoint (run.checkpoint_every) to run.iterations; --set may change "
                      "only run.iterations and how it runs (progress, threads, checkpoints)")
     run.add_argument("--quiet", action="store_true", help="no progress bar, log or table")
+    run.add_argument("--verbose", action="store_true", help="also debug lines in the log "
+                       "(timings of the loop, the evaluations and the reference)")
     _plugin_option(run)
     run.set_defaults(func=_cmd_run)
     cmp = sub.add_parser("compare", help="several methods on the same shards, graph and seed")
@@ -242,6 +244,8 @@ def _parser() -> argparse.ArgumentParser:
                      "1Gbit; repeatable): compute + latency x exchanges + the busiest agent's "
                      "bytes / bandwidth")
     cmp.add_argument("--quiet", action="store_true", help="no progress, log or table")
+    cmp.add_argument("--verbose", action="store_true", help="also debug lines in the log "
+                       "(timings of the loop, the evaluations and the reference)")
     _plugin_option(cmp)
     cmp.set_defaults(func=_cmd_compare)
     study = sub.add_parser("study", help="run a study: several comparisons named in a TOML "
@@ -266,6 +270,8 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--resume", action="store_true", help="keep the cases that --out "
                        "holds finished from an earlier run with the same options")
     study.add_argument("--quiet", action="store_true", help="no progress, log or table")
+    study.add_argument("--verbose", action="store_true", help="also debug lines in the log "
+                       "(timings of the loop, the evaluations and the reference)")
     _plugin_option(study)
     study.set_defaults(func=_cmd_study)
     pred = sub.add_parser("predict", help="predict with the model a run saved in its folder")
@@ -359,6 +365,11 @@ def _one_line_warnings(previous):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "verbose"):
+        import logging
+
+        from .log import set_verbosity
+        set_verbosity(logging.DEBUG if args.verbose else logging.INFO)
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warnings(shown)
     try:

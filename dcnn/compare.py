@@ -51,7 +51,6 @@ import csv
 import dataclasses
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +65,7 @@ from .runner import run_experiment, unusable_out
 from .topology import DIRECTED_GRAPHS
 from .tuning import EXTEND, Grid, choose, split_grid
 from .compare_tables import format_compare, markdown_compare, plot_compare
+from .log import run_log
 from .link import Link, crossovers, modelled_time, parse_link, plot_links
 from .verdict import MEASURES, aggregate, format_verdict, verdict
 
@@ -392,8 +392,7 @@ def run_compare(cfg: Config, *, methods=None, out: str | Path | None = "auto",
     names = [m for m in names if m not in skipped]
     network = network or make_network(cfg.run.agents, backend=cfg.run.backend,
                                       timeout=cfg.run.comm_timeout)
-    log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
-        if verbose and network.rank == 0 else (lambda msg: None)
+    log = run_log(verbose and network.rank == 0)
     for m, why in skipped.items():
         log(f"compare: skipping {m} ({why})")
     out_dir = None

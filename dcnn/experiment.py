@@ -149,12 +149,14 @@ class Experiment:
             raise ConfigError(f"method {self.method!r}: {exc}") from None
         return cfg
 
-    def run(self, *, out: str | Path | None = None, network=None, verbose: bool = False):
+    def run(self, *, out: str | Path | None = None, network=None, verbose: bool = False,
+            callbacks=()):
         """Train with ``method``: a :class:`dcnn.runner.RunResult` (History, summary, final
-        state); ``out`` writes the report files there."""
+        state, ``predict``); ``out`` writes the report files there; ``callbacks`` as
+        :func:`dcnn.runner.run_experiment`'s (own metrics, early stopping)."""
         from .runner import run_experiment
         return run_experiment(self.to_config(), out=out, network=network, verbose=verbose,
-                              model=self._model, data=self.data)
+                              model=self._model, data=self.data, callbacks=callbacks)
 
     def compare(self, methods=None, *, out: str | Path | None = None, network=None,
                 gap: float = 0.01, verbose: bool = False, tune: bool = False,

@@ -101,7 +101,11 @@ class History:
     records: list = field(default_factory=list)
 
     def append(self, record: dict) -> None:
-        self.records.append({k: record.get(k, math.nan) for k in COLUMNS})
+        """Keep ``record``'s :data:`COLUMNS` (NaN where absent) and, after them, any other
+        key it holds (a callback's own metric)."""
+        row = {k: record.get(k, math.nan) for k in COLUMNS}
+        row.update((k, v) for k, v in record.items() if k not in row)
+        self.records.append(row)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -115,8 +119,9 @@ class History:
 
     def to_csv(self, path: str | Path) -> Path:
         path = Path(path)
+        extra = list(dict.fromkeys(k for r in self.records for k in r if k not in COLUMNS))
         with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra])
             writer.writeheader()
             writer.writerows(self.records)
         return path

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import sys
@@ -36,8 +37,10 @@ from .prepare import Prepared, fingerprint, local_problems, make_model, prepare
 from .topology import DIRECTED_GRAPHS
 from .metrics import History, metric_name, rounds_to_target, target_metric
 from .methods import Built, get_method, method_names
+from .methods.runs import LoopMethod
 from .reference import centralized_reference
 from .reference_cache import lookup, reference_key, store
+from .log import run_log
 from .report import format_table, write_config, write_report
 from .saved import Predictor, model_files, preprocessing_of
 
@@ -334,7 +337,7 @@ def _agreed(cfg: Config) -> dict:
 def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                    network: Network | None = None, verbose: bool = True,
                    reference: dict | None = None, resume: Checkpoint | None = None,
-                   model=None, data=None) -> RunResult:
+                   model=None, data=None, callbacks=()) -> RunResult:
     """Run the experiment ``cfg`` describes; write the report into ``out`` (rank 0).
 
     The run is a pipeline: :func:`dcnn.prepare.prepare` -> :func:`build` (the method from
@@ -343,7 +346,9 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     ``(X, y, X_test, y_test)`` or a :class:`dcnn.data.Dataset`) replace the config's model and
     dataset. ``reference`` (a summary's ``centralized`` entry) skips solving the reference
     again. ``resume`` (a checkpoint of this config, see :func:`resume_experiment`) continues
-    it."""
+    it. ``callbacks`` (the one-loop methods): each is called as ``cb(state, record)`` at every
+    evaluation, on every rank; it may add its own metrics to ``record`` (they become columns
+    of the History and ``history.csv``) and stops the run by returning ``True``."""
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be a dcnn.Config, got {type(cfg).__name__}; build it "
                           "with dcnn.load_config(...)")
@@ -354,6 +359,9 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         _apply(cfg, "model", "name", model)
         model = None
     r, tp = cfg.run, cfg.topology
+    if isinstance(callbacks, (str, bytes)) or not all(callable(c) for c in callbacks):
+        raise ConfigError("callbacks must be a sequence of functions cb(state, record), got "
+                          f"{callbacks!r}")
     cfg.algorithm.options()                  # the method's options, checked before any work
     check_supports(cfg)
     torchrun = torchrun_world()
@@ -368,8 +376,7 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
             verbose, out = False, None
     _check_checkpointing(cfg, out, resume)
     network = network or make_network(r.agents, backend=r.backend, timeout=r.comm_timeout)
-    log = (lambda msg: print(f"dcnn: {msg}", file=sys.stderr, flush=True)) \
-        if verbose and network.rank == 0 else (lambda msg: None)
+    log = run_log(verbose and network.rank == 0)
     threads = configure_threads(r.threads, ranks=network.size)
     how = ("run.threads" if r.threads > 0 else "OMP_NUM_THREADS" if "OMP_NUM_THREADS" in
            os.environ else "the default; more with run.threads = C")
@@ -414,11 +421,24 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
                                    before_first=lambda: write_config(work, recorded))
     if resume is not None:
         log(f"resuming from iteration {resume.iteration} ({resume.directory})")
-    state, history = built.execute(exp, progress=r.progress and verbose,
+    if callbacks:
+        if not isinstance(built, LoopMethod):
+            raise ConfigError(f"callbacks run in the one loop of the decentralized methods; "
+                              f"{cfg.algorithm.name!r} is a parallel trainer: drop them")
+        extra = {"callbacks": tuple(callbacks)}
+    else:
+        extra = {}
+    state, history = built.execute(exp, progress=r.progress and verbose, **extra,
                                    checkpoints=checkpoints, resume=resume)
+    log(f"training: {history.last['time_s']:.3g} s in the loop, "
+        f"{history.last['eval_time_s']:.3g} s evaluating ({len(history)} evaluations)",
+        logging.DEBUG)
     ref = reference
     if r.reference and ref is None:
+        t_ref = time.perf_counter()
         ref = reference_of(exp, cache=model is None)
+        log(f"centralized reference: {time.perf_counter() - t_ref:.3g} s "
+            f"({ref['solver']}, {ref['iterations']} iterations)", logging.DEBUG)
     summary = summarize(exp, label=label, options=options, info=info, state=state,
                         history=history, reference=ref, threads=threads)
     w_bar = final_parameters(exp, state)               # collective: every rank

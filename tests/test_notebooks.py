@@ -1,4 +1,5 @@
-"""Every notebook runs top to bottom in a fresh kernel."""
+"""Every notebook runs top to bottom in a fresh kernel, started in an empty folder (a notebook
+copied anywhere must run)."""
 from pathlib import Path
 
 import nbformat
@@ -10,11 +11,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes(path, monkeypatch):
+def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors

@@ -92,3 +92,26 @@ def test_out_dot_works_again_and_again(tmp_path, monkeypatch):
     assert main(["run", *SHORT, "--out", "."]) == 0
     assert main(["run", *SHORT, "--set", "run.seed=2", "--out", "."]) == 0
     assert (here / "summary.json").is_file() and not (tmp_path / "here.partial").exists()
+
+
+def test_the_log_goes_through_logging_and_verbose_adds_timings(tmp_path, capsys):
+    import logging
+    args = ["run", *SHORT[:-1], "--out", str(tmp_path / "a")]
+    assert main(args) == 0
+    plain = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("dcnn: ")]
+    assert plain and not any(ln.startswith("dcnn: training:") for ln in plain)
+    assert main([*args, "--verbose"]) == 0
+    err = capsys.readouterr().err
+    assert "dcnn: training: " in err and " s in the loop" in err
+    # a handler of the user's takes the lines instead of dcnn's own printing
+    caught = []
+    handler = logging.Handler()
+    handler.emit = lambda record: caught.append(record.getMessage())
+    logger = logging.getLogger("dcnn")
+    logger.addHandler(handler)
+    try:
+        assert main(args) == 0
+    finally:
+        logger.removeHandler(handler)
+    assert any(m.startswith("results in ") for m in caught)
+    assert "dcnn: results in" not in capsys.readouterr().err

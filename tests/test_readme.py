@@ -162,6 +162,9 @@ def test_python_blocks_run(tmp_path):
     score, test = map(float, numbers.split())
     assert [int(v) for v in labels.strip("[ ").split()] == [0, 0, 0, 0, 0]    # setosa
     assert score > 80 and abs(score - test) < 15
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "runs" / "iris" / "history.csv")))
+    assert all(float(r["max_abs_weight"]) > 0 for r in rows)     # the callback's column
     # the low-level loop
     start, objective, consensus = map(float, _python(loop, tmp_path).stdout.split())
     # the noise floor of this regression is about 0.01 (noise variance), the start about 5

@@ -91,3 +91,25 @@ def test_one_torch_thread_per_rank_unless_told_otherwise(monkeypatch):
         assert configure_threads(0, ranks=1) == 2                     # left as OMP says
     finally:
         torch.set_num_threads(before)
+
+
+def test_callbacks_add_columns_and_stop_the_run(tmp_path):
+    seen = []
+
+    def mine(state, record):
+        record["norm"] = float(state.X.norm())
+        seen.append(record["iteration"])
+        return record["iteration"] >= 20                       # stop after the 3rd evaluation
+
+    res = dcnn.run_experiment(_cfg(iterations=50, reference="false"), out=tmp_path / "r",
+                              verbose=False, callbacks=[mine, lambda s, r: False])
+    assert seen == [0, 10, 20] and res.history.column("iteration") == [0, 10, 20]
+    assert all(n > 0 for n in res.history.column("norm"))
+    header = (tmp_path / "r" / "history.csv").read_text().splitlines()[0].split(",")
+    assert header[-1] == "norm" and "test_metric" in header
+    with pytest.raises(dcnn.ConfigError, match="sequence of functions"):
+        dcnn.run_experiment(_cfg(), out=None, verbose=False, callbacks=[42])
+    with pytest.raises(dcnn.ConfigError, match="parallel trainer"):
+        cfg = _cfg(reference="false")
+        cfg.algorithm.name = "ddp"
+        dcnn.run_experiment(cfg, out=None, verbose=False, callbacks=[mine])

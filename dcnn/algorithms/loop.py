@@ -264,11 +264,13 @@ of the model's dtype (:func:`check_X0`).
                      f"{blowup:g} x (|U_0| + 1) with U_0 = {start:.4g}", state.t, good)
         rec.update(iteration=state.t, bytes_per_agent=bytes_sent() / network.n_agents,
                    step_size=state.alpha, time_s=step_time, eval_time_s=eval_time, **link())
+        # every callback sees the record first (and may add its own metrics to it)
+        stop = any([bool(cb(state, rec)) for cb in callbacks])
         history.append(rec)
         if bar is not None:
             bar.set_postfix(objective=f"{rec['objective']:.4g}",
                             test=f"{rec.get('test_metric', float('nan')):.4g}")
-        return any(bool(cb(state, rec)) for cb in callbacks)
+        return stop
 
     try:
         stop = False

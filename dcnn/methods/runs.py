@@ -23,10 +23,11 @@ class LoopMethod:
     algorithm: object
     info: dict = field(default_factory=dict)
 
-    def execute(self, exp, *, progress: bool, checkpoints=None, resume=None):
+    def execute(self, exp, *, progress: bool, checkpoints=None, resume=None, callbacks=()):
         from ..algorithms import run_loop
         return run_loop(self.algorithm, problem=exp.problem, network=exp.network,
                         topology=exp.topology, X0=exp.X0, iterations=exp.iterations,
+                        callbacks=callbacks,
                         eval_every=exp.eval_every, test=exp.test, progress=progress,
                         checkpoints=checkpoints, resume=resume, blowup=exp.cfg.run.blowup)
 
