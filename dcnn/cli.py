@@ -71,9 +71,22 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _not_under_torchrun(command: str) -> None:
+    """``dcnn compare`` and ``dcnn study`` run methods whose agents live on MPI ranks beside
+    the trainers: refused under torchrun, where every process would run them all."""
+    from .comm import torchrun_world
+    from .errors import ConfigError
+    world = torchrun_world()
+    if world is not None:
+        raise ConfigError(f"dcnn {command} runs the decentralized methods, whose agents live "
+                          f"on MPI ranks; launch it with mpiexec -n {world[1]} (under torchrun "
+                          f"only dcnn run with a parallel trainer such as ddp)")
+
+
 def _cmd_compare(args) -> int:
     from .compare import run_compare
     from .config import load_config
+    _not_under_torchrun("compare")
     cfg = load_config(args.config, overrides=args.set)
     _one_run_per_job(cfg)
     if args.quiet:
@@ -102,6 +115,7 @@ def _cmd_study(args) -> int:
     from pathlib import Path
 
     from .study import check_markers, into_readme, load_study, run_study
+    _not_under_torchrun("study")
     study = load_study(args.study)
     if args.into is not None:       # checked before hours of runs, not after
         check_markers(args.into, study.name)
@@ -126,7 +140,8 @@ def _cmd_predict(args) -> int:
     pred, score = predict_file(args.run, args.data, out=args.out,
                                target_column=args.target_column)
     what = load_run(args.run).summary.get("metric_name", "score")
-    scored = "" if score is None else f"; {what} on the file's targets: {score:.6g}"
+    units = " (in standardised target units, as the run's History)" if what == "mse" else ""
+    scored = "" if score is None else f"; {what} on the file's targets: {score:.6g}{units}"
     if args.out is None:
         for row in pred.reshape(len(pred), -1).tolist():
             print(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row))
@@ -329,6 +344,9 @@ def _fail(exc: BaseException, code: int) -> int:
     rank, size, comm = _world_to_fail()
     msg = f"dcnn: error: {exc}" if isinstance(exc, DcnnError) else \
         f"dcnn: error: unexpected {type(exc).__name__}: {exc}"
+    from .comm import torchrun_world
+    if size == 1 and isinstance(exc, DcnnError) and (torchrun_world() or (0,))[0] != 0:
+        return code              # under torchrun every process fails alike: rank 0 says it
     if size == 1:
         if not isinstance(exc, DcnnError):
             traceback.print_exc()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -293,23 +294,34 @@ def summarize(exp: Prepared, *, label: str, options, info: dict, state, history:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _commit() -> str | None:
+    """The git commit of a dcnn checkout, ``+dirty`` with uncommitted changes (``None`` for
+    an installed copy); looked up once per process."""
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        git = ["git", "-C", str(root)]
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) if head else None
+
+
 def provenance() -> dict:
     """What made the result: dcnn's version, the git commit of a dcnn checkout (``None`` for
-    an installed copy), the command line and rank 0's host."""
+    an installed copy), the command line (shell-quoted) and rank 0's host."""
+    import shlex
     import socket
-    import subprocess
 
     from . import __version__
-    commit = None
-    root = Path(__file__).resolve().parent.parent
-    if (root / ".git").exists():
-        try:
-            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            commit = None
-    return {"dcnn_version": __version__, "git_commit": commit or None,
-            "command": " ".join(sys.argv), "host": socket.gethostname()}
+    return {"dcnn_version": __version__, "git_commit": _commit(),
+            "command": shlex.join(sys.argv), "host": socket.gethostname()}
 
 
 def final_parameters(exp: Prepared, state) -> torch.Tensor:
@@ -349,6 +361,19 @@ def run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     it. ``callbacks`` (the one-loop methods): each is called as ``cb(state, record)`` at every
     evaluation, on every rank; it may add its own metrics to ``record`` (they become columns
     of the History and ``history.csv``) and stops the run by returning ``True``."""
+    before = torch.get_num_threads()
+    try:
+        return _run_experiment(cfg, out=out, network=network, verbose=verbose,
+                               reference=reference, resume=resume, model=model, data=data,
+                               callbacks=callbacks)
+    finally:
+        torch.set_num_threads(before)     # the caller's process keeps its own setting
+
+
+def _run_experiment(cfg: Config, *, out: str | Path | None = "auto",
+                    network: Network | None = None, verbose: bool = True,
+                    reference: dict | None = None, resume: Checkpoint | None = None,
+                    model=None, data=None, callbacks=()) -> RunResult:
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be a dcnn.Config, got {type(cfg).__name__}; build it "
                           "with dcnn.load_config(...)")

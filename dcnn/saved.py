@@ -52,7 +52,8 @@ def preprocessing_of(dataset, *, loss: str, dtype: torch.dtype) -> dict:
             "dtype": str(dtype).removeprefix("torch."),
             "n_features": int(dataset.n_features), "n_outputs": int(dataset.n_outputs),
             "target_ndim": int(dataset.y_train.ndim),
-            "classes": _listed(dataset.classes) if dataset.task != "regression" else None,
+            "classes": None if dataset.task == "regression" else _listed(
+                dataset.classes if len(dataset.classes) else np.arange(dataset.n_classes)),
             "x_mean": _listed(dataset.x_mean), "x_scale": _listed(dataset.x_scale),
             "y_mean": _listed(dataset.y_mean), "y_scale": _listed(dataset.y_scale)}
 
@@ -184,13 +185,14 @@ class SavedRun:
             raise ConfigError(f"{path} is missing; runs made before dcnn saved models have "
                               "none: run the experiment again")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        template = template.to(dtype)           # the saved precision, not the template's
         try:
             template.load_state_dict(state)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[-1].strip()
             raise ConfigError(f"{path} does not fit the model ({first}); give the model "
                               "the run trained") from None
-        return template.to(dtype).eval()
+        return template.eval()
 
     def predictor(self, module: nn.Module | None = None) -> Predictor:
         """:meth:`module` (or ``module``, a template to load into) with the preprocessing."""
@@ -225,56 +227,94 @@ def load_run(directory: str | Path) -> SavedRun:
 
 def predict_file(directory: str | Path, data: str | Path, *, out: str | Path | None = None,
                  target_column: int | None = None) -> tuple[np.ndarray, float | None]:
-    """Predictions of the run in ``directory`` for the samples of ``data`` (``.csv`` or
-    ``.npz``): a file of the run's features alone, or with the target (the run's
-    ``data.target_column``, or ``target_column``), in which case the score is returned too
-    (else ``None``). ``out``: also write them as a CSV with one column ``prediction``."""
-    from .data.files import read_data_file
+    """Predictions of the run in ``directory`` for the samples of ``data``: a ``.csv`` of the
+    run's ``d`` features per row (a header row allowed), or of ``d + 1`` columns with the
+    target (at the run's ``data.target_column``, or ``target_column``); or an ``.npz`` with
+    ``X`` (and optionally ``y``). With targets the score is returned too (else ``None``).
+    ``out``: also write the predictions there, as a CSV with one column ``prediction``."""
     run = load_run(directory)
     n = run.preprocessing["n_features"]
     path = Path(data)
-    if path.suffix.lower() == ".csv" and _columns(path) == n:
-        X, y = _features_only(path), None
+    if out is not None and Path(out).is_dir():
+        raise DataError(f"--out {out} is a folder; give a file name such as "
+                        f"{Path(out) / 'predictions.csv'}")
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist; give a .csv or .npz of samples")
+    if path.suffix.lower() == ".npz":
+        X, y = _npz_samples(path)
+    elif path.suffix.lower() == ".csv":
+        table = _csv_numbers(path)
+        if table.shape[1] == n:
+            X, y = table, None
+        elif table.shape[1] == n + 1:
+            column = run.config.get("data", {}).get("target_column", -1) \
+                if target_column is None else target_column
+            column = int(column) % table.shape[1]
+            X, y = np.delete(table, column, axis=1), table[:, column]
+        else:
+            raise DataError(f"'{path}' has {table.shape[1]} columns but the run's model takes "
+                            f"{n} features; give {n} columns (or {n + 1} with the target)")
     else:
-        column = run.config.get("data", {}).get("target_column", -1) \
-            if target_column is None else target_column
-        raw = read_data_file(path, target_column=int(column))
-        X, y = raw.X, raw.y
+        raise DataError(f"data file '{path}' has extension '{path.suffix}'; give a .csv or "
+                        ".npz file")
     pred = run.predict(X)
     if out is not None:
         target = Path(out)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         rows = pred.reshape(len(pred), -1)
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["prediction"] if rows.shape[1] == 1 else
-                       [f"prediction_{k}" for k in range(rows.shape[1])])
-            w.writerows(rows.tolist())
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["prediction"] if rows.shape[1] == 1 else
+                           [f"prediction_{k}" for k in range(rows.shape[1])])
+                w.writerows(rows.tolist())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return pred, None if y is None else run.score(X, y)
 
 
-def _columns(path: Path) -> int | None:
-    with open(path, newline="") as fh:
-        for row in csv.reader(fh):
-            if row and not row[0].lstrip().startswith("#"):
-                return len(row)
-    return None
+def _npz_samples(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"'{path}' cannot be read as an .npz of numeric arrays ({exc}); save "
+                        "the samples with np.savez(path, X=X)") from None
+    if "X" not in arrays:
+        have = ", ".join(sorted(arrays)) or "none"
+        raise DataError(f"'{path}' has no array 'X' (it has: {have}); save the samples with "
+                        "np.savez(path, X=X) (and y=y to score them)")
+    return arrays["X"], arrays.get("y")
 
 
-def _features_only(path: Path) -> np.ndarray:
-    rows = []
-    with open(path, newline="") as fh:
-        for k, row in enumerate(csv.reader(fh)):
-            if not row or row[0].lstrip().startswith("#"):
+def _csv_numbers(path: Path) -> np.ndarray:
+    """The numbers of a CSV (a UTF-8 byte-order mark and one header row allowed: a first
+    row none of whose cells is a number), or a one-line error naming the bad row."""
+    rows, width = [], None
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for k, row in enumerate(csv.reader(fh), start=1):
+            cells = [c.strip() for c in row]
+            if not any(cells) or cells[0].startswith("#"):
                 continue
-            try:
-                rows.append([float(v) for v in row])
-            except ValueError:
-                if rows or k > 0:
-                    raise DataError(f"{path} row {k + 1} has a non-numeric value; give "
-                                    "numbers only (a header is allowed on the first row)")
+            numbers = []
+            for c in cells:
+                try:
+                    numbers.append(float(c))
+                except ValueError:
+                    numbers.append(None)
+            if not rows and width is None and all(v is None for v in numbers):
+                width = len(cells)                       # the header
+                continue
+            if any(v is None for v in numbers):
+                bad = cells[numbers.index(None)]
+                raise DataError(f"'{path}' row {k} has a value that is not a number "
+                                f"({bad!r}); give numbers only (one header row allowed)")
+            if rows and len(numbers) != len(rows[0]):
+                raise DataError(f"'{path}' row {k} has {len(numbers)} values where the rows "
+                                f"before have {len(rows[0])}; give every row the same columns")
+            rows.append(numbers)
     if not rows:
-        raise DataError(f"{path} has no samples; give one sample per row")
+        raise DataError(f"'{path}' has no samples; give one sample per row")
     return np.asarray(rows, dtype=np.float64)

@@ -190,6 +190,19 @@ def test_under_torchrun_rank_0_alone_reports_and_the_loop_methods_refuse(tmp_pat
     assert s["engine"]["launcher"] == "torchrun"
     res = launch("--out", str(tmp_path / "next"))
     assert res.returncode != 0
-    errors = {ln for ln in res.stderr.splitlines() if ln.startswith("dcnn: error:")}
-    assert len(errors) == 1 and "mpiexec -n 2" in errors.pop()
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("dcnn: error:")]
+    assert len(errors) == 1 and "mpiexec -n 2" in errors[0]      # said once, by rank 0
     assert not (tmp_path / "next").exists()
+
+
+@pytest.mark.parametrize("command", [["compare", "--methods", "next-pl,ddp"],
+                                     ["study", "breast_cancer"]])
+def test_compare_and_study_refuse_torchrun_in_one_line(command, monkeypatch, capsys):
+    from dcnn.cli import main
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mpiexec -n 2" in err[0] and command[0] in err[0]
+    monkeypatch.setenv("RANK", "1")                  # the other process fails silently
+    assert main(command) == 2 and capsys.readouterr().err == ""

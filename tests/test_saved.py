@@ -122,3 +122,47 @@ def test_bad_input_is_named(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nope"), str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dcnn: error: run folder")
+
+
+def test_predict_files_of_every_shape(tmp_path):
+    from dcnn.saved import predict_file
+    _run(tmp_path, data={"name": "iris"})
+    run, (X, y) = load_run(tmp_path / "run"), _raw_test("iris")
+    want = run.predict(X)
+    rows = "\n".join(",".join(f"{v:.17g}" for v in x) for x in X)
+    # a byte-order mark (as Excel writes it) and a header: every sample kept
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + ("a,b,c,d\n" + rows).encode())
+    (tmp_path / "plain.csv").write_bytes(b"\xef\xbb\xbf" + rows.encode())
+    for name in ("bom.csv", "plain.csv"):
+        pred, score = predict_file(tmp_path / "run", tmp_path / name)
+        assert pred.tolist() == want.tolist() and score is None
+    np.savez(tmp_path / "x.npz", X=X)
+    np.savez(tmp_path / "xy.npz", X=X[:1], y=y[:1])                # one sample is enough
+    assert predict_file(tmp_path / "run", tmp_path / "x.npz")[0].tolist() == want.tolist()
+    assert predict_file(tmp_path / "run", tmp_path / "xy.npz")[1] in (0.0, 100.0)
+    (tmp_path / "ragged.csv").write_text("1,2,3,4\n1,2,3\n")
+    error_of(lambda: predict_file(tmp_path / "run", tmp_path / "ragged.csv"), "row 2",
+             "3 values", kind=DataError)
+    (tmp_path / "na.csv").write_text("1,2,3,4\n1,NA,3,4\n")
+    error_of(lambda: predict_file(tmp_path / "run", tmp_path / "na.csv"), "row 2", "'NA'",
+             kind=DataError)
+    (tmp_path / "wide.csv").write_text("1,2,3,4,5,6\n")
+    error_of(lambda: predict_file(tmp_path / "run", tmp_path / "wide.csv"), "6 columns",
+             "4 features", kind=DataError)
+    np.savez(tmp_path / "noX.npz", y=y)
+    error_of(lambda: predict_file(tmp_path / "run", tmp_path / "noX.npz"), "no array 'X'",
+             "np.savez(path, X=X)", kind=DataError)
+    error_of(lambda: predict_file(tmp_path / "run", tmp_path / "x.npz", out=tmp_path),
+             "is a folder", kind=DataError)
+
+
+def test_a_dataset_object_without_class_labels_predicts_indices(tmp_path):
+    from dcnn.data import Dataset
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = (X[:, 0] > 0).astype(np.int64)
+    ds = Dataset(name="mine", task="binary", X_train=X[:40], y_train=y[:40], X_test=X[40:],
+                 y_test=y[40:], n_classes=2)
+    res, run = _run(tmp_path, arrays=ds)
+    assert set(run.predict(X).tolist()) <= {0, 1}
+    assert run.score(X[40:], y[40:]) == pytest.approx(res.history.last["test_metric"])

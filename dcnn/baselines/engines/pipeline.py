@@ -68,7 +68,7 @@ from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.pipelining import (PipelineStage, Schedule1F1B, ScheduleGPipe,
                                           ScheduleInterleaved1F1B)
-from torch.distributed.tensor.parallel import parallelize_module
+from torch.distributed.tensor.parallel import RowwiseParallel, parallelize_module
 
 from ...errors import ConfigError, LaunchError
 from ..runtime.bootstrap import World
@@ -418,7 +418,10 @@ class PipelineEngine(Engine):
         grid = {} if self.method == "pipeline" else {
             "dp": self.dp, "tp": self.tp, "pp": self.pp,
             "bytes_by_axis": self.bytes_by_axis,
-            "tp_pairs_per_stage": [len(self.layouts[s.index].plan) // 2 for s in self.specs]}
+            # column/row pairs: one row-parallel layer closes each (attention: q, k, v | o)
+            "tp_pairs_per_stage": [sum(isinstance(style, RowwiseParallel) for style in
+                                       self.layouts[s.index].plan.values())
+                                   for s in self.specs]}
         return {**super().info(), **grid, "schedule": self.schedule_name,
                 "stages": len(self.specs),
                 "stages_per_rank": self.v, "microbatches": self.microbatches,
