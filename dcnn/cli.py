@@ -221,6 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="a TOML config (default: the default experiment)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set run.agents=16 (repeatable)")
+    run.add_argument("--no-reference", dest="set", action="append_const",
+                       const="run.reference=false", help="skip the centralized reference "
+                       "solve (= --set run.reference=false)")
     run.add_argument("--out", help="output folder (default: runs/<time>-<data>-<algorithm>)")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its "
                      "checkpoint (run.checkpoint_every) to run.iterations; --set may change "
@@ -237,6 +240,9 @@ def _parser() -> argparse.ArgumentParser:
                      "defaults for the graph's kind that the topology allows)")
     cmp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key for every method (repeatable)")
+    cmp.add_argument("--no-reference", dest="set", action="append_const",
+                       const="run.reference=false", help="skip the centralized reference "
+                       "solve (= --set run.reference=false)")
     cmp.add_argument("--out", help="output folder (default: runs/<time>-compare-<data>)")
     cmp.add_argument("--gap", type=float, default=0.01,
                      help="objective target: U_ref + GAP * (U_0 - U_ref), the fraction of the "

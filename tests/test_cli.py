@@ -206,3 +206,13 @@ def test_compare_and_study_refuse_torchrun_in_one_line(command, monkeypatch, cap
     assert len(err) == 1 and "mpiexec -n 2" in err[0] and command[0] in err[0]
     monkeypatch.setenv("RANK", "1")                  # the other process fails silently
     assert main(command) == 2 and capsys.readouterr().err == ""
+
+
+def test_no_reference_skips_the_reference(tmp_path):
+    from dcnn.cli import main
+    out = tmp_path / "r"
+    assert main(["run", "--set", "run.iterations=5", "--set", "run.eval_every=5",
+                 "--no-reference", "--quiet", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["centralized"] is None and s["to_target"] is None
+    assert json.loads((out / "config.json").read_text())["run"]["reference"] is False
