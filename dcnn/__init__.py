@@ -5,21 +5,24 @@ The NEXT framework (Di Lorenzo & Scutari 2016) for neural networks (Scardapane &
 iterates and gradient trackers with their neighbours over a sparse, time-varying graph, in one
 process or over MPI ranks.
 """
-from .algorithms import (Centralized, Constant, Dgd, Diminishing, Extra, GradientTracking, Next,
-                         NextState, Polynomial, PushDiging, Scaled, Sonata, make_schedule,
-                         run_loop)
-from .comm import LocalNetwork, Network, make_network
-from .config import Config, load_config
 from .errors import (CheckpointError, CommError, CommTimeoutError, ConfigError, DataError,
                      DcnnError, DivergenceError, LaunchError, TopologyError)
-from .metrics import History, evaluate
-from .problems import FlatModel, LocalProblems, cnn, make_regularizer, mlp
-from .reference import centralized_reference
-from .surrogates import FL, PL, make_surrogate
 
 __version__ = "0.1.0"
 
-_LAZY = {"RunResult": "runner", "local_problems": "runner", "run_experiment": "runner",
+# everything but the errors is imported on first use: `dcnn --help` and `--version` (and an
+# `import dcnn` that needs only the errors) do not wait for torch
+_LAZY = {**{name: "algorithms" for name in (
+             "Centralized", "Constant", "Dgd", "Diminishing", "Extra", "GradientTracking", "Next",
+             "NextState", "Polynomial", "PushDiging", "Scaled", "Sonata", "make_schedule",
+             "run_loop")},
+         "LocalNetwork": "comm", "Network": "comm", "make_network": "comm",
+         "Config": "config", "load_config": "config", "History": "metrics",
+         "evaluate": "metrics", "FlatModel": "problems", "LocalProblems": "problems",
+         "cnn": "problems", "make_regularizer": "problems", "mlp": "problems",
+         "centralized_reference": "reference", "FL": "surrogates", "PL": "surrogates",
+         "make_surrogate": "surrogates",
+         "RunResult": "runner", "local_problems": "runner", "run_experiment": "runner",
          "resume_experiment": "runner", "Experiment": "experiment", "prepare": "prepare",
          "register": "methods", "MethodSpec": "methods", "Supports": "methods",
          "make_topology": "topology", "run_compare": "compare", "train_engine": "baselines",
@@ -28,10 +31,14 @@ _LAZY = {"RunResult": "runner", "local_problems": "runner", "run_experiment": "r
 
 
 def __getattr__(name):
-    # the runner pulls in datasets and topologies; import them on first use only
+    import importlib
     if name in _LAZY:
-        import importlib
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    try:                                     # a subpackage: dcnn.problems.mlp after import dcnn
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module 'dcnn' has no attribute {name!r}")
 
 

@@ -216,3 +216,14 @@ def test_no_reference_skips_the_reference(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["centralized"] is None and s["to_target"] is None
     assert json.loads((out / "config.json").read_text())["run"]["reference"] is False
+
+
+def test_help_and_version_do_not_import_torch():
+    code = ("import sys, contextlib, io\nfrom dcnn.cli import main\n"
+            "for argv in (['--help'], ['--version'], ['run', '--help']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        try:\n            main(argv)\n        except SystemExit:\n            pass\n"
+            "print('torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr[-2000:]
