@@ -306,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, MPI library, ranks, threads, datasets, "
                           "models and methods")
     info.set_defaults(func=_cmd_info)
-    bench = sub.add_parser("bench", help="performance benchmarks (see README)")
+    bench = sub.add_parser("bench", help="performance benchmarks (docs/performance.md)")
     bench.add_argument("what", choices=["mix", "stacked", "threads", "memory", "solver", "costs",
                                         "scaling", "bubbles", "ptdp", "split-memory",
                                         "local-window"],

@@ -13,6 +13,7 @@ from conftest import ROOT, mpiexec_path
 
 README = (ROOT / "README.md").read_text()
 EXPERIMENTS = (ROOT / "experiments" / "README.md").read_text()
+DOCS = {p.name: p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}
 
 
 def _blocks(text: str, lang: str) -> list[str]:
@@ -25,7 +26,8 @@ def _commands(text: str) -> list[str]:
 
 
 SETUP = [b.strip() for b in _blocks(README, "bash")[:2]]
-COMMANDS = [c for c in _commands(README) if c not in SETUP] + _commands(EXPERIMENTS)
+COMMANDS = [c for c in _commands(README) if c not in SETUP] + _commands(EXPERIMENTS) + [
+    c for text in DOCS.values() for c in _commands(text)]
 
 
 def _run(cmd: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -174,3 +176,13 @@ def test_python_blocks_run(tmp_path):
     assert len(two) == 3
     for a, b in zip(two, (start, objective, consensus)):
         assert abs(a - b) <= 1e-9 * abs(b) + 1e-15, (two, start, objective, consensus)
+
+
+def test_the_docs_pages_are_linked_from_the_readme_and_the_links_resolve():
+    assert {"method.md", "performance.md"} <= set(DOCS)
+    for name in DOCS:
+        assert f"(docs/{name})" in README, name
+    for target in re.findall(r"\]\((docs/[^)#]+)", README):
+        assert (ROOT / target).is_file(), target
+    for text in DOCS.values():               # no docs page keeps a Python block untested
+        assert not _blocks(text, "python")
