@@ -5,10 +5,13 @@ One function decides how the world is formed, in this order:
 1. a group is already initialised: reuse it (and leave it alone on exit);
 2. ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set): ``env://``;
 3. ``mpiexec`` with more than one rank (:func:`dcnn.comm.launched_by_mpi`): rank and size from
-   ``mpi4py``'s ``COMM_WORLD``; rank 0 binds a free TCP port (on ``127.0.0.1`` when every rank
-   runs on its host, else on its host name) and broadcasts ``"host:port"`` over MPI (waits
-   bounded by ``timeout``); every rank connects with ``tcp://host:port``;
-4. otherwise a world of size 1: a real group on a free local port, so a single process runs
+   ``mpi4py``'s ``COMM_WORLD``; rank 0 starts the rendezvous ``TCPStore`` on a port the OS
+   assigns as it binds (``127.0.0.1`` when every rank runs on its host, else its host name)
+   and broadcasts ``"host:port"`` over MPI (waits bounded by ``timeout``); the other ranks
+   connect to it. No port is chosen first and bound later, so no other process can take it in
+   between (a port picked free and released was once taken by another socket before the
+   store bound it: ``EADDRINUSE``);
+4. otherwise a world of size 1: a real group on its own local store, so a single process runs
    exactly the code path of a multi-rank launch.
 
 Every launch passes a ``timeout`` to ``init_process_group`` (and so to every collective of
@@ -88,20 +91,33 @@ def _device(device: str, rank: int) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def _mpi_address(comm, *, timeout: float) -> str:
-    """``"host:port"`` chosen on rank 0 and broadcast to every rank; every wait is bounded by
-    ``timeout`` seconds (a dcnn MPI network over ``comm``, one agent per rank)."""
+def _store(host: str, *, size: int, timeout: datetime.timedelta) -> dist.TCPStore:
+    """The rendezvous store's server, on a port the OS gives it as it binds (port 0): no
+    window in which another process can take a port chosen beforehand."""
+    return dist.TCPStore(host, 0, size, True, timeout=timeout, wait_for_workers=False)
+
+
+def _mpi_store(comm, *, timeout: datetime.timedelta) -> dist.TCPStore:
+    """The store of an MPI launch: rank 0 serves it and broadcasts ``"host:port"``, the other
+    ranks connect; every wait is bounded by ``timeout`` (a dcnn MPI network over ``comm``,
+    one agent per rank)."""
     from ...comm.agree import digest
     from ...comm.mpi import MPINetwork
-    net = MPINetwork(comm.Get_size(), comm=comm, timeout=timeout, abort_on_error=False)
+    seconds = timeout.total_seconds()
+    net = MPINetwork(comm.Get_size(), comm=comm, timeout=seconds, abort_on_error=False)
     # one host when every rank's host name hashes alike (48 bits: exact in a float64)
     mine = torch.tensor([float(digest(socket.gethostname()))], dtype=torch.float64)
     one_host = bool(net.allreduce(mine.clone(), op="min") == net.allreduce(mine, op="max"))
-    address = None
+    size, store, address = comm.Get_size(), None, None
     if comm.Get_rank() == 0:
         host = "127.0.0.1" if one_host else socket.getfqdn()
-        address = f"{host}:{free_port('127.0.0.1' if one_host else '')}"
-    return net.broadcast(address, root=0)
+        store = _store(host, size=size, timeout=timeout)
+        address = f"{host}:{store.port}"
+    address = net.broadcast(address, root=0)
+    if store is None:
+        host, port = address.rsplit(":", 1)
+        store = dist.TCPStore(host, int(port), size, False, timeout=timeout)
+    return store
 
 
 def init_world(*, backend: str = "auto", device: str = "cpu",
@@ -121,13 +137,17 @@ def init_world(*, backend: str = "auto", device: str = "cpu",
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
         rank, size, launcher = comm.Get_rank(), comm.Get_size(), "mpiexec"
-        method = f"tcp://{_mpi_address(comm, timeout=timeout.total_seconds())}"
+        store = _mpi_store(comm, timeout=timeout)
     else:
         rank, size, launcher = 0, 1, "single"
-        method = f"tcp://127.0.0.1:{free_port()}"
+        store = _store("127.0.0.1", size=1, timeout=timeout)
     dev = _device(device, rank)
-    dist.init_process_group(backend=backend, init_method=method, rank=rank, world_size=size,
-                            timeout=timeout)
+    if launcher == "torchrun":
+        dist.init_process_group(backend=backend, init_method=method, rank=rank,
+                                world_size=size, timeout=timeout)
+    else:
+        dist.init_process_group(backend=backend, store=store, rank=rank, world_size=size,
+                                timeout=timeout)
     return World(rank, size, backend, dev, launcher, owned=True)
 
 
