@@ -27,7 +27,7 @@ _LAZY = {**{name: "algorithms" for name in (
          "register": "methods", "MethodSpec": "methods", "Supports": "methods",
          "make_topology": "topology", "run_compare": "compare", "train_engine": "baselines",
          "load_run": "saved", "SavedRun": "saved", "DecentralizedClassifier": "estimator",
-         "DecentralizedRegressor": "estimator"}
+         "DecentralizedRegressor": "estimator", "TensorBoard": "tensorboard"}
 
 
 def __getattr__(name):
@@ -54,4 +54,4 @@ __all__ = ["Constant", "Diminishing", "Next", "NextState", "Polynomial", "make_s
            "RunResult", "local_problems", "run_experiment", "FL", "PL", "make_surrogate",
            "make_topology", "Experiment", "prepare", "register", "MethodSpec", "Supports",
            "load_run", "SavedRun", "DecentralizedClassifier", "DecentralizedRegressor",
-           "__version__"]
+           "TensorBoard", "__version__"]

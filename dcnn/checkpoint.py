@@ -73,7 +73,8 @@ __all__ = ["Checkpoint", "Checkpointer", "load_checkpoint", "read_checkpoint",
 FORMAT, VERSION = "dcnn-checkpoint", 2
 FOLDER, MANIFEST = "checkpoint", "manifest.json"
 RESUME_FREE = ("run.iterations", "run.checkpoint_every", "run.progress", "run.threads",
-               "run.comm_timeout", "run.reference", "run.backend", "run.blowup")
+               "run.comm_timeout", "run.reference", "run.reference_budget", "run.backend",
+               "run.blowup")
 _STATE_FILE = re.compile(r"state-\d{8}-[0-9a-f]{8}\.npz")
 _BODY_KEY = "__manifest_sha256__"
 _REQUIRED = ("format", "version", "iteration", "state_class", "agents", "fields", "config",

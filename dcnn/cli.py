@@ -16,6 +16,7 @@ waiting in a collective).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import platform
@@ -60,15 +61,32 @@ def _cmd_run(args) -> int:
                               f"{args.resume}/config.json and writes into {args.resume}; "
                               "drop the CONFIG argument and --out")
         progress = ["run.progress=false"] if args.quiet else []
-        resume_experiment(args.resume, overrides=[*args.set, *progress],
-                          verbose=not args.quiet)
+        with _tensorboard(args.tensorboard) as callbacks:
+            resume_experiment(args.resume, overrides=[*args.set, *progress],
+                              verbose=not args.quiet, callbacks=callbacks)
         return 0
     cfg = load_config(args.config, overrides=args.set)
     _one_run_per_job(cfg)
     if args.quiet:
         cfg.run.progress = False
-    run_experiment(cfg, out=args.out or "auto", verbose=not args.quiet)
+    with _tensorboard(args.tensorboard) as callbacks:
+        run_experiment(cfg, out=args.out or "auto", verbose=not args.quiet,
+                       callbacks=callbacks)
     return 0
+
+
+@contextlib.contextmanager
+def _tensorboard(logdir: str | None):
+    """``[TensorBoard(logdir)]`` (none without ``--tensorboard``), closed at the end."""
+    if logdir is None:
+        yield []
+        return
+    from .tensorboard import TensorBoard
+    writer = TensorBoard(logdir)
+    try:
+        yield [writer]
+    finally:
+        writer.close()
 
 
 def _not_under_torchrun(command: str) -> None:
@@ -231,6 +249,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar, log or table")
     run.add_argument("--verbose", action="store_true", help="also debug lines in the log "
                        "(timings of the loop, the evaluations and the reference)")
+    run.add_argument("--tensorboard", metavar="DIR", help="write every evaluation's metrics "
+                     "as TensorBoard scalars into DIR as the run goes (needs tensorboard; "
+                     "the decentralized methods)")
     _plugin_option(run)
     run.set_defaults(func=_cmd_run)
     cmp = sub.add_parser("compare", help="several methods on the same shards, graph and seed")

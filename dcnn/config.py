@@ -32,70 +32,96 @@ __all__ = ["Config", "RunConfig", "DataConfig", "ModelConfig", "TopologyConfig",
            "AlgorithmConfig", "load_config", "parse_set", "resolve"]
 
 
+def key(default: Any, doc: str):
+    """A config key: its default and one line of what it means (the reference in
+    ``docs/config.md`` is generated from these, :mod:`dcnn.config_reference`)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass
 class RunConfig:
-    agents: int = 8
-    iterations: int = 300
-    seed: int = 0
-    eval_every: int = 10
-    dtype: str = "float64"
-    backend: str = "auto"
-    threads: int = 0
-    progress: bool = True
-    reference: bool = True
-    comm_timeout: float = 60.0
-    checkpoint_every: int = 0
-    blowup: float = 1e6
+    agents: int = key(8, "number of agents N (any N >= the MPI ranks; contiguous blocks per "
+                         "rank)")
+    iterations: int = key(300, "rounds of the method (steps of the parallel trainers)")
+    seed: int = key(0, "seeds the split, the partition, the initial model and the graph "
+                       "sequence")
+    eval_every: int = key(10, "rounds between two evaluations (rows of history.csv)")
+    dtype: str = key("float64", "floating-point type of the iterates")
+    backend: str = key("auto", "auto: MPI under mpiexec, else all agents in this process")
+    threads: int = key(0, "torch threads per rank (0: OMP_NUM_THREADS if set, else 1)")
+    progress: bool = key(True, "progress bar on rank 0")
+    reference: bool = key(True, "solve the centralized reference (same model, loss and "
+                                "regulariser on the pooled data; cached)")
+    reference_budget: float = key(300.0, "seconds the reference solve may take (0: no limit); "
+                                         "one stopped by it is marked in the log and "
+                                         "summary.json")
+    comm_timeout: float = key(60.0, "seconds any rank waits for a peer before the job ends "
+                                    "with a message naming both")
+    checkpoint_every: int = key(0, "K > 0: the complete state into DIR/checkpoint every K "
+                                   "rounds (resume with --resume)")
+    blowup: float = key(1e6, "the divergence guard stops a run whose objective passes "
+                             "blowup x (abs(U_0) + 1) (and any NaN or inf); 0: only those")
 
 
 @dataclass
 class DataConfig:
-    name: str = "breast_cancer"
-    partition: str = "iid"
-    beta: float = 0.5
-    test_fraction: float = 0.2
-    task: str = "auto"
-    target_column: int = -1
-    standardize: bool = True
-    samples: int = 5000             # mnist1d only
+    name: str = key("breast_cancer", "breast_cancer, digits, wine, iris, diabetes "
+                                     "(scikit-learn's), mnist1d, or a .npz / .csv path")
+    partition: str = key("iid", "how the training rows are dealt to the agents")
+    beta: float = key(0.5, "dirichlet: concentration of the label skew (smaller: more "
+                           "skewed)")
+    test_fraction: float = key(0.2, "held-out fraction (mnist1d: its own 80/20 split)")
+    task: str = key("auto", "auto: from the targets (integers: classification)")
+    target_column: int = key(-1, ".csv: the column holding the target")
+    standardize: bool = key(True, "features (and regression targets) to zero mean, unit "
+                                  "scale, by the training statistics")
+    samples: int = key(5000, "mnist1d only: samples generated locally from its seed 42")
 
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"
-    hidden: list = field(default_factory=lambda: [10])
-    channels: list = field(default_factory=lambda: [25, 25, 25])
-    kernel: int | list = field(default_factory=lambda: [5, 3, 3])
-    stride: int = 2
-    padding: int = 1
-    activation: str = "tanh"
-    loss: str = "squared"
-    regularizer: str = "l2"
-    lam: float = 1e-3
-    l1_ratio: float = 0.5
-    tokens: int = 8
-    d_model: int = 16
-    heads: int = 2
-    ffn: int = 32
+    name: str = key("mlp", "mlp, cnn, transformer, or your own: 'path/to/file.py:Class' or "
+                           "'package.module:factory', called with n_inputs, n_outputs")
+    hidden: list = key([10], "mlp: hidden layer widths ([] = linear model)")
+    channels: list = key([25, 25, 25], "cnn: channels of the Conv1d layers (the features "
+                                       "read as one signal)")
+    kernel: int | list = key([5, 3, 3], "cnn: kernel sizes, one per layer or one for all")
+    stride: int = key(2, "cnn: stride of every conv layer")
+    padding: int = key(1, "cnn: padding of every conv layer")
+    activation: str = key("tanh", "mlp, cnn: the hidden activation")
+    loss: str = key("squared", "the training loss (squared: one-hot targets for classes)")
+    regularizer: str = key("l2", "the regulariser r of U = sum_i g_i + r")
+    lam: float = key(1e-3, "weight of the regulariser")
+    l1_ratio: float = key(0.5, "elastic_net: the l1 share of lam")
+    tokens: int = key(8, "transformer: tokens per sample (features / tokens values each)")
+    d_model: int = key(16, "transformer: width of the encoder block")
+    heads: int = key(2, "transformer: attention heads")
+    ffn: int = key(32, "transformer: hidden width of the MLP block")
 
 
 @dataclass
 class TopologyConfig:
-    graph: str = "erdos_renyi"
-    dynamic: str = "link_failure"
-    weights: str = "auto"
-    B: int = 10
-    p: float | None = None
-    radius: float | None = None
-    k: int | None = None
-    p_rewire: float | None = None
-    rows: int | None = None
-    p_fail: float | None = None
-    parts: int | None = None
-    period: int | None = None
-    cutoff_agent: int | None = None
-    cutoff_start: int | None = None
-    cutoff_length: int | None = None
+    graph: str = key("erdos_renyi", "the base graph (directed_*, random_digraph: directed)")
+    dynamic: str = key("link_failure", "how the graph changes over the rounds")
+    weights: str = key("auto", "mixing weights (auto: metropolis_hastings on undirected "
+                               "graphs, column_stochastic on directed ones)")
+    B: int = key(10, "connectivity window: a run is refused if some window [kB, (k+1)B) "
+                     "has a disconnected union (the message names it)")
+    p: float | None = key(None, "erdos_renyi, random_digraph and the random dynamic: edge "
+                                "probability")
+    radius: float | None = key(None, "geometric: connection radius")
+    k: int | None = key(None, "small_world: neighbours per node")
+    p_rewire: float | None = key(None, "small_world: rewiring probability")
+    rows: int | None = key(None, "torus: rows of the grid")
+    p_fail: float | None = key(None, "link_failure: probability that a link fails in a round")
+    parts: int | None = key(None, "switching: graphs whose union is the base graph")
+    period: int | None = key(None, "switching: rounds per graph")
+    cutoff_agent: int | None = key(None, "with cutoff_start and cutoff_length: this agent "
+                                         "loses every link for those rounds")
+    cutoff_start: int | None = key(None, "first round of the cut-off")
+    cutoff_length: int | None = key(None, "rounds of the cut-off")
 
 
 class AlgorithmConfig:
@@ -198,6 +224,7 @@ _RANGES = {  # (section, key): (test, description)
     ("run", "eval_every"): (lambda v: v >= 1, ">= 1"),
     ("run", "threads"): (lambda v: v >= 0, ">= 0 (0 = OMP_NUM_THREADS, else 1)"),
     ("run", "comm_timeout"): (lambda v: v > 0, "> 0 (seconds)"),
+    ("run", "reference_budget"): (lambda v: v >= 0, ">= 0 (seconds; 0 = no limit)"),
     ("run", "checkpoint_every"): (lambda v: v >= 0, ">= 0 (0 = no checkpoints)"),
     ("run", "blowup"): (lambda v: v == 0 or 1 < v < float("inf"),
                         "0 (off) or a finite number > 1"),

@@ -2,10 +2,13 @@
 
 It is the oracle for "how close does the network get". Smooth objectives are minimised with
 scipy's L-BFGS-B (torch gradients, float64); objectives with an l1 part with FISTA (proximal
-gradient with backtracking and restarts). Both start from the network's common ``w0``.
+gradient with backtracking and restarts). Both start from the network's common ``w0``, and
+both stop at ``budget`` seconds if one is given (``Reference.stopped``: the figures are then
+those of the last iterate, an upper bound on the optimum's objective).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import scipy.optimize
@@ -25,6 +28,7 @@ class Reference:
     train_metric: float
     test_metric: float | None
     iterations: int
+    stopped: bool = False          # stopped by the time budget, not by convergence
 
 
 def _objective(pooled: LocalProblems, w: torch.Tensor, with_reg: bool = True):
@@ -37,7 +41,8 @@ def _objective(pooled: LocalProblems, w: torch.Tensor, with_reg: bool = True):
     return float(v), g
 
 
-def _fista(pooled: LocalProblems, w0: torch.Tensor, max_iter: int, tol: float):
+def _fista(pooled: LocalProblems, w0: torch.Tensor, max_iter: int, tol: float,
+           deadline: float):
     reg = pooled.regularizer
     x = w0.clone()
     yk, tk, L = x.clone(), 1.0, 1.0
@@ -60,32 +65,46 @@ def _fista(pooled: LocalProblems, w0: torch.Tensor, max_iter: int, tol: float):
         L = max(L / 1.5, 1e-8)
         if step <= tol * max(1.0, float(torch.linalg.vector_norm(x))):
             break
-    return x, it + 1
+        if time.perf_counter() > deadline:
+            return x, it + 1, True
+    return x, it + 1, False
 
 
 def centralized_reference(pooled: LocalProblems, *, w0: torch.Tensor | None = None,
                           test: tuple[torch.Tensor, torch.Tensor] | None = None,
-                          max_iter: int = 2000, tol: float = 1e-10) -> Reference:
-    """Minimise ``U`` on a one-agent problem holding the pooled training data."""
+                          max_iter: int = 2000, tol: float = 1e-10,
+                          budget: float | None = None) -> Reference:
+    """Minimise ``U`` on a one-agent problem holding the pooled training data, for at most
+    ``budget`` seconds (checked after every iteration; ``None``: no limit)."""
+    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
+        raise ValueError(f"budget must be a number of seconds > 0 or None, got {budget!r}")
+    deadline = float("inf") if budget is None else time.perf_counter() + budget
     w0 = pooled.model.w0 if w0 is None else w0
     # L-BFGS-B's BLAS calls act on length-P vectors; letting OpenBLAS spin up its threads
     # beside torch's OpenMP pool makes both crawl (measured 4x slower on 2 cores).
     with threadpool_limits(1, user_api="blas"):
-        return _minimise(pooled, w0, test, max_iter, tol)
+        return _minimise(pooled, w0, test, max_iter, tol, deadline)
 
 
-def _minimise(pooled, w0, test, max_iter, tol) -> Reference:
+def _minimise(pooled, w0, test, max_iter, tol, deadline) -> Reference:
     if pooled.regularizer.smooth:
         def fun(x):
             v, g = _objective(pooled, torch.from_numpy(x).to(w0.dtype))
             return v, g.double().numpy()
 
+        late = []
+
+        def on_time(intermediate_result):         # scipy ends the solve on StopIteration
+            if time.perf_counter() > deadline:
+                late.append(True)
+                raise StopIteration
+
         res = scipy.optimize.minimize(fun, w0.double().numpy(), jac=True, method="L-BFGS-B",
                                       options={"maxiter": max_iter, "gtol": tol, "ftol": 0.0,
-                                               "maxcor": 30})
-        w, its = torch.from_numpy(res.x).to(w0.dtype), int(res.nit)
+                                               "maxcor": 30}, callback=on_time)
+        w, its, stopped = torch.from_numpy(res.x).to(w0.dtype), int(res.nit), bool(late)
     else:
-        w, its = _fista(pooled, w0, max_iter, tol)
+        w, its, stopped = _fista(pooled, w0, max_iter, tol, deadline)
     v, g = _objective(pooled, w)
     reg = pooled.regularizer
     if reg.smooth:
@@ -100,4 +119,4 @@ def _minimise(pooled, w0, test, max_iter, tol) -> Reference:
         if test is not None:
             test_metric = scale * float(pooled.scores_on(w[None], *test)[0])
     return Reference(w=w, objective=v, grad_norm=gnorm, train_metric=train,
-                     test_metric=test_metric, iterations=its)
+                     test_metric=test_metric, iterations=its, stopped=stopped)

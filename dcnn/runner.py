@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from .checkpoint import (FOLDER, RESUME_FREE, Checkpoint, Checkpointer, config_difference,
                          load_checkpoint, trajectory_config)
 from .comm import Network, make_network, torchrun_world
-from .comm.agree import check_ranks_agree
+from .comm.agree import check_ranks_agree, rank_hosts
 from .config import Config, _apply, load_config, parse_set, resolve
 from .errors import CheckpointError, ConfigError
 from .prepare import Prepared, fingerprint, local_problems, make_model, prepare
@@ -75,7 +75,7 @@ def configure_threads(requested: int, *, ranks: int, fill_cores: bool = False) -
     One thread is the default because it never loses much and the alternative can lose a
     lot: on a 2-core machine two threads ran the default run (100 iterations) in 5.62 s
     against 5.95 s when idle, but in 10.0 s (up to 21 s) against 8.4 s beside two busy
-    processes (README, "run").
+    processes (docs/running.md).
     numpy/scipy's OpenBLAS is held to one thread: dcnn's heavy maths runs in torch, and an
     OpenBLAS pool spinning beside torch's OpenMP pool slows both down."""
     threadpool_limits(1, user_api="blas")
@@ -246,16 +246,24 @@ def reference_of(exp: Prepared, *, cache: bool = True) -> dict:
     """The centralized reference (rank 0 solves, every rank gets it): the same model, loss and
     regulariser on the pooled data, by L-BFGS-B (FISTA with l1); solved once per distinct
     problem (:mod:`dcnn.reference_cache`; ``cache = False`` for a model given as an object,
-    whose ``forward`` no key can hold)."""
+    whose ``forward`` no key can hold), in at most ``run.reference_budget`` seconds (a
+    reference stopped by it is kept, marked ``stopped_at_budget``, and solved again when a
+    later run allows more time)."""
+    budget = exp.cfg.run.reference_budget or None
+
     def solve() -> dict:
         key = reference_key(exp) if cache else None
         ref = lookup(key)
+        if ref is not None and ref.get("stopped_at_budget") and (
+                budget is None or budget > ref.get("budget_s", 0)):
+            ref = None                       # a longer budget now: solve it further
         if ref is None:
-            res = centralized_reference(exp.pooled(), test=exp.test)
+            res = centralized_reference(exp.pooled(), test=exp.test, budget=budget)
             ref = {"objective": res.objective, "grad_norm": res.grad_norm,
                    "train_metric": res.train_metric, "test_metric": res.test_metric,
                    "iterations": res.iterations,
-                   "solver": "L-BFGS-B" if exp.regularizer.smooth else "FISTA"}
+                   "solver": "L-BFGS-B" if exp.regularizer.smooth else "FISTA",
+                   "stopped_at_budget": res.stopped, "budget_s": budget}
             store(key, ref)
         return ref
 
@@ -315,7 +323,8 @@ def _commit() -> str | None:
 
 def provenance() -> dict:
     """What made the result: dcnn's version, the git commit of a dcnn checkout (``None`` for
-    an installed copy), the command line (shell-quoted) and rank 0's host."""
+    an installed copy), the command line (shell-quoted) and rank 0's host (``hosts``, added
+    by the run, maps every host to its ranks)."""
     import shlex
     import socket
 
@@ -410,6 +419,7 @@ def _run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         f"({how})")
     check_ranks_agree(_agreed(cfg), network=network, what="config",
                       fix="start every rank with the same config file, --set options and dcnn")
+    hosts = rank_hosts(network)
     out_dir = _out_dir(out, cfg, network)
     out_dir, stage = _check_out(out_dir, network, resume=resume is not None)
     exp = prepare(cfg, network=network, model=model, data=data)
@@ -448,8 +458,9 @@ def _run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         log(f"resuming from iteration {resume.iteration} ({resume.directory})")
     if callbacks:
         if not isinstance(built, LoopMethod):
-            raise ConfigError(f"callbacks run in the one loop of the decentralized methods; "
-                              f"{cfg.algorithm.name!r} is a parallel trainer: drop them")
+            raise ConfigError(f"callbacks (and --tensorboard) run in the one loop of the "
+                              f"decentralized methods; {cfg.algorithm.name!r} is a parallel "
+                              "trainer: drop them")
         extra = {"callbacks": tuple(callbacks)}
     else:
         extra = {}
@@ -464,8 +475,15 @@ def _run_experiment(cfg: Config, *, out: str | Path | None = "auto",
         ref = reference_of(exp, cache=model is None)
         log(f"centralized reference: {time.perf_counter() - t_ref:.3g} s "
             f"({ref['solver']}, {ref['iterations']} iterations)", logging.DEBUG)
+    if ref is not None and ref.get("stopped_at_budget"):
+        log(f"warning: the centralized reference stopped at its time budget "
+            f"(run.reference_budget = {ref['budget_s']:g} s) after {ref['iterations']} "
+            f"iterations with gradient norm {ref['grad_norm']:.3g}: its objective is an upper "
+            "bound on the optimum and the targets derived from it are loose; raise "
+            "run.reference_budget (0 = no limit) for an exact reference", logging.WARNING)
     summary = summarize(exp, label=label, options=options, info=info, state=state,
                         history=history, reference=ref, threads=threads)
+    summary["hosts"] = hosts
     w_bar = final_parameters(exp, state)               # collective: every rank
     trained = Predictor(exp.model.load_into(w_bar, copy.deepcopy(exp.model.module)).eval(),
                         preprocessing_of(exp.dataset, loss=exp.loss, dtype=exp.model.dtype))
@@ -514,7 +532,7 @@ def _saved_config(directory: Path) -> Config:
 
 def resume_experiment(out: str | Path, *, overrides: list[str] | tuple = (),
                       network: Network | None = None, verbose: bool = True, model=None,
-                      data=None) -> RunResult:
+                      data=None, callbacks=()) -> RunResult:
     """Continue the run whose output folder is ``out`` from its checkpoint
     (``out/checkpoint``) to ``run.iterations``, and write the complete report into ``out``
     (the staged ``OUT.partial`` of a rerun into a finished ``OUT`` finishes into ``OUT``).
@@ -544,4 +562,4 @@ def resume_experiment(out: str | Path, *, overrides: list[str] | tuple = (),
                           f"iteration {ckpt.iteration}; resume with --set "
                           f"run.iterations={ckpt.iteration} or more")
     return run_experiment(cfg, out=out, network=network, verbose=verbose, resume=ckpt,
-                          model=model, data=data)
+                          model=model, data=data, callbacks=callbacks)

@@ -136,6 +136,10 @@ def test_mpi_cli_run_matches_in_process(tmp_path, extra):
     a = json.loads((tmp_path / "mpi" / "summary.json").read_text())
     b = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert a["ranks"] == 2 and b["ranks"] == 1
+    # every rank's host, gathered (both ranks run here)
+    import socket
+    host = socket.gethostname()
+    assert a["hosts"] == {host: [0, 1]} and b["hosts"] == {host: [0]}
     assert a["algorithm"] == b["algorithm"] == ("sonata" if extra else "next")
     assert a["solver"] == b["solver"] is not None
     assert abs(a["final"]["objective"] - b["final"]["objective"]) <= 1e-10

@@ -120,7 +120,7 @@ def test_documented_command_runs(cmd, scratch):
     res = _run(_shorter(cmd), scratch)
     assert res.returncode == 0, res.stderr[-3000:]
     out = re.search(r"--out (\S+)", cmd)
-    if cmd.startswith(("dcnn run", "mpiexec -n 2 dcnn run", "mpiexec -n 4 dcnn run")):
+    if re.search(r"(^|&& )(mpiexec [^&]*)?dcnn run ", cmd):
         assert (scratch / out.group(1) / "summary.json").is_file()
     elif " compare " in f" {cmd} ":
         rows = (scratch / out.group(1) / "compare.csv").read_text().splitlines()
@@ -129,7 +129,7 @@ def test_documented_command_runs(cmd, scratch):
             # the README quotes this command's verdict: a real one, and its rounds part as run
             verdict = json.loads((scratch / out.group(1) / "compare.json").read_text())
             assert verdict["verdict"]["test"]["by"]["rounds"]["best"]
-            quoted = re.search(r"^verdict \(test .*$", README, re.M).group(0)
+            quoted = re.search(r"^verdict \(test .*$", DOCS["compare.md"], re.M).group(0)
             printed = re.search(r"^verdict \(test .*$", res.stdout, re.M).group(0)
             part = re.compile(r"least rounds: [^;]*;")
             assert part.search(printed).group(0) == part.search(quoted).group(0)
@@ -150,7 +150,8 @@ def _python(code: str, cwd: Path, ranks: int = 1) -> subprocess.CompletedProcess
 
 
 def test_python_blocks_run(tmp_path):
-    own, saved, loop = _blocks(README, "python")
+    (own,) = _blocks(README, "python")
+    saved, loop = _blocks(DOCS["python.md"], "python")
     # your own model and arrays through dcnn.Experiment: the comparison table
     out = _python(own, tmp_path).stdout.splitlines()
     assert out[0].split()[0] == "method"
@@ -179,10 +180,31 @@ def test_python_blocks_run(tmp_path):
 
 
 def test_the_docs_pages_are_linked_from_the_readme_and_the_links_resolve():
-    assert {"method.md", "performance.md"} <= set(DOCS)
+    assert {"method.md", "performance.md", "config.md", "methods.md", "compare.md",
+            "python.md", "running.md", "multi-host.md", "layout.md"} <= set(DOCS)
     for name in DOCS:
         assert f"(docs/{name})" in README, name
-    for target in re.findall(r"\]\((docs/[^)#]+)", README):
-        assert (ROOT / target).is_file(), target
-    for text in DOCS.values():               # no docs page keeps a Python block untested
-        assert not _blocks(text, "python")
+    for target in re.findall(r"\]\(([^)#:]+)", README):
+        assert (ROOT / target).exists(), target
+    for name, text in DOCS.items():          # links between pages and back to the README
+        for target in re.findall(r"\]\(([^)#:]+)", text):
+            assert (ROOT / "docs" / target).exists(), (name, target)
+        if name != "python.md":              # its blocks run in test_python_blocks_run
+            assert not _blocks(text, "python"), name
+
+
+def test_the_config_reference_is_the_codes_and_its_example_loads(tmp_path):
+    """docs/config.md holds the tables the config's declarations generate (every key with
+    a meaning), and its TOML example is a valid config."""
+    import dcnn
+    from dcnn.config_reference import config_reference
+    page = DOCS["config.md"]
+    assert config_reference() in page, "regenerate: python -m dcnn.config_reference"
+    rows = [r for r in config_reference().splitlines() if r.startswith("| `")]
+    assert len(rows) > 60
+    assert all(r.rstrip(" |").split(" | ")[3].strip() for r in rows), "a key without a doc"
+    (example,) = _blocks(page, "toml")
+    (tmp_path / "c.toml").write_text(example)
+    cfg = dcnn.load_config(tmp_path / "c.toml")
+    assert (cfg.run.agents, cfg.model.hidden, cfg.algorithm.name) == (16, [32, 32], "next")
+    assert cfg.algorithm.surrogate == "pl"

@@ -105,3 +105,37 @@ def test_the_cache_folder_is_dcnn_cache_else_the_users_cache(monkeypatch, tmp_pa
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_folder() == Path(tmp_path / "home" / ".cache" / "dcnn")
+
+
+@pytest.mark.parametrize("regularizer", ["l2", "l1"])     # L-BFGS-B and FISTA
+def test_the_time_budget_stops_the_solve_and_says_so(solves, regularizer):
+    """A budget too short for the solve stops it after its first iteration: the reference is
+    marked, the log warns, and a later run with more time solves it again (to the unlimited
+    solve's optimum), while a run with no more time reuses the stopped one."""
+    reg = f"model.regularizer='{regularizer}'"
+    import logging
+    lines = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("dcnn").addHandler(handler)        # the user's handler gets the log
+    try:
+        cfg = load_config(overrides=[*BASE, reg, "run.reference_budget=1e-9"])
+        short = run_experiment(cfg, out=None).summary["centralized"]
+    finally:
+        logging.getLogger("dcnn").removeHandler(handler)
+    assert short["stopped_at_budget"] and short["iterations"] == 1
+    assert any("stopped at its time budget" in line for line in lines), lines
+    assert _ref(reg, "run.reference_budget=1e-9") == short and len(solves) == 1   # reused
+    full = _ref(reg, "run.reference_budget=0")                       # no limit: solved again
+    assert len(solves) == 2 and not full["stopped_at_budget"] and full["budget_s"] is None
+    assert full["iterations"] > 10 and full["objective"] < short["objective"]
+    assert _ref(reg, "run.reference_budget=1e-9") == full and len(solves) == 2   # converged
+
+
+def test_a_bad_budget_is_refused():
+    from dcnn.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"run.reference_budget must be >= 0"):
+        load_config(overrides=["run.reference_budget=-1"])
+    from dcnn.reference import centralized_reference
+    with pytest.raises(ValueError, match="budget must be a number of seconds > 0"):
+        centralized_reference(None, budget=0)

@@ -2,6 +2,8 @@
 data and model) with rank 0's before a run starts, so that ranks started with different
 settings stop with one line naming the ranks and the keys instead of training a wrong model.
 
+:func:`rank_hosts` says which host each rank runs on (``summary.json`` -> ``hosts``).
+
 Cost: one broadcast of rank 0's hashes (48 bits per key) and one ``max`` all-reduce of
 ``keys + ranks`` flags, both under the network's deadline.
 """
@@ -15,7 +17,7 @@ import torch
 from ..errors import ConfigError
 from .base import Network
 
-__all__ = ["check_ranks_agree", "digest"]
+__all__ = ["check_ranks_agree", "digest", "rank_hosts"]
 
 
 def digest(value) -> int:
@@ -49,3 +51,22 @@ def check_ranks_agree(values: dict, *, network: Network, what: str, fix: str) ->
     raise ConfigError(f"the ranks disagree: rank{'s' if len(who) > 1 else ''} "
                       f"{', '.join(map(str, who))} {'have' if len(who) > 1 else 'has'} "
                       f"another {what} than rank 0 ({shown}); {fix}")
+
+
+_HOST_BYTES = 64
+
+
+def rank_hosts(network: Network) -> dict[str, list[int]]:
+    """``{host name: [its ranks]}`` over every rank (collective: one ``sum`` all-reduce of a
+    ``ranks x 64`` table, each rank writing its own row; names are cut at 64 bytes)."""
+    import socket
+    name = socket.gethostname().encode()[:_HOST_BYTES]
+    table = torch.zeros(network.size, _HOST_BYTES, dtype=torch.float64)
+    table[network.rank, :len(name)] = torch.tensor(list(name), dtype=torch.float64)
+    if network.size > 1:
+        table = network.allreduce(table, op="sum")
+    hosts: dict[str, list[int]] = {}
+    for rank, row in enumerate(table.to(torch.int64).tolist()):
+        host = bytes(b for b in row if b).decode(errors="replace")
+        hosts.setdefault(host, []).append(rank)
+    return hosts

@@ -23,7 +23,7 @@ __all__ = ["REGISTRY", "MethodSpec", "Supports", "Built", "register", "unregiste
 
 
 def method_table() -> str:
-    """The README's method table (Markdown), from the registry."""
+    """The method table of docs/methods.md (Markdown), from the registry."""
     rows = ["| name | what | variants | graphs | l1 | resumable |", "|---|---|---|---|---|---|"]
     for spec in REGISTRY.values():
         s = spec.supports

@@ -154,31 +154,50 @@ class StepOptions(_Validated):
     """The step-size schedule and mini-batches: every method has them."""
 
     schedule: str = option("auto", choices=("auto", "diminishing", "constant", "polynomial"),
-                           doc="the method's own default when auto")
-    alpha0: float = option(0.5, check=(lambda v: 0 < v <= 1, "in (0, 1]"))
-    eps: float = option(0.01, check=(lambda v: 0 < v < 1, "in (0, 1)"))
-    power: float = option(0.6, check=(lambda v: 0.5 < v <= 1, "in (0.5, 1]"))
-    batch_size: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = the whole shard)"))
+                           doc="auto: the method's own (diminishing for next, sonata, dgd; "
+                               "constant for the others and the parallel trainers)")
+    alpha0: float = option(0.5, check=(lambda v: 0 < v <= 1, "in (0, 1]"),
+                           doc="first step of the schedule (the step is alpha[n], times lr for "
+                               "the gradient methods)")
+    eps: float = option(0.01, check=(lambda v: 0 < v < 1, "in (0, 1)"),
+                        doc="diminishing: alpha[n+1] = alpha[n] (1 - eps alpha[n])")
+    power: float = option(0.6, check=(lambda v: 0.5 < v <= 1, "in (0.5, 1]"),
+                          doc="polynomial: alpha[n] = alpha0 / (n + 1)^power")
+    batch_size: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = the whole shard)"),
+                             doc="b > 0: mini-batches of b rows per agent (16 for dsgd; "
+                                 "stochastic NEXT/SONATA go beyond the paper)")
 
 
 @dataclass(frozen=True)
 class SurrogateOptions(StepOptions):
     """NEXT and SONATA: the surrogate, its proximal weight and its inner solver."""
 
-    surrogate: str = option("pl", choices=("fl", "pl"))
+    surrogate: str = option("pl", choices=("fl", "pl"),
+                            doc="pl: partial linearisation (the network's own curvature kept), "
+                                "fl: full linearisation (a proximal-gradient step)")
     tau: float | str = option("auto", check=(
-        lambda v: v == "auto" or (not isinstance(v, str) and v > 0), "> 0 or \"auto\""))
+        lambda v: v == "auto" or (not isinstance(v, str) and v > 0), "> 0 or \"auto\""),
+        doc="proximal weight of the surrogate; auto: from a curvature estimate at the start "
+            "(dcnn/surrogates/tau.py)")
     adapt_tau: bool | str = option("auto", check=(
         lambda v: v == "auto" or isinstance(v, bool), 'true, false or "auto"'),
         doc='raise tau during the run when the measured curvature outgrows it ("auto": '
             'when tau = "auto")')
-    solver: str = option("auto", choices=("auto", "cholesky", "woodbury", "cg"))
-    inner_tol: float = option(1e-6, check=(lambda v: v > 0, "> 0"))
-    inner_iters: int = option(500, check=(lambda v: v >= 1, ">= 1"))
-    threads: int = option(1, check=(lambda v: v >= 1, ">= 1"))
-    blocks: str = option("layer", choices=("layer", "neuron", "random"))
-    n_blocks: int | None = option(None, check=(lambda v: v >= 1, ">= 1"))
-    block_fraction: float = option(1.0, check=(lambda v: 0 < v <= 1, "in (0, 1]"))
+    solver: str = option("auto", choices=("auto", "cholesky", "woodbury", "cg"),
+                         doc="inner solver of the PL step (auto: by a cost model of the sizes)")
+    inner_tol: float = option(1e-6, check=(lambda v: v > 0, "> 0"),
+                              doc="relative tolerance of the iterative inner solvers")
+    inner_iters: int = option(500, check=(lambda v: v >= 1, ">= 1"),
+                              doc="iteration cap of the iterative inner solvers")
+    threads: int = option(1, check=(lambda v: v >= 1, ">= 1"),
+                          doc="C > 1: the local step as block-Jacobi on C threads")
+    blocks: str = option("layer", choices=("layer", "neuron", "random"),
+                         doc="how the parameters are cut into blocks for threads > 1")
+    n_blocks: int | None = option(None, check=(lambda v: v >= 1, ">= 1"),
+                                  doc="number of random blocks (unset: = threads)")
+    block_fraction: float = option(1.0, check=(lambda v: 0 < v <= 1, "in (0, 1]"),
+                                   doc="< 1: a random subset of the blocks is updated each "
+                                       "iteration")
 
 
 _LR = (lambda v: v == "auto" or (not isinstance(v, str) and v > 0), "> 0 or \"auto\"")
@@ -188,11 +207,14 @@ _LR = (lambda v: v == "auto" or (not isinstance(v, str) and v > 0), "> 0 or \"au
 class GradientOptions(StepOptions):
     """The gradient methods: the step ``lr * alpha[n]``."""
 
-    lr: float | str = option("auto", check=_LR)
+    lr: float | str = option("auto", check=_LR,
+                             doc="the step is lr * alpha[n]; auto: 1 / (largest local curvature "
+                                 "at the start), 0.02 for Adam")
 
 
 @dataclass(frozen=True)
 class TrainerOptions(GradientOptions):
     """Methods with an optimiser (centralized, the engines and schemes)."""
 
-    optimizer: str = option("auto", choices=("auto", "lbfgs", "gd", "adam"))
+    optimizer: str = option("auto", choices=("auto", "lbfgs", "gd", "adam"),
+                            doc="auto: lbfgs for centralized, gd for the parallel trainers")

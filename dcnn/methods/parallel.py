@@ -43,8 +43,12 @@ class ParallelOptions(TrainerOptions):
 
 @dataclass(frozen=True)
 class PipelineOptions(ParallelOptions):
-    pipeline_schedule: str = option("gpipe", choices=("gpipe", "1f1b", "interleaved"))
-    microbatches: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
+    pipeline_schedule: str = option("gpipe", choices=("gpipe", "1f1b", "interleaved"),
+                                    doc="the pipeline schedule (interleaved: two non-consecutive"
+                                        " stages per rank)")
+    microbatches: int = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"),
+                               doc="micro-batches per step (0: the largest divisor of the batch "
+                                   "up to 8 the schedule accepts)")
 
 
 @dataclass(frozen=True)
@@ -61,30 +65,42 @@ class TensorParallelOptions(ParallelOptions):
                                      "L/R tokens per rank (Korthikanti et al. 2022)")
 
 
-_STAGES = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"))
+_STAGES = option(0, check=(lambda v: v >= 0, ">= 0 (0 = automatic)"),
+                 doc="parts of the model (0: one per rank, at least 2)")
 
 
 @dataclass(frozen=True)
 class SilOptions(ParallelOptions):
     stages: int = _STAGES
-    sil_noise: float = option(0.1, check=(lambda v: v >= 0, ">= 0"))
-    recovery: int = option(0, check=(lambda v: v >= 0, ">= 0"))
+    sil_noise: float = option(0.1, check=(lambda v: v >= 0, ">= 0"),
+                              doc="noise added to the codes a later part reads")
+    recovery: int = option(0, check=(lambda v: v >= 0, ">= 0"),
+                           doc="last steps that train the joined model end to end")
 
 
 @dataclass(frozen=True)
 class CodistillationOptions(ParallelOptions):
-    models: int = option(2, check=(lambda v: v >= 2, ">= 2"))
-    exchange_every: int = option(50, check=(lambda v: v >= 1, ">= 1"))
-    burn_in: int = option(100, check=(lambda v: v >= 0, ">= 0"))
-    distill_weight: float = option(1.0, check=(lambda v: v >= 0, ">= 0"))
+    models: int = option(2, check=(lambda v: v >= 2, ">= 2"),
+                         doc="models trained on disjoint blocks of shards")
+    exchange_every: int = option(50, check=(lambda v: v >= 1, ">= 1"),
+                                 doc="steps between two all-gathers of the parameters")
+    burn_in: int = option(100, check=(lambda v: v >= 0, ">= 0"),
+                          doc="steps before the first exchange")
+    distill_weight: float = option(1.0, check=(lambda v: v >= 0, ">= 0"),
+                                   doc="weight of the distillation term")
 
 
 @dataclass(frozen=True)
 class LocalOptions(ParallelOptions):
     stages: int = _STAGES
-    local_mode: str = option("greedy", choices=("greedy", "overlapping", "chunked"))
-    chunk: int = option(2, check=(lambda v: v >= 1, ">= 1"))
-    window: int = option(1, check=(lambda v: v >= 1, ">= 1"))
+    local_mode: str = option("greedy", choices=("greedy", "overlapping", "chunked"),
+                             doc="greedy: each block on its own head; overlapping: a block's "
+                                 "loss also reaches the block before; chunked: backprop inside "
+                                 "chunks")
+    chunk: int = option(2, check=(lambda v: v >= 1, ">= 1"),
+                        doc="blocks per chunk (chunked)")
+    window: int = option(1, check=(lambda v: v >= 1, ">= 1"),
+                         doc="w > 1: receives posted w ticks ahead (same result)")
 
 
 def engine_step(spec: MethodSpec, exp, o) -> dict:

@@ -2,7 +2,7 @@
 
 A method (decentralized algorithm, engine or parallel scheme) is one module plus one
 :func:`register` call with a :class:`MethodSpec`. The runner, ``dcnn compare``, the config
-validation and the README's method table read this registry and never name a method:
+validation and the method table (docs/methods.md) read this registry and never name a method:
 
 - ``options``: the method's typed options dataclass (:mod:`dcnn.methods.options`); its fields
   are the ``algorithm.*`` keys the method reads;

@@ -50,3 +50,25 @@ def test_ranks_with_other_settings_are_refused_in_one_line(tmp_path, case):
     assert len(errors) == 1, res.stderr[-3000:]
     assert "the ranks disagree: " + expected in errors[0], errors[0]
     assert not (tmp_path / "out").exists()
+
+
+class _FakeRanks:
+    """Three ranks' all-reduce seen from rank 1: the table as the other ranks fill it."""
+    size, rank = 3, 1
+
+    def allreduce(self, x, op="sum"):
+        import torch
+        assert op == "sum"
+        out = x.clone()
+        for r, name in ((0, b"node-a"), (2, "n\u00f6de-\u00e9".encode())):
+            out[r, :len(name)] += torch.tensor(list(name), dtype=x.dtype)
+        return out
+
+
+def test_rank_hosts_maps_every_host_to_its_ranks(monkeypatch):
+    import socket
+    from dcnn.comm.agree import rank_hosts
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-a")
+    assert rank_hosts(_FakeRanks()) == {"node-a": [0, 1], "n\u00f6de-\u00e9": [2]}
+    monkeypatch.setattr(socket, "gethostname", lambda: "x" * 100)    # cut at 64 bytes
+    assert rank_hosts(_FakeRanks())["x" * 64] == [1]
