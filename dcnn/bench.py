@@ -63,7 +63,7 @@ def _ring(n: int) -> np.ndarray:
     return W
 
 
-def bench_mix(sizes=(10_000, 100_000, 1_000_000), reps: int = 30) -> list[dict]:
+def bench_mix(sizes=(1_000, 10_000, 100_000, 1_000_000), reps: int = 30) -> list[dict]:
     """Collective: run on every rank; returns rows on rank 0 (others get [])."""
     from mpi4py import MPI
 
@@ -940,7 +940,7 @@ def main(args) -> int:
 
     configure_threads(0, ranks=_world_size(), fill_cores=True)
     if args.what == "mix":
-        sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
+        sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000, 1_000_000)
         _print(bench_mix(sizes, reps=5 if args.quick else 30), args.out)
     elif args.what == "solver":
         cases = QUICK_SOLVER_CASES if args.quick else SOLVER_CASES
@@ -982,6 +982,15 @@ def main(args) -> int:
                               microbatches=4 if tfm else 2, model=args.model)
         else:
             rows = bench_ptdp(model=args.model)
+        _print(rows, args.out)
+    elif args.what == "disropt":
+        from .bench_baselines import bench_disropt
+        rows = bench_disropt((4,), iterations=200, reps=1) if args.quick else bench_disropt()
+        _print(rows, args.out)
+    elif args.what == "agent-loop":
+        from .bench_baselines import bench_agent_loop
+        rows = (bench_agent_loop(args.agents or (16,), iterations=20, reps=1) if args.quick
+                else bench_agent_loop(args.agents or (16, 256)))
         _print(rows, args.out)
     elif args.what == "scaling":
         mlps, agents = SCALING_MLPS, SCALING_AGENTS

@@ -330,7 +330,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="performance benchmarks (docs/performance.md)")
     bench.add_argument("what", choices=["mix", "stacked", "threads", "memory", "solver", "costs",
                                         "scaling", "bubbles", "ptdp", "split-memory",
-                                        "local-window"],
+                                        "local-window", "disropt", "agent-loop"],
                        help="which benchmark")
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     bench.add_argument("--model", choices=["mlp", "cnn", "transformer"], default="mlp",

@@ -178,3 +178,26 @@ def test_split_memory_under_mpiexec_measures_each_worker(mpi, tmp_path):
         else:
             # 2 steps, 64 samples 64 wide at the one cut, forward and back, float32
             assert r["sent_MB"] == pytest.approx(2 * 2 * 64 * 64 * 4 / 2 / 1e6)
+
+
+def test_agent_loop_takes_the_same_steps_as_the_stacked_backend(tmp_path, keep_threads):
+    out = tmp_path / "agent-loop.csv"
+    assert main(["bench", "agent-loop", "--quick", "--agents", "3,5", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["agents"]) for r in rows] == [3, 5]
+    assert all(float(r["max_iterate_difference"]) <= 1e-12 for r in rows)
+    assert all(float(r["speed-up"]) > 0 for r in rows)
+
+
+@pytest.mark.mpi
+def test_disropt_style_gt_and_dcnn_take_the_same_steps(tmp_path):
+    from conftest import run_mpi
+    out = tmp_path / "disropt.csv"
+    res = run_mpi(2, ["-m", "dcnn", "bench", "disropt", "--quick", "--out", str(out)],
+                  timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = list(csv.DictReader(out.open()))
+    assert (row["ranks"], row["d"], row["iterations"]) == ("2", "4", "200")
+    assert float(row["max_iterate_difference"]) <= 1e-12
+    # 200 steps of 0.05 on a problem with curvature ~ 1: near the closed-form optimum
+    assert float(row["dcnn_error"]) < 1e-3 and float(row["disropt_style_error"]) < 1e-3

@@ -61,15 +61,27 @@ def _checked(x) -> bool:
 
 
 def _all_finite(tensors, zeros: dict) -> bool:
-    """Whether every entry is finite, in one sync: ``x . 0`` is 0 for finite ``x`` and NaN
-    otherwise, and BLAS's dot is several times faster than ``isfinite(x).all()``."""
+    """Whether every entry is finite: ``x . 0`` is 0 for finite ``x`` and NaN otherwise, and
+    BLAS's dot is several times faster than ``isfinite(x).all()``."""
     total = 0.0
     for x in tensors:
         key = (x.numel(), x.dtype)
         if key not in zeros:
             zeros[key] = torch.zeros(x.numel(), dtype=x.dtype)
-        total = total + torch.dot(x.reshape(-1), zeros[key])
-    return bool(torch.isfinite(torch.as_tensor(total)))
+        total += float(torch.dot(x.reshape(-1), zeros[key]))
+    return math.isfinite(total)
+
+
+_FIELDS: dict = {}
+
+
+def _fields(state) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The per-agent fields of ``state``'s class and the others (cached per class)."""
+    cls = type(state)
+    if cls not in _FIELDS:
+        rows = row_fields(state)
+        _FIELDS[cls] = rows, tuple(f for f in state.__dataclass_fields__ if f not in rows)
+    return _FIELDS[cls]
 
 
 def nonfinite(state, *, problem: LocalProblems, network: Network,
@@ -78,14 +90,17 @@ def nonfinite(state, *, problem: LocalProblems, network: Network,
     what is not, e.g. ``"agent 3: tracker y is not finite (nan)"`` (the lowest agent id, then
     the first field of ``ROWS``). Collective: one all-reduce of two numbers. ``zeros``: a
     cache of zero vectors kept between calls."""
-    rows = row_fields(state)
+    rows, others = _fields(state)
     A, F = network.n_local, len(rows)
-    shared = [(f, getattr(state, f)) for f in state.__dataclass_fields__ if f not in rows]
+    shared = [(f, getattr(state, f)) for f in others]
     tensors = [x for x in (getattr(state, name) for name in rows) if _checked(x)] + [
         x for _, v in shared for x in (v if isinstance(v, (tuple, list)) else (v,))
         if _checked(x)]
     codes = [math.inf, math.inf]
-    if not _all_finite(tensors, {} if zeros is None else zeros):
+    finite = _all_finite(tensors, {} if zeros is None else zeros)
+    if finite and network.size == 1:         # nothing to tell other processes
+        return None
+    if not finite:
         for k, name in enumerate(rows):
             if not _checked(getattr(state, name)):
                 continue

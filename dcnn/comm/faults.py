@@ -15,6 +15,7 @@ Three pieces, kept apart from the exchange code of :mod:`dcnn.comm.mpi`:
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from ..errors import CommError
 __all__ = ["wait_until", "check_timeout", "agents_label", "ranks_label", "agent_count_mismatch",
            "install_abort_hook", "SPIN_S", "MAX_SLEEP_S"]
 
+_yield = getattr(os, "sched_yield", lambda: None)
 SPIN_S = 0.05          # busy polling before the first sleep (covers every healthy exchange)
 MAX_SLEEP_S = 1e-3     # longest sleep between polls: the latency added to a late message
 
@@ -51,6 +53,10 @@ def wait_until(done: Callable[[], bool], *, timeout: float, spin: float = SPIN_S
         if now >= busy_until:
             sleep(min(delay, deadline - now))
             delay = min(2 * delay, max_sleep)
+        else:
+            # hand the core to a runnable peer: with more ranks than cores the rank this one
+            # waits for may be queued behind it (a no-op when nothing else is runnable)
+            _yield()
 
 
 def check_timeout(timeout) -> float:

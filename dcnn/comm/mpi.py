@@ -50,11 +50,12 @@ START_TIMEOUT = 300.0   # seconds the start-up agent-count check waits for every
 
 @dataclass(frozen=True)
 class _Plan:
-    remote: torch.Tensor                 # global ids of the remote rows received, sorted
+    remote: np.ndarray                   # global ids of the remote rows received, sorted
     recvs: list                          # (source rank, first, end) slices of the receive buffer
     sends: list                          # (destination rank, own rows: slice or index array)
     messages: int                        # logical per-agent messages sent by this group
     busiest: int                         # the most neighbours of any agent (busiest_degree)
+    peers: list                          # the rank each request waits on: receives, then sends
 
 
 _OPS = ("sum", "min", "max")
@@ -106,6 +107,7 @@ class MPINetwork(Network):
         self._owner = np.repeat(np.arange(self.size), [hi - lo for lo, hi in self.blocks])
         self._recv_cache: dict = {}
         self._plans: dict = {}
+        self._weight_cache: dict = {}
 
     def _enter(self, op: str) -> int:
         """Count a call of ``op``; refuse it after an earlier timeout."""
@@ -153,12 +155,15 @@ class MPINetwork(Network):
                     wait_until(r.Test, timeout=0.1)
         raise CommTimeoutError(msg)
 
-    def _recv_buffer(self, n: int, k: int, dtype: torch.dtype) -> torch.Tensor:
+    def _recv_buffer(self, n: int, k: int, dtype: torch.dtype):
+        """The receive buffer ``(n, k)`` as a tensor and its numpy view (kept between calls
+        of one size)."""
         key = (n, k, dtype)
         buf = self._recv_cache.get(key)
         if buf is None:
             self._recv_cache.clear()
-            buf = self._recv_cache[key] = torch.empty(n, k, dtype=dtype)
+            tensor = torch.empty(n, k, dtype=dtype)
+            buf = self._recv_cache[key] = (tensor, tensor.numpy())
         return buf
 
     def _plan(self, W: np.ndarray) -> _Plan:
@@ -189,43 +194,60 @@ class MPINetwork(Network):
             contiguous = rows[-1] - rows[0] + 1 == len(rows)
             sends.append((s, slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows))
         out_deg = nz[:, lo:hi].sum(axis=0) - nz.diagonal()[lo:hi]
-        plan = _Plan(remote=torch.from_numpy(remote), recvs=recvs, sends=sends,
-                     messages=int(out_deg.sum()), busiest=busiest_degree(W))
+        plan = _Plan(remote=remote, recvs=recvs, sends=sends,
+                     messages=int(out_deg.sum()), busiest=busiest_degree(W),
+                     peers=[s for s, _, _ in recvs] + [s for s, _ in sends])
         if len(self._plans) >= 64:
             self._plans.pop(next(iter(self._plans)))
         self._plans[key] = plan
         return plan
 
+    def _weights(self, W: np.ndarray, plan: _Plan, dtype: torch.dtype):
+        """This group's rows of ``W`` as tensors of ``dtype``: the columns of its own agents
+        and those of the remote rows it receives (cached by the rows' bytes: a static graph,
+        or a rule that gives a pattern the same weights, prepares them once)."""
+        lo, hi = self.blocks[self.rank]
+        rows = W[lo:hi]
+        key = (rows.tobytes(), dtype)
+        got = self._weight_cache.get(key)
+        if got is None:
+            mine = torch.from_numpy(np.ascontiguousarray(rows[:, lo:hi])).to(dtype)
+            remote = torch.from_numpy(np.ascontiguousarray(rows[:, plan.remote])).to(dtype)
+            if len(self._weight_cache) >= 64:
+                self._weight_cache.pop(next(iter(self._weight_cache)))
+            got = self._weight_cache[key] = (mine, remote)
+        return got
+
     def mix(self, X: torch.Tensor, W: np.ndarray) -> torch.Tensor:
         call = self._enter("mix")
         W = self.check_weights(W)
         plan = self._plan(W)
-        row_bytes = X[0].numel() * X.element_size() if X.shape[0] else 0
-        self.messages_sent += plan.messages
-        self.bytes_sent += plan.messages * row_bytes
-        self._tally(plan.busiest, X)
-        lo, hi = self.blocks[self.rank]
-        flat = X.reshape(X.shape[0], -1).contiguous()
-        recv = self._recv_buffer(len(plan.remote), flat.shape[1], flat.dtype)
-        recv_np, flat_np = recv.numpy(), flat.numpy()
-        reqs = [self.comm.Irecv(recv_np[a:b], source=s, tag=_TAG) for s, a, b in plan.recvs]
-        peers = [s for s, _, _ in plan.recvs]
+        flat = X if X.dim() == 2 and X.is_contiguous() else \
+            X.reshape(X.shape[0], -1).contiguous()
+        K, n_remote = flat.shape[1], len(plan.remote)
+        recv, recv_np = self._recv_buffer(n_remote, K, flat.dtype)
+        flat_np = flat.numpy()
+        # the messages first: the peers wait for them, the bookkeeping below can wait
+        Irecv, Isend = self.comm.Irecv, self.comm.Isend
+        reqs = [Irecv(recv_np[a:b], source=s, tag=_TAG) for s, a, b in plan.recvs]
         keep = [recv_np, flat_np]
         for s, rows in plan.sends:
             buf = flat_np[rows] if isinstance(rows, slice) else np.ascontiguousarray(
                 flat_np[rows])
             keep.append(buf)
-            reqs.append(self.comm.Isend(buf, dest=s, tag=_TAG))
-            peers.append(s)
+            reqs.append(Isend(buf, dest=s, tag=_TAG))
             self.wire_bytes += buf.nbytes
-        Wr = torch.from_numpy(W[lo:hi]).to(flat.dtype)
+        self.messages_sent += plan.messages
+        self.bytes_sent += plan.messages * K * flat.element_size()
+        self._tally(plan.busiest, X)
+        mine, remote = self._weights(W, plan, flat.dtype)
         # own rows combine while the messages travel; remote rows accumulate in place
-        out = Wr[:, lo:hi] @ flat
-        self._wait(reqs, f"mix at call {call}", peers=peers, n_recvs=len(plan.recvs),
+        out = torch.mm(mine, flat)
+        self._wait(reqs, f"mix at call {call}", peers=plan.peers, n_recvs=len(plan.recvs),
                    keep=keep)
-        if len(plan.remote):
-            out.addmm_(Wr[:, plan.remote], recv)
-        return out.reshape(X.shape)
+        if n_remote:
+            out.addmm_(remote, recv)
+        return out if out.shape == X.shape else out.reshape(X.shape)
 
     def allreduce(self, x: torch.Tensor, op: str = "sum", *,
                   timeout: float | None = None) -> torch.Tensor:

@@ -21,11 +21,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.func import grad_and_value, jacrev, jvp, vjp, vmap
+from torch.func import grad, grad_and_value, jacrev, jvp, vjp, vmap
 
 from ..errors import ConfigError, DataError
 from .losses import TASKS, check_loss, per_sample_loss, per_sample_score
 from .models import FlatModel
+from .stacked import (mlp_layout, stacked_hvp, stacked_jacobians, stacked_jvp,
+                      stacked_outputs, stacked_value_and_grad, stacked_vjp)
 from .regularizers import Regularizer
 
 __all__ = ["LocalProblems"]
@@ -203,6 +205,10 @@ class LocalProblems:
         self._jac = vmap(vmap(jacrev(single), in_dims=(None, 0)))
         self._jvp = vmap(self._agent_jvp)
         self._vjp = vmap(self._agent_vjp)
+        self._hvp = vmap(self._agent_hvp)
+        # an MLP (Linear + Tanh/Sigmoid/ReLU): every agent at once in closed form
+        # (dcnn.problems.stacked), without vmap's fixed cost; None: the general path
+        self._mlp = mlp_layout(self.model.module, self.model.names, self.model.sizes)
 
     # ---- sizes -------------------------------------------------------------------------
     @property
@@ -219,6 +225,8 @@ class LocalProblems:
 
     def outputs(self, W: torch.Tensor) -> torch.Tensor:
         """``f(w_i; X_i)`` for every agent, ``(A, M_max, O)`` (padded rows are garbage)."""
+        if self._mlp is not None:
+            return stacked_outputs(self._mlp, W, self.X)
         return vmap(self.model.apply)(W, self.X)
 
     def loss_values(self, W: torch.Tensor) -> torch.Tensor:
@@ -228,11 +236,25 @@ class LocalProblems:
 
     def gradients(self, W: torch.Tensor) -> torch.Tensor:
         """``grad g_i(w_i)``, shape ``(A, P)``."""
-        return self._grad(W, self.X, self.T, self.mask)[0]
+        return self.value_and_grad(W)[1]
 
     def value_and_grad(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(g_i(w_i), grad g_i(w_i))``: shapes ``(A,)`` and ``(A, P)``."""
+        if self._mlp is not None:
+            return stacked_value_and_grad(self._mlp, loss=self.loss, W=W, X=self.X, T=self.T,
+                                          weight=self.scale * self.mask)
         g, v = self._grad(W, self.X, self.T, self.mask)
         return v, g
+
+    def _agent_hvp(self, w, v, x, t, m):
+        return jvp(lambda u: grad(self._agent_loss)(u, x, t, m), (w,), (v,))[1]
+
+    def hvp(self, W: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """``hess g_i(w_i) v_i`` for every agent, shape ``(A, P)``."""
+        if self._mlp is not None:
+            return stacked_hvp(self._mlp, loss=self.loss, W=W, V=V, X=self.X, T=self.T,
+                               weight=self.scale * self.mask)
+        return self._hvp(W, V, self.X, self.T, self.mask)
 
     def residuals(self, W: torch.Tensor) -> torch.Tensor:
         """``e_i = T_i - f(w_i; X_i)`` (zero on padded rows), shape ``(A, M_max * O)``."""
@@ -241,7 +263,8 @@ class LocalProblems:
 
     def jacobians(self, W: torch.Tensor) -> torch.Tensor:
         """``J_i = d f(w_i; X_i) / d w`` (zero on padded rows), shape ``(A, M_max * O, P)``."""
-        J = self._jac(W, self.X) * self.mask[..., None, None]
+        J = (stacked_jacobians(self._mlp, W, self.X) if self._mlp is not None
+             else self._jac(W, self.X)) * self.mask[..., None, None]
         return J.reshape(J.shape[0], -1, J.shape[-1])
 
     def _agent_jvp(self, w, d, x):
@@ -252,13 +275,16 @@ class LocalProblems:
 
     def jvp(self, W: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
         """``J_i d_i`` without forming ``J_i`` (zero on padded rows), shape ``(A, M_max * O)``."""
-        out = self._jvp(W, D, self.X) * self.mask[..., None]
+        out = (stacked_jvp(self._mlp, W, self.X, D) if self._mlp is not None
+               else self._jvp(W, D, self.X)) * self.mask[..., None]
         return out.reshape(out.shape[0], -1)
 
     def vjp(self, W: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
         """``J_i^T e_i`` without forming ``J_i`` for ``E (A, M_max * O)`` (padded rows of
         ``E`` are ignored), shape ``(A, P)``."""
         E = E.reshape(self.T.shape) * self.mask[..., None]
+        if self._mlp is not None:
+            return stacked_vjp(self._mlp, W, self.X, E)
         return self._vjp(W, E, self.X)
 
     # ---- mini-batch views ----------------------------------------------------------------
@@ -317,5 +343,6 @@ class LocalProblems:
 
     def scores_on(self, W: torch.Tensor, X: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
         """Mean score of each row of ``W`` on a common set ``(X, T)``, shape ``(A,)``."""
-        out = vmap(self.model.apply, in_dims=(0, None))(W, X)
+        out = (stacked_outputs(self._mlp, W, X.expand(W.shape[0], *X.shape))
+               if self._mlp is not None else vmap(self.model.apply, in_dims=(0, None))(W, X))
         return per_sample_score(self.loss, self.task, out, T).mean(-1)

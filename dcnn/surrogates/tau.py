@@ -3,8 +3,9 @@ raised during the run when the curvature outgrows it.
 
 The curvature of the whole smooth cost at the common start ``w[0]``,
 ``L = |lambda_max(H)|`` with ``H = sum_i hess g_i(w[0])``, is estimated by power iteration on
-Hessian-vector products (forward-over-reverse ``torch.func.jvp`` of the gradient; no
-``P x P`` matrix): every agent multiplies the same vector by its own ``H_i`` and the products
+Hessian-vector products (:meth:`~dcnn.problems.LocalProblems.hvp`: the closed-form MLP
+gradient differentiated once more, or forward-over-reverse ``torch.func.jvp`` for other
+models; no ``P x P`` matrix): every agent multiplies the same vector by its own ``H_i`` and the products
 are summed over the network in agent order (an all-gather of the rows), so every backend and
 every rank computes the same ``L`` bit for bit. (``N max_i L_i``, the earlier estimate from
 the agents' own curvatures, is an upper bound that overestimated ``L`` by 2-3x with 32 agents
@@ -95,7 +96,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.func import grad, jvp, vmap
 
 from ..comm import Network
 from ..problems import LocalProblems
@@ -109,25 +109,16 @@ __all__ = ["local_curvatures", "network_curvature", "tau_coefficient", "auto_tau
 RAISE_AT = 2.0
 
 
-def _hvp(problem: LocalProblems):
-    """``(w, v, x, t, m) -> hess g_i(w) v`` for one agent, batched over agents by ``vmap``."""
-    def hvp(w, v, x, t, m):
-        g = lambda u: grad(problem._agent_loss)(u, x, t, m)  # noqa: E731
-        return jvp(g, (w,), (v,))[1]
-    return vmap(hvp)
-
-
 def local_curvatures(problem: LocalProblems, X: torch.Tensor, *, iters: int = 30,
                      seed: int = 0) -> torch.Tensor:
     """``|lambda_max(hess g_i(w_i))|`` for each agent of the group at its row of the stacked
     parameters ``X`` ``(A, P)``; shape ``(A,)``."""
-    batched = _hvp(problem)
     gen = torch.Generator().manual_seed(seed)
     V = torch.randn(X.shape, generator=gen, dtype=X.dtype)
     V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True)
     lam = torch.zeros(X.shape[0], dtype=X.dtype)
     for _ in range(iters):
-        HV = batched(X, V, problem.X, problem.T, problem.mask)
+        HV = problem.hvp(X, V)
         lam = torch.linalg.vector_norm(HV, dim=1)
         V = HV / lam.clamp_min(torch.finfo(X.dtype).tiny)[:, None]
     return lam
@@ -137,13 +128,12 @@ def network_curvature(problem: LocalProblems, network: Network, X0: torch.Tensor
                       iters: int = 30, seed: int = 0) -> float:
     """``|lambda_max(sum_i hess g_i(w_i))|`` over the whole network at the stacked ``X0``
     ``(A, P)`` (collective; the same value on every rank and backend)."""
-    batched = _hvp(problem)
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(X0.shape[1], generator=gen, dtype=X0.dtype)
     v = v / torch.linalg.vector_norm(v)
     lam = torch.zeros((), dtype=X0.dtype)
     for _ in range(iters):
-        rows = batched(X0, v.expand_as(X0), problem.X, problem.T, problem.mask)
+        rows = problem.hvp(X0, v.expand_as(X0))
         hv = network.allgather_rows(rows).sum(0)    # agent order: equal on every backend
         lam = torch.linalg.vector_norm(hv)
         v = hv / lam.clamp_min(torch.finfo(X0.dtype).tiny)
@@ -185,7 +175,7 @@ def move_curvature(problem: LocalProblems, X: torch.Tensor, X_new: torch.Tensor,
     if not float(size) > 0:
         return 0.0 if float(size) == 0 else math.nan
     V = (d / size).expand_as(X).contiguous()
-    HV = _hvp(problem)(X_new, V, problem.X, problem.T, problem.mask)
+    HV = problem.hvp(X_new, V)
     return float(torch.linalg.vector_norm(network.agent_sum(HV)))
 
 
