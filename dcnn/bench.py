@@ -109,10 +109,12 @@ def bench_mix(sizes=(1_000, 10_000, 100_000, 1_000_000), reps: int = 30) -> list
                 dt = time.perf_counter() - t0
                 times[k].append(comm.allreduce(dt, op=MPI.MAX))
         med = {k: statistics.median(v) for k, v in times.items()}
+        diff = float(np.abs(net.mix(x, W).numpy()[0] - raw(True)).max())
         rows.append({"ranks": R, "P": P, "mix_ms": 1e3 * med["mix"],
                      "raw_ms": 1e3 * med["raw"], "raw_sum_ms": 1e3 * med["raw+sum"],
                      "mix/raw": med["mix"] / med["raw"],
-                     "mix/raw+sum": med["mix"] / med["raw+sum"]})
+                     "mix/raw+sum": med["mix"] / med["raw+sum"],
+                     "max_difference": comm.allreduce(diff, op=MPI.MAX)})
     return rows if rank == 0 else []
 
 
@@ -989,7 +991,8 @@ def main(args) -> int:
         _print(rows, args.out)
     elif args.what == "agent-loop":
         from .bench_baselines import bench_agent_loop
-        rows = (bench_agent_loop(args.agents or (16,), iterations=20, reps=1) if args.quick
+        rows = (bench_agent_loop(args.agents or (16,), rows_per_agent=(20,), iterations=20,
+                                 reps=1) if args.quick
                 else bench_agent_loop(args.agents or (16, 256)))
         _print(rows, args.out)
     elif args.what == "scaling":

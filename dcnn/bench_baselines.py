@@ -9,11 +9,14 @@ regulariser ``lam ||w||^2`` split over the agents), whose sum has the closed-for
 side runs DIGing with the same constant step and weights from the same ``w[0] = 0``, and is
 checked against ``w*`` before its time counts.
 
-- ``disropt``: under ``mpiexec -n R``, one agent per rank, written the way disropt's
-  ``GradientTracking`` runs (Farina et al. 2019): every iteration each agent sends its ``x``
-  and then its ``y`` to each neighbour as pickled Python objects (mpi4py's lowercase
-  ``isend``/``recv``), combines what it received, and takes a numpy gradient. dcnn runs its
-  ``GradientTracking`` through ``run_loop`` on the MPI backend. Ratio: time per iteration.
+- ``disropt``: under ``mpiexec -n R``, one agent per rank. dcnn runs its ``GradientTracking``
+  through ``run_loop`` on the MPI backend (guard, counters, deadlines included) against (a)
+  the same iteration hand-written in disropt's message pattern (Farina et al. 2019): every
+  iteration each agent sends its ``x`` and then its ``y`` to each neighbour as pickled Python
+  objects (mpi4py's lowercase ``isend``/``recv``), combines what it received and takes a
+  numpy gradient -- the least a Python implementation does -- and (b) disropt's own
+  ``GradientTracking`` on the same quadratic, when disropt is installed
+  (``pip install disropt``; it is not a dependency). Ratio: time per iteration.
 - ``agent-loop``: in one process, N agents as a per-agent Python loop over numpy arrays (the
   form of decent-bench and most research code: each agent mixes its neighbours' rows and takes
   its own gradient) against dcnn's stacked in-process backend.
@@ -114,7 +117,9 @@ def bench_disropt(dims=(4, 100), *, iterations: int = 1000, reps: int = 3) -> li
                 x, g = x_new, g_new
             return x, time.perf_counter() - t0
 
-        times = {"dcnn": [], "disropt": []}
+        real = _disropt_runner(Xi, ti, M=M, R=R, rank=rank, W=W, nbrs=nbrs,
+                               iterations=iterations, comm=comm)
+        times = {"dcnn": [], "disropt": [], "real": []}
         errs = {}
         for _ in range(reps):        # interleaved
             comm.Barrier()
@@ -126,8 +131,16 @@ def bench_disropt(dims=(4, 100), *, iterations: int = 1000, reps: int = 3) -> li
             errs["disropt"] = comm.allreduce(float(np.abs(xo - w_star).max()), op=MPI.MAX)
             # the same steps: the two implementations' iterates agree to rounding
             errs["between"] = comm.allreduce(float(np.abs(xd[0] - xo).max()), op=MPI.MAX)
-        med = {k: statistics.median(v) / iterations for k, v in times.items()}
-        rows.append({"ranks": R, "d": d, "iterations": iterations,
+            if real is not None:
+                xr, sec = real()
+                times["real"].append(comm.allreduce(sec, op=MPI.MAX))
+                errs["real"] = comm.allreduce(float(np.abs(xr - xd[0]).max()), op=MPI.MAX)
+        med = {k: statistics.median(v) / iterations for k, v in times.items() if v}
+        extra = {} if real is None else {
+            "disropt_ms_per_it": 1e3 * med["real"],
+            "speed-up_vs_disropt": med["real"] / med["dcnn"],
+            "disropt_difference": errs["real"]}
+        rows.append({"ranks": R, "d": d, "iterations": iterations, **extra,
                      "dcnn_ms_per_it": 1e3 * med["dcnn"],
                      "disropt_style_ms_per_it": 1e3 * med["disropt"],
                      "speed-up": med["disropt"] / med["dcnn"],
@@ -136,44 +149,79 @@ def bench_disropt(dims=(4, 100), *, iterations: int = 1000, reps: int = 3) -> li
     return rows if rank == 0 else []
 
 
-def bench_agent_loop(agents=(16, 256), *, d: int = 100, iterations: int = 100,
-                     reps: int = 3) -> list[dict]:
-    """dcnn's stacked in-process GT against a per-agent Python loop, one process."""
-    from .comm import LocalNetwork
+def _disropt_runner(Xi, ti, *, M: int, R: int, rank: int, W, nbrs, iterations: int, comm):
+    """disropt's own ``GradientTracking`` on this rank's ``f_i`` as a quadratic form
+    ``x^T P x + q^T x`` (a callable returning the final ``x`` and the seconds), or None when
+    disropt is not installed."""
+    import importlib.util
+    if importlib.util.find_spec("disropt") is None:
+        return None
+    from disropt.agents import Agent
+    from disropt.algorithms import GradientTracking
+    from disropt.functions import QuadraticForm, Variable
+    from disropt.problems import Problem
+    d = Xi.shape[1]
+    P = Xi.T @ Xi / M + LAM / R * np.eye(d)
+    q = (-2.0 * Xi.T @ ti / M).reshape(d, 1)
+
+    def run():
+        agent = Agent(in_neighbors=nbrs, out_neighbors=nbrs,
+                      in_weights={j: W[rank, j] for j in [rank, *nbrs]})
+        x = Variable(d)
+        agent.set_problem(Problem(QuadraticForm(x, P, q)))
+        alg = GradientTracking(agent, initial_condition=np.zeros((d, 1)))
+        comm.Barrier()
+        t0 = time.perf_counter()
+        alg.run(iterations=iterations, stepsize=STEP)
+        return alg.get_result().reshape(-1), time.perf_counter() - t0
+    return run
+
+
+def bench_agent_loop(agents=(16, 256), *, d: int = 100, rows_per_agent=(20, 200),
+                     iterations: int = 100, reps: int = 3) -> list[dict]:
+    """dcnn's stacked in-process GT against a per-agent Python loop, one process, for each
+    agent count and shard size (``m`` rows per agent: few, where fixed costs dominate, and
+    ``2 d``, where reading the data does)."""
     rows = []
-    m = max(20, 2 * d)
     for n in agents:
-        X, t = _data(n, d, m)
-        W = _ring_weights(n)
-        nbrs = [np.flatnonzero(W[i]) for i in range(n)]
-        M = n * m
-
-        def grad(i, x):
-            return 2.0 * X[i].T @ (X[i] @ x - t[i]) / M + 2.0 * LAM / n * x
-
-        def per_agent(its):
-            x = [np.zeros(d) for _ in range(n)]
-            g = [grad(i, x[i]) for i in range(n)]
-            y = [gi.copy() for gi in g]
-            t0 = time.perf_counter()
-            for _ in range(its):
-                x_new = [sum(W[i, j] * x[j] for j in nbrs[i]) - STEP * y[i] for i in range(n)]
-                g_new = [grad(i, x_new[i]) for i in range(n)]
-                y = [sum(W[i, j] * y[j] for j in nbrs[i]) + g_new[i] - g[i] for i in range(n)]
-                x, g = x_new, g_new
-            return np.array(x), time.perf_counter() - t0
-
-        times = {"dcnn": [], "loop": []}
-        for _ in range(reps):
-            xd, sec = _dcnn_gt(X, t, network=LocalNetwork(n), W=W, iterations=iterations)
-            times["dcnn"].append(sec)
-            xl, sec = per_agent(iterations)
-            times["loop"].append(sec)
-        # both take the same steps: their iterates agree to rounding
-        agree = float(np.abs(xd - xl).max())
-        med = {k: statistics.median(v) / iterations for k, v in times.items()}
-        rows.append({"agents": n, "d": d, "dcnn_ms_per_it": 1e3 * med["dcnn"],
-                     "per_agent_loop_ms_per_it": 1e3 * med["loop"],
-                     "speed-up": med["loop"] / med["dcnn"], "max_iterate_difference": agree})
+        for m in rows_per_agent:
+            rows.append(_agent_loop_row(n, d, m, iterations=iterations, reps=reps))
     return rows
+
+
+def _agent_loop_row(n: int, d: int, m: int, *, iterations: int, reps: int) -> dict:
+    from .comm import LocalNetwork
+    X, t = _data(n, d, m)
+    W = _ring_weights(n)
+    nbrs = [np.flatnonzero(W[i]) for i in range(n)]
+    M = n * m
+
+    def grad(i, x):
+        return 2.0 * X[i].T @ (X[i] @ x - t[i]) / M + 2.0 * LAM / n * x
+
+    def per_agent(its):
+        x = [np.zeros(d) for _ in range(n)]
+        g = [grad(i, x[i]) for i in range(n)]
+        y = [gi.copy() for gi in g]
+        t0 = time.perf_counter()
+        for _ in range(its):
+            x_new = [sum(W[i, j] * x[j] for j in nbrs[i]) - STEP * y[i] for i in range(n)]
+            g_new = [grad(i, x_new[i]) for i in range(n)]
+            y = [sum(W[i, j] * y[j] for j in nbrs[i]) + g_new[i] - g[i] for i in range(n)]
+            x, g = x_new, g_new
+        return np.array(x), time.perf_counter() - t0
+
+    times = {"dcnn": [], "loop": []}
+    for _ in range(reps):
+        xd, sec = _dcnn_gt(X, t, network=LocalNetwork(n), W=W, iterations=iterations)
+        times["dcnn"].append(sec)
+        xl, sec = per_agent(iterations)
+        times["loop"].append(sec)
+    # both take the same steps: their iterates agree to rounding
+    agree = float(np.abs(xd - xl).max())
+    med = {k: statistics.median(v) / iterations for k, v in times.items()}
+    return {"agents": n, "d": d, "rows_per_agent": m, "data_MB": X.nbytes / 1e6,
+            "dcnn_ms_per_it": 1e3 * med["dcnn"],
+            "per_agent_loop_ms_per_it": 1e3 * med["loop"],
+            "speed-up": med["loop"] / med["dcnn"], "max_iterate_difference": agree}
 

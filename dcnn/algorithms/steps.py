@@ -62,7 +62,8 @@ def local_gradients(problem: LocalProblems, X: torch.Tensor, *, t: int, n_agents
                     regularizer: bool = True) -> torch.Tensor:
     """``grad f_i(w_i) = grad g_i(w_i) + grad r(w_i) / N`` for the group (``(A, P)``); on the
     mini-batches of iteration ``t`` if ``batch_size``; without ``r`` if not ``regularizer``."""
-    G = batch_problems(problem, t, batch_size=batch_size, seed=seed).gradients(X)
+    G = (problem.gradients(X) if not batch_size
+         else batch_problems(problem, t, batch_size=batch_size, seed=seed).gradients(X))
     reg = problem.regularizer
     if regularizer and reg.l2:
         G = G + (2.0 * reg.l2 / n_agents) * X

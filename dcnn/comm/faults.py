@@ -27,6 +27,7 @@ __all__ = ["wait_until", "check_timeout", "agents_label", "ranks_label", "agent_
 
 _yield = getattr(os, "sched_yield", lambda: None)
 SPIN_S = 0.05          # busy polling before the first sleep (covers every healthy exchange)
+YIELD_AFTER_S = 3e-5   # pure spinning first: a healthy exchange on free cores ends sooner
 MAX_SLEEP_S = 1e-3     # longest sleep between polls: the latency added to a late message
 
 
@@ -35,14 +36,17 @@ def wait_until(done: Callable[[], bool], *, timeout: float, spin: float = SPIN_S
                sleep: Callable[[float], None] = time.sleep) -> bool:
     """Call ``done()`` until it returns True (then True) or ``timeout`` seconds pass (False).
 
-    ``done`` is polled back to back for ``spin`` seconds, then between sleeps that start at
-    50 us and double up to ``max_sleep``. ``timeout = math.inf`` waits forever. ``clock`` and
+    ``done`` is polled back to back for ``spin`` seconds (after the first ``YIELD_AFTER_S``
+    giving the core to any runnable process between polls, so a peer queued behind this
+    process on an oversubscribed machine runs), then between sleeps that start at 50 us and
+    double up to ``max_sleep``. ``timeout = math.inf`` waits forever. ``clock`` and
     ``sleep`` are injectable for tests.
     """
     if done():
         return True
     start = clock()
     deadline, busy_until = start + timeout, start + spin
+    polite = start + YIELD_AFTER_S
     delay = 5e-5
     while True:
         if done():
@@ -53,7 +57,7 @@ def wait_until(done: Callable[[], bool], *, timeout: float, spin: float = SPIN_S
         if now >= busy_until:
             sleep(min(delay, deadline - now))
             delay = min(2 * delay, max_sleep)
-        else:
+        elif now >= polite:
             # hand the core to a runnable peer: with more ranks than cores the rank this one
             # waits for may be queued behind it (a no-op when nothing else is runnable)
             _yield()

@@ -236,6 +236,9 @@ class LocalProblems:
 
     def gradients(self, W: torch.Tensor) -> torch.Tensor:
         """``grad g_i(w_i)``, shape ``(A, P)``."""
+        if self._mlp is not None:
+            return stacked_value_and_grad(self._mlp, loss=self.loss, W=W, X=self.X, T=self.T,
+                                          weight=self.scale * self.mask, value=False)[1]
         return self.value_and_grad(W)[1]
 
     def value_and_grad(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -106,12 +106,15 @@ def stacked_outputs(layout: MLPLayout, W: torch.Tensor, X: torch.Tensor) -> torc
     return _forward(layout, W, X)[-1]
 
 
-def _loss_and_delta(loss: str, out: torch.Tensor, T: torch.Tensor, weight: torch.Tensor):
-    """Per-agent loss sums ``(A,)`` and ``d loss / d out`` (rows weighted by ``weight``)."""
+def _loss_and_delta(loss: str, out: torch.Tensor, T: torch.Tensor, weight: torch.Tensor,
+                    value: bool = True):
+    """Per-agent loss sums ``(A,)`` (None unless ``value``) and ``d loss / d out`` (rows
+    weighted by ``weight``)."""
     w = weight[..., None]
     if loss == "squared":
-        e = T - out
-        return (weight * (e * e).sum(-1)).sum(-1), -2.0 * w * e
+        e = out - T
+        delta = (2.0 * w) * e
+        return ((weight * (e * e).sum(-1)).sum(-1) if value else None), delta
     if out.shape[-1] == 1:            # binary cross-entropy on one logit
         value = (weight * (torch.nn.functional.softplus(out) - T * out).sum(-1)).sum(-1)
         return value, w * (torch.sigmoid(out) - T)
@@ -148,13 +151,13 @@ def _backward(layout: MLPLayout, W: torch.Tensor, hs: list, delta: torch.Tensor
 
 
 def stacked_value_and_grad(layout: MLPLayout, *, loss: str, W: torch.Tensor, X: torch.Tensor,
-                           T: torch.Tensor, weight: torch.Tensor
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(g_i(w_i), grad g_i(w_i))`` for every agent: values ``(A,)`` and gradients
-    ``(A, P)`` of ``g_i(w) = sum_k weight[i, k] loss(t_k, f(w; x_k))``."""
+                           T: torch.Tensor, weight: torch.Tensor, value: bool = True
+                           ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """``(g_i(w_i), grad g_i(w_i))`` for every agent: values ``(A,)`` (None unless
+    ``value``) and gradients ``(A, P)`` of ``g_i(w) = sum_k weight[i, k] loss(t_k, f(w; x_k))``."""
     hs = _forward(layout, W, X)
-    value, delta = _loss_and_delta(loss, hs[-1], T, weight)
-    return value, _backward(layout, W, hs, delta)
+    v, delta = _loss_and_delta(loss, hs[-1], T, weight, value)
+    return v, _backward(layout, W, hs, delta)
 
 
 def stacked_vjp(layout: MLPLayout, W: torch.Tensor, X: torch.Tensor, E: torch.Tensor

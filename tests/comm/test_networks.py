@@ -37,3 +37,22 @@ def test_mpi_mix_equals_dense_product(mpi, ranks, agents):
     assert float(m.group(1)) <= 1e-14
     # logical byte counts are the same on both backends
     assert float(m.group(2)) == float(m.group(3))
+
+
+@pytest.mark.parametrize("graph,n,sparse", [("ring", 64, True), ("erdos_renyi", 40, True),
+                                            ("complete", 40, False), ("ring", 8, False)])
+def test_local_mix_on_a_large_sparse_graph_sums_its_nonzeros(graph, n, sparse):
+    """From 32 agents a sparse W is applied through its nonzeros: the same product as the
+    dense one (to rounding), the same byte counts."""
+    from dcnn.comm import LocalNetwork
+    from dcnn.topology import make_topology
+    W = make_topology(graph=graph, n=n, dynamic="static", seed=1).weights(0)
+    X = torch.randn(n, 2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    net = LocalNetwork(n)
+    out = net.mix(X, W)
+    assert (net._sparse(W) is not None) == sparse
+    dense = (torch.from_numpy(W) @ X.reshape(n, -1)).reshape(X.shape)
+    torch.testing.assert_close(out, dense, rtol=1e-14, atol=1e-15)
+    degree = (W != 0).sum() - n
+    assert net.bytes_sent == degree * 2 * 5 * 8
+    assert net.mix(X.float(), W).dtype == torch.float32
