@@ -6,8 +6,9 @@ least-squares regression (``m = max(20, 2 d)`` rows per agent),
 ``f_i(w) = (1/M) ||X_i w - t_i||^2 + (lam / N) ||w||^2`` (``M`` all rows; dcnn's ``l2``
 regulariser ``lam ||w||^2`` split over the agents), whose sum has the closed-form minimiser
 ``w* = (X^T X / M + lam I)^-1 X^T t / M``. Each
-side runs DIGing with the same constant step and weights from the same ``w[0] = 0``, and is
-checked against ``w*`` before its time counts.
+side runs DIGing with the same constant step and weights from the same ``w[0] = 0``; the
+rows report each side's distance to ``w*`` and the largest difference between the sides'
+iterates (the same steps: rounding).
 
 - ``disropt``: under ``mpiexec -n R``, one agent per rank. dcnn runs its ``GradientTracking``
   through ``run_loop`` on the MPI backend (guard, counters, deadlines included) against (a)

@@ -76,7 +76,8 @@ def centralized_reference(pooled: LocalProblems, *, w0: torch.Tensor | None = No
                           budget: float | None = None) -> Reference:
     """Minimise ``U`` on a one-agent problem holding the pooled training data, for at most
     ``budget`` seconds (checked after every iteration; ``None``: no limit)."""
-    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
+    if budget is not None and not (isinstance(budget, (int, float))
+                                   and not isinstance(budget, bool) and budget > 0):
         raise ValueError(f"budget must be a number of seconds > 0 or None, got {budget!r}")
     deadline = float("inf") if budget is None else time.perf_counter() + budget
     w0 = pooled.model.w0 if w0 is None else w0

@@ -88,13 +88,15 @@ def lookup(key: str | None) -> dict | None:
     return dict(ref)
 
 
-def store(key: str | None, ref: dict) -> None:
-    """Keep ``ref`` under ``key`` in memory and, with ``DCNN_CACHE`` set, on disk (written to
-    a temporary file and renamed, so a reader never sees half a file; a write that fails
-    leaves the run as it was: the cache is only a saving)."""
+def store(key: str | None, ref: dict, *, disk: bool = True) -> None:
+    """Keep ``ref`` under ``key`` in memory and, with ``DCNN_CACHE`` set and ``disk``, on disk
+    (written to a temporary file and renamed, so a reader never sees half a file; a write that
+    fails leaves the run as it was: the cache is only a saving)."""
     if key is None:
         return
     _remember(key, ref)
+    if not disk:
+        return
     path = _file(key)
     if path is None:
         return

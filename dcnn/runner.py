@@ -247,8 +247,8 @@ def reference_of(exp: Prepared, *, cache: bool = True) -> dict:
     regulariser on the pooled data, by L-BFGS-B (FISTA with l1); solved once per distinct
     problem (:mod:`dcnn.reference_cache`; ``cache = False`` for a model given as an object,
     whose ``forward`` no key can hold), in at most ``run.reference_budget`` seconds (a
-    reference stopped by it is kept, marked ``stopped_at_budget``, and solved again when a
-    later run allows more time)."""
+    reference stopped by it is marked ``stopped_at_budget``, kept for this process only, and
+    solved again from the start when a run allows more time)."""
     budget = exp.cfg.run.reference_budget or None
 
     def solve() -> dict:
@@ -256,7 +256,7 @@ def reference_of(exp: Prepared, *, cache: bool = True) -> dict:
         ref = lookup(key)
         if ref is not None and ref.get("stopped_at_budget") and (
                 budget is None or budget > ref.get("budget_s", 0)):
-            ref = None                       # a longer budget now: solve it further
+            ref = None                       # a longer budget now: solved again, from w0
         if ref is None:
             res = centralized_reference(exp.pooled(), test=exp.test, budget=budget)
             ref = {"objective": res.objective, "grad_norm": res.grad_norm,
@@ -264,7 +264,8 @@ def reference_of(exp: Prepared, *, cache: bool = True) -> dict:
                    "iterations": res.iterations,
                    "solver": "L-BFGS-B" if exp.regularizer.smooth else "FISTA",
                    "stopped_at_budget": res.stopped, "budget_s": budget}
-            store(key, ref)
+            # one stopped by the clock depends on the machine's load: this process only
+            store(key, ref, disk=not res.stopped)
         return ref
 
     # the other ranks wait as long as rank 0 solves and sends heartbeats

@@ -5,7 +5,7 @@
 writes each numeric entry of the record (objective, gradient norm, consensus error, train and
 test metric, bytes per agent, step size, times, and the columns other callbacks add) as a
 scalar at step ``iteration``, on rank 0 only, and flushes, so ``tensorboard --logdir DIR``
-shows a run while it runs. It needs the ``tensorboard`` package (``pip install tensorboard``;
+shows a run while it runs. It writes the columns of the callbacks listed before it. It needs the ``tensorboard`` package (``pip install tensorboard``;
 the ``test`` extra brings it); without it the callback is refused in one line when made.
 """
 from __future__ import annotations
@@ -17,6 +17,17 @@ from pathlib import Path
 from .errors import ConfigError
 
 __all__ = ["TensorBoard"]
+
+
+def _rank() -> int:
+    """This process's rank: MPI's once mpi4py has started it (any launcher), else the
+    launcher's or torchrun's variables (0 alone)."""
+    import sys
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        return mpi.COMM_WORLD.Get_rank()
+    from .comm import launcher_rank
+    return launcher_rank()
 
 
 class TensorBoard:
@@ -34,8 +45,7 @@ class TensorBoard:
             raise ConfigError("writing TensorBoard scalars needs the tensorboard package; "
                               "pip install tensorboard") from None
         if rank is None:
-            from .comm import launcher_rank
-            rank = launcher_rank()
+            rank = _rank()
         self.logdir, self._rank, self._make = Path(logdir), rank, SummaryWriter
         self._writer = None                  # made at the first evaluation: a run refused
                                              # before it starts leaves no file

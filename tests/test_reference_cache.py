@@ -108,7 +108,7 @@ def test_the_cache_folder_is_dcnn_cache_else_the_users_cache(monkeypatch, tmp_pa
 
 
 @pytest.mark.parametrize("regularizer", ["l2", "l1"])     # L-BFGS-B and FISTA
-def test_the_time_budget_stops_the_solve_and_says_so(solves, regularizer):
+def test_the_time_budget_stops_the_solve_and_says_so(solves, regularizer, tmp_path):
     """A budget too short for the solve stops it after its first iteration: the reference is
     marked, the log warns, and a later run with more time solves it again (to the unlimited
     solve's optimum), while a run with no more time reuses the stopped one."""
@@ -126,8 +126,11 @@ def test_the_time_budget_stops_the_solve_and_says_so(solves, regularizer):
     assert short["stopped_at_budget"] and short["iterations"] == 1
     assert any("stopped at its time budget" in line for line in lines), lines
     assert _ref(reg, "run.reference_budget=1e-9") == short and len(solves) == 1   # reused
+    # in this process only: a reference stopped by the clock never reaches the cache folder
+    assert not list((tmp_path / "cache").glob("reference/*.json"))
     full = _ref(reg, "run.reference_budget=0")                       # no limit: solved again
     assert len(solves) == 2 and not full["stopped_at_budget"] and full["budget_s"] is None
+    assert len(list((tmp_path / "cache").glob("reference/*.json"))) == 1
     assert full["iterations"] > 10 and full["objective"] < short["objective"]
     assert _ref(reg, "run.reference_budget=1e-9") == full and len(solves) == 2   # converged
 

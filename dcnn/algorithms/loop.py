@@ -88,8 +88,8 @@ def nonfinite(state, *, problem: LocalProblems, network: Network,
               zeros: dict | None = None) -> str | None:
     """``None`` if every per-agent row and replicated tensor of ``state`` is finite, else
     what is not, e.g. ``"agent 3: tracker y is not finite (nan)"`` (the lowest agent id, then
-    the first field of ``ROWS``). Collective: one all-reduce of two numbers. ``zeros``: a
-    cache of zero vectors kept between calls."""
+    the first field of ``ROWS``). Collective: one all-reduce of two numbers (none in a
+    network of one process). ``zeros``: a cache of zero vectors kept between calls."""
     rows, others = _fields(state)
     A, F = network.n_local, len(rows)
     shared = [(f, getattr(state, f)) for f in others]

@@ -1,5 +1,5 @@
 """All agents in one process: ``mix`` is one dense product ``W @ X``, or on a large sparse
-graph (32 agents or more, at most a quarter of ``W`` nonzero) the sum over its nonzeros,
+graph (32 agents or more, at most ``8 N`` nonzeros) the sum over its nonzeros,
 ``sum_j W_ij x_j`` by one gather and one indexed add (``O(nnz P)`` instead of ``O(N^2 P)``)."""
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ class LocalNetwork(Network):
 
     def _sparse(self, W: np.ndarray):
         """The nonzeros ``(i, j)`` of ``W`` (as tensors and arrays) when ``W`` is large and
-        sparse enough that summing them beats the dense product (``N >= 32`` and at most a
-        quarter nonzero), else None; cached per pattern."""
+        sparse enough that summing them beats the dense product (``N >= 32``, at most ``8 N``
+        nonzeros, so the gathered rows take at most 8 times ``X``), else None; cached per
+        pattern."""
         n = W.shape[0]
         if n < 32:
             return None
@@ -45,7 +46,7 @@ class LocalNetwork(Network):
             i, j = np.nonzero(nz)
             if len(self._links) >= 64:
                 self._links.pop(next(iter(self._links)))
-            self._links[key] = None if len(i) > n * n // 4 else (
+            self._links[key] = None if len(i) > 8 * n else (
                 torch.from_numpy(i), torch.from_numpy(j), i, j)
         return self._links[key]
 

@@ -45,6 +45,7 @@ _BEAT_TAG = 18           # heartbeats of on_root: _WORKING ..., then _DONE or _F
 # communicator ids, about 2000 per process, in a study that builds a network per run; the
 # receiver takes every heartbeat up to the final status, so none is left behind)
 _WORKING, _DONE, _FAILED = 0, 1, 2
+_WEIGHT_KEY_BYTES = 1 << 16   # rows of W up to this size are cached by their bytes
 START_TIMEOUT = 300.0   # seconds the start-up agent-count check waits for every rank
 
 
@@ -204,18 +205,22 @@ class MPINetwork(Network):
 
     def _weights(self, W: np.ndarray, plan: _Plan, dtype: torch.dtype):
         """This group's rows of ``W`` as tensors of ``dtype``: the columns of its own agents
-        and those of the remote rows it receives (cached by the rows' bytes: a static graph,
-        or a rule that gives a pattern the same weights, prepares them once)."""
+        and those of the remote rows it receives (cached by the rows' bytes up to 64 KB: a
+        static graph, or a rule that gives a pattern the same weights, prepares them once)."""
         lo, hi = self.blocks[self.rank]
         rows = W[lo:hi]
-        key = (rows.tobytes(), dtype)
-        got = self._weight_cache.get(key)
+        small = rows.nbytes <= _WEIGHT_KEY_BYTES        # else hashing would cost more
+        key = (rows.tobytes(), dtype) if small else None
+        got = self._weight_cache.get(key) if small else None
         if got is None:
-            mine = torch.from_numpy(np.ascontiguousarray(rows[:, lo:hi])).to(dtype)
-            remote = torch.from_numpy(np.ascontiguousarray(rows[:, plan.remote])).to(dtype)
-            if len(self._weight_cache) >= 64:
-                self._weight_cache.pop(next(iter(self._weight_cache)))
-            got = self._weight_cache[key] = (mine, remote)
+            # copies: the caller's W may change after the call
+            mine = torch.from_numpy(rows[:, lo:hi].copy()).to(dtype)
+            remote = torch.from_numpy(rows[:, plan.remote].copy()).to(dtype)
+            got = (mine, remote)
+            if small:
+                if len(self._weight_cache) >= 64:
+                    self._weight_cache.pop(next(iter(self._weight_cache)))
+                self._weight_cache[key] = got
         return got
 
     def mix(self, X: torch.Tensor, W: np.ndarray) -> torch.Tensor:

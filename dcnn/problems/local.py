@@ -5,7 +5,10 @@ where ``M`` is the pooled training-set size (see :mod:`dcnn.problems.losses`). S
 group are stacked into ``(A, M_max, d)`` arrays padded with zero-weight rows, so uneven shard
 sizes are exact: a padded row adds nothing to a loss, a gradient, a residual or a Jacobian.
 Every method takes stacked parameters ``W`` of shape ``(A, P)`` (row ``a`` = agent
-``agent_ids[a]``) and maps over agents with ``torch.func.vmap``.
+``agent_ids[a]``) and maps over agents with ``torch.func.vmap``, or, for an MLP
+(``nn.Sequential`` of ``Linear`` and Tanh / Sigmoid / ReLU layers), computes every agent at
+once in closed form (:mod:`dcnn.problems.stacked`: the same numbers without vmap's fixed
+cost).
 
 ``jacobians`` forms ``J_i = d f(w_i; X_i) / d w`` (``(A, M_max O, P)``); for models too big for
 that, ``jvp(W, D) = J_i d_i`` (forward mode) and ``vjp(W, E) = J_i^T e_i`` (reverse mode) give

@@ -15,7 +15,12 @@ linear model) -- this module does the same work directly on the stacked paramete
 with the loss derivatives in closed form (squared: ``-2 (t - o)``; binary cross-entropy:
 ``sigmoid(o) - t``; softmax cross-entropy: ``softmax(o) sum(t) - t``), each row weighted by
 the shard mask and the problem's scale. No autograd graph, no vmap. Tests compare it with
-the general path on every activation, loss and bias setting (to rounding).
+the general path on every activation, loss and bias setting (to rounding; for a logit above
+20, where torch's ``softplus`` becomes the identity, autograd's derivative is 1 and the closed
+form keeps ``sigmoid``'s exact value, a difference below 2e-9). A module with forward hooks,
+or any other layer, takes the general path. The results are written into preallocated
+tensors: differentiable by ordinary autograd (:func:`stacked_hvp` does), not meant to be
+wrapped in ``torch.func`` transforms.
 
 Hessian-vector products (:func:`stacked_hvp`, for the curvature estimates of
 :mod:`dcnn.surrogates.tau`) differentiate this closed-form gradient once more with ordinary
@@ -47,14 +52,18 @@ def mlp_layout(module: nn.Module, names: tuple, sizes: tuple) -> MLPLayout | Non
     """The layout of ``module`` if it is an ``nn.Sequential`` of ``Linear`` and
     Tanh / Sigmoid / ReLU layers whose parameters are, in order, ``names`` (a
     :class:`~dcnn.problems.FlatModel`'s), else None (the general path serves it)."""
-    if type(module) is not nn.Sequential or len(module) == 0:
+    if type(module) is not nn.Sequential or len(module) == 0 or _hooked(module):
         return None
     offsets, at = {}, 0
     for name, size in zip(names, sizes):
         offsets[name] = at
         at += size
     layers, used = [], []
-    for idx, layer in module.named_children():
+    # _modules, not named_children(): the latter skips a module met before, so a shared
+    # activation or a reused Linear would drop out of the layout
+    for idx, layer in module._modules.items():
+        if layer is None or _hooked(layer):
+            return None
         if type(layer) is nn.Linear:
             o, i = layer.weight.shape
             w, b = f"{idx}.weight", f"{idx}.bias"
@@ -70,6 +79,11 @@ def mlp_layout(module: nn.Module, names: tuple, sizes: tuple) -> MLPLayout | Non
     if tuple(used) != tuple(names) or layers[0][0] != "linear":
         return None
     return MLPLayout(tuple(layers))
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has forward hooks of its own (the general path runs them)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 def _linear(W: torch.Tensor, spec) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -116,11 +130,12 @@ def _loss_and_delta(loss: str, out: torch.Tensor, T: torch.Tensor, weight: torch
         delta = (2.0 * w) * e
         return ((weight * (e * e).sum(-1)).sum(-1) if value else None), delta
     if out.shape[-1] == 1:            # binary cross-entropy on one logit
-        value = (weight * (torch.nn.functional.softplus(out) - T * out).sum(-1)).sum(-1)
-        return value, w * (torch.sigmoid(out) - T)
+        v = ((weight * (torch.nn.functional.softplus(out) - T * out).sum(-1)).sum(-1)
+             if value else None)
+        return v, w * (torch.sigmoid(out) - T)
     logp = torch.log_softmax(out, dim=-1)
-    value = -(weight * (T * logp).sum(-1)).sum(-1)
-    return value, w * (logp.exp() * T.sum(-1, keepdim=True) - T)
+    v = -(weight * (T * logp).sum(-1)).sum(-1) if value else None
+    return v, w * (logp.exp() * T.sum(-1, keepdim=True) - T)
 
 
 def _dact(name: str, h_out: torch.Tensor) -> torch.Tensor:

@@ -39,14 +39,15 @@ def test_mpi_mix_equals_dense_product(mpi, ranks, agents):
     assert float(m.group(2)) == float(m.group(3))
 
 
-@pytest.mark.parametrize("graph,n,sparse", [("ring", 64, True), ("erdos_renyi", 40, True),
-                                            ("complete", 40, False), ("ring", 8, False)])
-def test_local_mix_on_a_large_sparse_graph_sums_its_nonzeros(graph, n, sparse):
-    """From 32 agents a sparse W is applied through its nonzeros: the same product as the
-    dense one (to rounding), the same byte counts."""
+@pytest.mark.parametrize("graph,n,sparse,params", [
+    ("ring", 64, True, {}), ("erdos_renyi", 40, True, {"p": 0.1}),
+    ("erdos_renyi", 40, False, {"p": 0.5}), ("complete", 40, False, {}), ("ring", 8, False, {})])
+def test_local_mix_on_a_large_sparse_graph_sums_its_nonzeros(graph, n, sparse, params):
+    """From 32 agents a W with at most 8 N nonzeros is applied through its nonzeros: the same
+    product as the dense one (to rounding), the same byte counts."""
     from dcnn.comm import LocalNetwork
     from dcnn.topology import make_topology
-    W = make_topology(graph=graph, n=n, dynamic="static", seed=1).weights(0)
+    W = make_topology(graph=graph, n=n, dynamic="static", seed=1, **params).weights(0)
     X = torch.randn(n, 2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     net = LocalNetwork(n)
     out = net.mix(X, W)

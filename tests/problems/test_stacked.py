@@ -154,3 +154,31 @@ def test_jacobians_jvp_vjp_and_scores_equal_the_general_path(hidden, act, loss, 
     torch.testing.assert_close(prob.jvp(W, D), torch.einsum("arp,ap->ar", J, D), **tol)
     Xt, Tt = prob.X[0, :5], prob.T[0, :5]
     torch.testing.assert_close(prob.scores_on(W, Xt, Tt), ref.scores_on(W, Xt, Tt), **tol)
+
+
+def test_shared_layers_and_hooks():
+    """A shared activation instance is walked at each of its places (named_children would skip
+    it); a reused Linear and a module with a forward hook take the general path."""
+    act = nn.Tanh()
+    torch.manual_seed(0)
+    shared = nn.Sequential(nn.Linear(3, 4, dtype=torch.float64), act,
+                           nn.Linear(4, 4, dtype=torch.float64), act,
+                           nn.Linear(4, 1, dtype=torch.float64))
+    model = FlatModel(shared)
+    layout = mlp_layout(model.module, model.names, model.sizes)
+    assert [s[0] for s in layout.layers] == ["linear", "tanh", "linear", "tanh", "linear"]
+    g = torch.Generator().manual_seed(5)
+    x, t = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 1, generator=g,
+                                                                             dtype=torch.float64)
+    prob = LocalProblems(model=model, shards=[(x, t)], loss="squared", task="regression",
+                         n_total=6, regularizer=make_regularizer("l2", lam=0.0))
+    W = model.w0[None]
+    torch.testing.assert_close(prob.value_and_grad(W)[1], _general(prob).value_and_grad(W)[1],
+                               rtol=1e-12, atol=1e-14)
+    lin = nn.Linear(3, 3)
+    reused = FlatModel(nn.Sequential(lin, nn.Tanh(), lin))
+    assert mlp_layout(reused.module, reused.names, reused.sizes) is None
+    hooked = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1))
+    hooked[1].register_forward_hook(lambda m, i, o: o * 2)
+    fm = FlatModel(hooked)
+    assert mlp_layout(fm.module, fm.names, fm.sizes) is None
