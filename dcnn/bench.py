@@ -63,16 +63,23 @@ def _ring(n: int) -> np.ndarray:
     return W
 
 
-def bench_mix(sizes=(1_000, 10_000, 100_000, 1_000_000), reps: int = 30) -> list[dict]:
-    """Collective: run on every rank; returns rows on rank 0 (others get [])."""
+def mpi_world(what: str):
+    """``(COMM_WORLD, size, rank, MPINetwork with one agent per rank)`` for the benchmark
+    ``what``, which needs at least two MPI ranks (a one-line exit otherwise)."""
     from mpi4py import MPI
 
     from .comm.mpi import MPINetwork
     comm = MPI.COMM_WORLD
     R, rank = comm.Get_size(), comm.Get_rank()
     if R < 2:
-        raise SystemExit("dcnn bench mix needs MPI ranks: mpiexec -n 2 dcnn bench mix")
-    net = MPINetwork(R)
+        raise SystemExit(f"dcnn bench {what} needs MPI ranks: mpiexec -n 2 dcnn bench {what}")
+    return comm, R, rank, MPINetwork(R)
+
+
+def bench_mix(sizes=(1_000, 10_000, 100_000, 1_000_000), reps: int = 30) -> list[dict]:
+    """Collective: run on every rank; returns rows on rank 0 (others get [])."""
+    from mpi4py import MPI
+    comm, R, rank, net = mpi_world("mix")
     W = _ring(R)
     nbrs = sorted({(rank - 1) % R, (rank + 1) % R} - {rank})
     rows = []

@@ -78,12 +78,8 @@ def bench_disropt(dims=(4, 100), *, iterations: int = 1000, reps: int = 3) -> li
     """Collective under mpiexec (one agent per rank); rows on rank 0."""
     from mpi4py import MPI
 
-    from .comm.mpi import MPINetwork
-    comm = MPI.COMM_WORLD
-    R, rank = comm.Get_size(), comm.Get_rank()
-    if R < 2:
-        raise SystemExit("dcnn bench disropt needs MPI ranks: mpiexec -n 2 dcnn bench disropt")
-    network = MPINetwork(R)
+    from .bench import mpi_world
+    comm, R, rank, network = mpi_world("disropt")
     W = _ring_weights(R)
     nbrs = [j for j in range(R) if j != rank and W[rank, j] != 0]
     rows = []
