@@ -13,7 +13,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 CHECKS = {
     "01_quickstart.ipynb": """
 assert abs(final["test_metric"] - ref["test_metric"]) <= 1.0          # within one point
-assert history.last["objective"] < 0.05 * history.records[0]["objective"]   # ~28x lower
+assert history.last["objective"] < 0.1 * history.records[0]["objective"]   # ~15x lower
 assert history.last["consensus_error"] < 1e-5
 """,
     "02_surrogates.ipynb": """
