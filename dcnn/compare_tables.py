@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from .metrics import History
-from .report import plottable
+from .report import log_axis, plottable
 
 __all__ = ["format_compare", "markdown_compare", "plot_compare"]
 
@@ -181,7 +181,7 @@ def compare_figure(histories: dict[str, History | list[History]], *, metric: str
             if reference is not None and reference.get(col) is not None:
                 ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized ref.")
             if log and lows and min(lows) > 0:
-                ax.set_yscale("log")
+                log_axis(ax)
             if col == "test_metric" and reference and reference.get(col) is not None and \
                     finals:
                 # the start (chance level) would squeeze the part that differs
@@ -205,7 +205,7 @@ def compare_figure(histories: dict[str, History | list[History]], *, metric: str
             if len(hs) > 1:
                 ax.fill_between(x[keep], lo[keep], hi[keep], color=style[name]["color"],
                                 alpha=0.2, lw=0)
-    ax.set_yscale("log")
+    log_axis(ax)
     ax.set_xlabel("rounds")
     ax.set_ylabel("consensus error")
     ax.grid(alpha=0.3)

@@ -178,6 +178,8 @@ def plot_links(rows: list[dict], path: Path, *, links, contenders: list[str],
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from .report import log_axis
+
     target = _link_target(rows, contenders)
     fig, axes = plt.subplots(1, len(links), figsize=(4.5 * len(links), 4), squeeze=False)
     bits = np.logspace(5, 11, 200)
@@ -189,8 +191,8 @@ def plot_links(rows: list[dict], path: Path, *, links, contenders: list[str],
                 ax.plot(bits, c + link.latency * e + b / (bits / 8), label=r["method"],
                         color=f"C{k}")
         ax.axvline(8 * link.bandwidth, color="k", ls="--", lw=1)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axis(ax, "x")
+        log_axis(ax, "y")
         ax.set_xlabel("bandwidth (bit/s)")
         ax.set_ylabel(f"modelled s to the {target or 'no'} target")
         ax.set_title(f"{link.name}: latency {link.describe().split('(')[1].split(',')[0]}")

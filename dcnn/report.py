@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .metrics import History
 
-__all__ = ["write_report", "write_config", "format_table", "plot_history", "plottable"]
+__all__ = ["write_report", "write_config", "format_table", "plot_history", "plottable",
+           "log_axis"]
 
 
 def _temporary(path: Path) -> Path:
@@ -60,6 +61,22 @@ def log_values(ys) -> list[float]:
     return [y if not math.isnan(y) and y > 1e-16 * top and y > 0 else math.nan for y in ys]
 
 
+def log_axis(ax, which: str = "y") -> None:
+    """A log scale on ``ax``'s ``which`` axis ("x" or "y") with plain tick labels ("0.02",
+    "1e-05"). matplotlib's own labels are mathtext, whose parser took 0.3-0.5 s to build and
+    run for the first figure of a process (half of a default run's plot)."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):        # LogFormatter's choice of ticks, plain numbers
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
+
+    getattr(ax, f"set_{which}scale")("log")
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
 def history_figure(history: History, *, metric_name: str, reference: dict | None = None,
                    title: str = "", l1: bool = False):
     """The figure of :func:`plot_history` (a matplotlib ``Figure``; the caller closes it)."""
@@ -91,7 +108,7 @@ def history_figure(history: History, *, metric_name: str, reference: dict | None
         if reference is not None and reference.get(col) is not None:
             ax.axhline(reference[col], color="k", ls="--", lw=1, label="centralized")
         if log:
-            ax.set_yscale("log")
+            log_axis(ax)
         ax.set_xlabel("iteration")
         if len(it) > 1:
             ax.set_xlim(it[0], it[-1])              # every panel over the whole run

@@ -272,6 +272,18 @@ def reference_of(exp: Prepared, *, cache: bool = True) -> dict:
     return exp.network.on_root(solve, what="solving the centralized reference")
 
 
+def local_solve_time(watch, *, history: History, resumed: float = 0.0) -> dict | None:
+    """``{"local_solve_s", "local_solve_share"}``: the seconds this process spent in the
+    surrogate's local steps (``watch``, a :class:`~dcnn.surrogates.timed.Stopwatch`) and
+    their share of its loop time in this session (the loop's ``time_s`` less the ``resumed``
+    seconds a checkpoint carried); None for a method without local solves."""
+    if watch is None:
+        return None
+    loop = history.last["time_s"] - resumed
+    return {"local_solve_s": watch.seconds,
+            "local_solve_share": watch.seconds / loop if loop > 0 else None}
+
+
 def summarize(exp: Prepared, *, label: str, options, info: dict, state, history: History,
               reference: dict | None, threads: int) -> dict:
     """The run's ``summary.json``: the method and its resolved values, the final metrics,
@@ -470,6 +482,13 @@ def _run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     log(f"training: {history.last['time_s']:.3g} s in the loop, "
         f"{history.last['eval_time_s']:.3g} s evaluating ({len(history)} evaluations)",
         logging.DEBUG)
+    solve = local_solve_time(getattr(built, "solve_watch", None), history=history,
+                             resumed=resume.counters.get("step_time", 0.0) if resume else 0.0)
+    if solve is not None:
+        log(f"local steps ({info.get('solver') or 'closed form'}): "
+            f"{solve['local_solve_s']:.3g} s, "
+            + ("-" if solve["local_solve_share"] is None else
+               f"{100 * solve['local_solve_share']:.0f} %") + " of the loop on rank 0")
     ref = reference
     if r.reference and ref is None:
         t_ref = time.perf_counter()
@@ -484,6 +503,7 @@ def _run_experiment(cfg: Config, *, out: str | Path | None = "auto",
             "run.reference_budget (0 = no limit) for an exact reference", logging.WARNING)
     summary = summarize(exp, label=label, options=options, info=info, state=state,
                         history=history, reference=ref, threads=threads)
+    summary.update(solve or {})
     summary["hosts"] = hosts
     w_bar = final_parameters(exp, state)               # collective: every rank
     trained = Predictor(exp.model.load_into(w_bar, copy.deepcopy(exp.model.module)).eval(),

@@ -30,6 +30,7 @@ import numbers
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint, Checkpointer, row_fields
@@ -62,13 +63,19 @@ def _checked(x) -> bool:
 
 def _all_finite(tensors, zeros: dict) -> bool:
     """Whether every entry is finite: ``x . 0`` is 0 for finite ``x`` and NaN otherwise, and
-    BLAS's dot is several times faster than ``isfinite(x).all()``."""
+    BLAS's dot is several times faster than ``isfinite(x).all()`` (numpy's, on a CPU
+    tensor's memory: a third of the fixed cost of torch's)."""
     total = 0.0
     for x in tensors:
-        key = (x.numel(), x.dtype)
-        if key not in zeros:
-            zeros[key] = torch.zeros(x.numel(), dtype=x.dtype)
-        total += float(torch.dot(x.reshape(-1), zeros[key]))
+        if x.is_cpu:
+            v = x.numpy().reshape(-1)
+            key = (v.size, v.dtype)
+            zero = zeros.get(key)
+            if zero is None:
+                zero = zeros[key] = np.zeros(v.size, dtype=v.dtype)
+            total += np.dot(v, zero)
+        else:
+            total += float(torch.dot(x.reshape(-1), torch.zeros_like(x).reshape(-1)))
     return math.isfinite(total)
 
 
@@ -116,8 +123,8 @@ def nonfinite(state, *, problem: LocalProblems, network: Network,
             for item in items:
                 if _checked(item) and not bool(torch.isfinite(item).all()):
                     codes[1] = min(codes[1], 2 * k + (_kind(item) == "inf"))
-    codes = network.allreduce(torch.tensor(codes, dtype=torch.float64), op="min")
-    row_code, shared_code = float(codes[0]), float(codes[1])
+    row_code, shared_code = network.allreduce(
+        torch.tensor(codes, dtype=torch.float64), op="min").tolist()
     if math.isfinite(row_code):
         c = int(row_code)
         agent, k = divmod(c // 2, F)

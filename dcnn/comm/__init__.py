@@ -11,17 +11,30 @@ __all__ = ["Network", "LocalNetwork", "MPINetwork", "agent_blocks", "make_networ
            "launched_by_mpi", "launcher_size", "launcher_rank", "torchrun_world"]
 
 
+# Hydra (MPICH) and srun --mpi=pmi2 set PMI_*, Open MPI's mpirun OMPI_COMM_WORLD_*; PMIx
+# (srun --mpi=pmix) sets PMIX_RANK only, and Slurm the step's size
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+_PMIX_SIZE_VARS = ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS")
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+def _count(var: str) -> int:
+    value = os.environ.get(var, "")
+    return int(value) if value.isdigit() else 1
+
+
 def launcher_size() -> int:
     """How many processes the MPI launcher started (1 without one), from its environment."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
-        if int(os.environ.get(var, "1") or 1) > 1:
-            return int(os.environ[var])
+    pmix = os.environ.get("PMIX_RANK", "").isdigit()
+    for var in _SIZE_VARS + (_PMIX_SIZE_VARS if pmix else ()):
+        if _count(var) > 1:
+            return _count(var)
     return 1
 
 
 def launcher_rank() -> int:
     """This process's rank as the MPI launcher (or torchrun) numbered it (0 without one)."""
-    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+    for var in _RANK_VARS:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     world = torchrun_world()

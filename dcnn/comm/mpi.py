@@ -45,7 +45,7 @@ _BEAT_TAG = 18           # heartbeats of on_root: _WORKING ..., then _DONE or _F
 # communicator ids, about 2000 per process, in a study that builds a network per run; the
 # receiver takes every heartbeat up to the final status, so none is left behind)
 _WORKING, _DONE, _FAILED = 0, 1, 2
-_WEIGHT_KEY_BYTES = 1 << 16   # rows of W up to this size are cached by their bytes
+_WEIGHT_KEY_BYTES = 1 << 16   # a W up to this size is cached by its bytes
 START_TIMEOUT = 300.0   # seconds the start-up agent-count check waits for every rank
 
 
@@ -57,6 +57,14 @@ class _Plan:
     messages: int                        # logical per-agent messages sent by this group
     busiest: int                         # the most neighbours of any agent (busiest_degree)
     peers: list                          # the rank each request waits on: receives, then sends
+
+
+@dataclass(frozen=True)
+class _Route:
+    plan: _Plan
+    mine: torch.Tensor                   # W[group, group] in the dtype of X
+    remote: torch.Tensor                 # W[group, plan.remote]
+    wire_rows: int                       # rows this rank puts on the wire per mix
 
 
 _OPS = ("sum", "min", "max")
@@ -108,7 +116,8 @@ class MPINetwork(Network):
         self._owner = np.repeat(np.arange(self.size), [hi - lo for lo, hi in self.blocks])
         self._recv_cache: dict = {}
         self._plans: dict = {}
-        self._weight_cache: dict = {}
+        self._routes: dict = {}
+        self._ops = {"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}
 
     def _enter(self, op: str) -> int:
         """Count a call of ``op``; refuse it after an earlier timeout."""
@@ -130,7 +139,8 @@ class MPINetwork(Network):
         """
         Request = self._MPI.Request
         t = self.timeout if timeout is None else check_timeout(timeout)
-        if wait_until(lambda: Request.Testall(reqs), timeout=t):
+        done = reqs[0].Test if len(reqs) == 1 else (lambda: Request.Testall(reqs))
+        if wait_until(done, timeout=t):
             return
         if peers is None:
             others = [r for r in range(self.size) if r != self.rank]
@@ -203,34 +213,43 @@ class MPINetwork(Network):
         self._plans[key] = plan
         return plan
 
-    def _weights(self, W: np.ndarray, plan: _Plan, dtype: torch.dtype):
-        """This group's rows of ``W`` as tensors of ``dtype``: the columns of its own agents
-        and those of the remote rows it receives (cached by the rows' bytes up to 64 KB: a
-        static graph, or a rule that gives a pattern the same weights, prepares them once)."""
+    def _route(self, W, dtype: torch.dtype) -> _Route:
+        """The plan and this group's weights for ``W`` (checked), as tensors of ``dtype``.
+
+        A ``W`` of up to 64 KB is cached by its bytes (a static graph, or a schedule that
+        repeats its matrices, checks, plans and converts once: the hit is one ``tobytes`` and
+        one dictionary lookup); larger ones are checked and converted each call, their plan
+        still cached per sparsity pattern."""
+        small = type(W) is np.ndarray and W.dtype == np.float64 and \
+            W.nbytes <= _WEIGHT_KEY_BYTES
+        if small:
+            key = (W.shape, W.tobytes(), dtype)
+            route = self._routes.get(key)
+            if route is not None:
+                return route
+        W = self.check_weights(W)
+        plan = self._plan(W)
         lo, hi = self.blocks[self.rank]
         rows = W[lo:hi]
-        small = rows.nbytes <= _WEIGHT_KEY_BYTES        # else hashing would cost more
-        key = (rows.tobytes(), dtype) if small else None
-        got = self._weight_cache.get(key) if small else None
-        if got is None:
-            # copies: the caller's W may change after the call
-            mine = torch.from_numpy(rows[:, lo:hi].copy()).to(dtype)
-            remote = torch.from_numpy(rows[:, plan.remote].copy()).to(dtype)
-            got = (mine, remote)
-            if small:
-                if len(self._weight_cache) >= 64:
-                    self._weight_cache.pop(next(iter(self._weight_cache)))
-                self._weight_cache[key] = got
-        return got
+        # copies: the caller's W may change after the call
+        route = _Route(plan=plan, mine=torch.from_numpy(rows[:, lo:hi].copy()).to(dtype),
+                       remote=torch.from_numpy(rows[:, plan.remote].copy()).to(dtype),
+                       wire_rows=sum(r.stop - r.start if isinstance(r, slice) else len(r)
+                                     for _, r in plan.sends))
+        if small:
+            if len(self._routes) >= 64:
+                self._routes.pop(next(iter(self._routes)))
+            self._routes[key] = route
+        return route
 
     def mix(self, X: torch.Tensor, W: np.ndarray) -> torch.Tensor:
         call = self._enter("mix")
-        W = self.check_weights(W)
-        plan = self._plan(W)
+        route = self._route(W, X.dtype)
+        plan = route.plan
         flat = X if X.dim() == 2 and X.is_contiguous() else \
             X.reshape(X.shape[0], -1).contiguous()
-        K, n_remote = flat.shape[1], len(plan.remote)
-        recv, recv_np = self._recv_buffer(n_remote, K, flat.dtype)
+        K = flat.shape[1]
+        recv, recv_np = self._recv_buffer(len(plan.remote), K, flat.dtype)
         flat_np = flat.numpy()
         # the messages first: the peers wait for them, the bookkeeping below can wait
         Irecv, Isend = self.comm.Irecv, self.comm.Isend
@@ -241,26 +260,29 @@ class MPINetwork(Network):
                 flat_np[rows])
             keep.append(buf)
             reqs.append(Isend(buf, dest=s, tag=_TAG))
-            self.wire_bytes += buf.nbytes
+        row_bytes = K * flat.element_size()
+        self.wire_bytes += route.wire_rows * row_bytes
         self.messages_sent += plan.messages
-        self.bytes_sent += plan.messages * K * flat.element_size()
-        self._tally(plan.busiest, X)
-        mine, remote = self._weights(W, plan, flat.dtype)
+        self.bytes_sent += plan.messages * row_bytes
+        self.exchanges += 1
+        self.busiest_bytes += plan.busiest * row_bytes
         # own rows combine while the messages travel; remote rows accumulate in place
-        out = torch.mm(mine, flat)
+        out = torch.mm(route.mine, flat)
         self._wait(reqs, f"mix at call {call}", peers=plan.peers, n_recvs=len(plan.recvs),
                    keep=keep)
-        if n_remote:
-            out.addmm_(remote, recv)
+        if len(plan.remote):
+            out.addmm_(route.remote, recv)
         return out if out.shape == X.shape else out.reshape(X.shape)
 
     def allreduce(self, x: torch.Tensor, op: str = "sum", *,
                   timeout: float | None = None) -> torch.Tensor:
-        if op not in _OPS:
+        mpi_op = self._ops.get(op)
+        if mpi_op is None:
             raise ValueError(f"allreduce op {op!r} is unknown; choose one of {_OPS}")
         call = self._enter("allreduce")
-        mpi_op = {"sum": self._MPI.SUM, "min": self._MPI.MIN, "max": self._MPI.MAX}[op]
-        src = np.ascontiguousarray(torch.as_tensor(x).detach().numpy())
+        src = x.detach().numpy() if isinstance(x, torch.Tensor) and x.is_cpu else \
+            torch.as_tensor(x).detach().cpu().numpy()
+        src = np.ascontiguousarray(src)
         dst = np.empty_like(src)
         self._wait([self.comm.Iallreduce(src, dst, op=mpi_op)], f"allreduce at call {call}",
                    keep=(src, dst), timeout=timeout)

@@ -18,6 +18,7 @@ from ..algorithms.loop import check_compatible
 from ..algorithms.steps import ADAM_LR
 from ..surrogates import make_blocked, make_surrogate, resolve_solver
 from ..surrogates.tau import resolve_tau
+from ..surrogates.timed import Timed
 from .options import GradientOptions, SurrogateOptions
 from .registry import MethodSpec, Supports, get_method, register
 from .runs import LoopMethod
@@ -48,10 +49,10 @@ def _batch(spec: MethodSpec, o) -> int | None:
     return o.batch_size or spec.batch_size or None
 
 
-def _checked(exp, algorithm, info: dict) -> LoopMethod:
+def _checked(exp, algorithm, info: dict, *, solve_watch=None) -> LoopMethod:
     # refuse a graph the algorithm cannot run on before anything is written
     check_compatible(algorithm, topology=exp.topology, network=exp.network)
-    return LoopMethod(algorithm, info)
+    return LoopMethod(algorithm, info, solve_watch=solve_watch)
 
 
 def build_surrogate_method(cls, name: str):
@@ -77,8 +78,9 @@ def build_surrogate_method(cls, name: str):
         adapt = (o.tau == "auto" and not batch) if o.adapt_tau == "auto" else o.adapt_tau
         info = {"schedule": schedule_name, "surrogate": o.surrogate, "tau": float(tau),
                 "adapt_tau": adapt, "solver": solver, "batch_size": batch}
-        return _checked(exp, cls(surrogate=surrogate, schedule=schedule, batch_size=batch,
-                                 seed=exp.seed, adapt_tau=adapt), info)
+        timed = Timed(surrogate)       # the local solver's share of the loop, reported
+        return _checked(exp, cls(surrogate=timed, schedule=schedule, batch_size=batch,
+                                 seed=exp.seed, adapt_tau=adapt), info, solve_watch=timed.watch)
     return build
 
 

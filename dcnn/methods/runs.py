@@ -22,6 +22,7 @@ class LoopMethod:
 
     algorithm: object
     info: dict = field(default_factory=dict)
+    solve_watch: object = None    # a Stopwatch of the local solver (surrogate methods)
 
     def execute(self, exp, *, progress: bool, checkpoints=None, resume=None, callbacks=()):
         from ..algorithms import run_loop

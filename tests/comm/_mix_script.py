@@ -18,6 +18,16 @@ for trial in range(20):
     out = net.mix(X_all[lo:hi].contiguous(), W)
     ref = LocalNetwork(n_agents).mix(X_all, W)[lo:hi]
     worst = max(worst, float((out - ref).abs().max()))
+# a W used again is served from the cache (keyed by its bytes up to 64 KB: 90 agents); the
+# same array changed in place after a call is a different W
+W = rng.random((n_agents, n_agents)) * (rng.random((n_agents, n_agents)) < 0.3)
+np.fill_diagonal(W, 1.0)
+X_all = torch.from_numpy(rng.normal(size=(n_agents, 3)))
+for change in (False, False, True, False):
+    if change:
+        W[:, :] = W[::-1, ::-1]
+    out = net.mix(X_all[lo:hi].contiguous(), W)
+    worst = max(worst, float((out - LocalNetwork(n_agents).mix(X_all, W)[lo:hi]).abs().max()))
 gathered = net.allgather_rows(X_all[lo:hi].contiguous())
 assert torch.equal(gathered, X_all)
 worst = float(net.allreduce(torch.tensor([worst]), op="max")[0])
@@ -28,6 +38,13 @@ for trial in range(20):
     W = rng.random((n_agents, n_agents)) * (rng.random((n_agents, n_agents)) < 0.3)
     np.fill_diagonal(W, 1.0)
     X_all = torch.from_numpy(rng.normal(size=(n_agents, 2, 5)))
+    local.mix(X_all, W)
+W = rng.random((n_agents, n_agents)) * (rng.random((n_agents, n_agents)) < 0.3)
+np.fill_diagonal(W, 1.0)
+X_all = torch.from_numpy(rng.normal(size=(n_agents, 3)))
+for change in (False, False, True, False):
+    if change:
+        W[:, :] = W[::-1, ::-1]
     local.mix(X_all, W)
 if net.rank == 0:
     print(f"MAXDIFF {worst:.3e} BYTES {total:.0f} LOCALBYTES {local.bytes_sent}")

@@ -28,7 +28,7 @@ def test_local_mix_and_counters():
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("ranks,agents", [(2, 8), (3, 7), (4, 8), (4, 4)])
+@pytest.mark.parametrize("ranks,agents", [(2, 8), (3, 7), (4, 8), (4, 4), (2, 100)])
 def test_mpi_mix_equals_dense_product(mpi, ranks, agents):
     res = mpi(ranks, ["tests/comm/_mix_script.py", str(agents)], timeout=90)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -57,3 +57,21 @@ def test_local_mix_on_a_large_sparse_graph_sums_its_nonzeros(graph, n, sparse, p
     degree = (W != 0).sum() - n
     assert net.bytes_sent == degree * 2 * 5 * 8
     assert net.mix(X.float(), W).dtype == torch.float32
+
+
+@pytest.mark.parametrize("env,size,rank", [
+    ({}, 1, 0),
+    ({"PMI_SIZE": "4", "PMI_RANK": "2"}, 4, 2),                          # Hydra, srun pmi2
+    ({"OMPI_COMM_WORLD_SIZE": "3", "OMPI_COMM_WORLD_RANK": "1"}, 3, 1),  # Open MPI mpirun
+    ({"PMIX_RANK": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_NTASKS": "16"}, 8, 5),  # srun pmix
+    ({"PMIX_RANK": "0", "SLURM_NTASKS": "2"}, 2, 0),
+    ({"SLURM_NTASKS": "4"}, 1, 0),       # an sbatch script itself, not launched ranks
+    ({"PMI_SIZE": "x"}, 1, 0)])
+def test_the_launchers_environment_gives_the_ranks(monkeypatch, env, size, rank):
+    from dcnn.comm import launched_by_mpi, launcher_rank, launcher_size
+    for var in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
+                "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert (launcher_size(), launcher_rank(), launched_by_mpi()) == (size, rank, size > 1)
