@@ -439,10 +439,11 @@ def bench_solver(cases=SOLVER_CASES, *, agents: int = 2, reps: int = 3, tau: flo
 
 
 def bench_costs(*, agents: int = 2, reps: int = 5) -> list[dict]:
-    """The constants of the cost model (:data:`dcnn.surrogates.costs.COSTS`) measured on this
-    machine with the current threads: fixed costs on a 89-parameter MLP with 8 samples per
+    """The constants of the cost model (:data:`dcnn.surrogates.costs.COSTS`, with
+    :data:`~dcnn.surrogates.costs.CLOSED_FORM` for the MLPs timed) measured on this machine
+    with the current threads: fixed costs on a 89-parameter MLP with 8 samples per
     agent, per-entry costs on a 10,261-parameter one with 1000, next to the model's values."""
-    from .surrogates.costs import COSTS
+    from .surrogates.costs import CLOSED_FORM, COSTS
 
     def timed(fn):
         with torch.no_grad():
@@ -470,7 +471,8 @@ def bench_costs(*, agents: int = 2, reps: int = 5) -> list[dict]:
         "c_p": small["pair"], "e_p": (large["pair"] - small["pair"]) / large["entries"],
         "e_mv": large["mv"] / large["entries"],
         "F_cholesky/F": agents * 2000 ** 3 / 3 / chol / F}
-    model = {**COSTS, "F_cholesky/F": 0.5}
+    # MLPs: their Jacobians and products come in closed form
+    model = {**COSTS, **CLOSED_FORM, "F_cholesky/F": 0.5}
     return [{"constant": k, "measured": v, "model": model[k],
              "measured/model": v / model[k]} for k, v in measured.items()]
 

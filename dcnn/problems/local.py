@@ -222,6 +222,12 @@ class LocalProblems:
     def n_params(self) -> int:
         return self.model.n_params
 
+    @property
+    def closed_form(self) -> bool:
+        """Whether values, gradients and Jacobians come in closed form (an MLP) rather than
+        through vmapped autograd (the solver's cost model takes it into account)."""
+        return self._mlp is not None
+
     # ---- the local costs ---------------------------------------------------------------
     def _agent_loss(self, w, x, t, m):
         return self.scale * (m * per_sample_loss(self.loss, self.model.apply(w, x), t)).sum()

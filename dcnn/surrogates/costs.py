@@ -36,7 +36,14 @@ ranks takes the same path, the one a single process would take. It does not depe
 thread count either; with more intra-op threads the dense factorisations speed up more than
 the vmapped Jacobian and the jvp/vjp dispatch, so the model then leans slightly towards CG.
 
-Calibration (``dcnn bench costs``, checked end to end by ``dcnn bench solver``): an Intel
+The constants of forming ``J`` and of a jvp + vjp pair depend on how the model computes
+them: :data:`COSTS` holds those of vmapped autograd (any model), :data:`CLOSED_FORM` those of
+the MLPs :mod:`dcnn.problems.stacked` computes in closed form (a tenth of the fixed costs;
+measured 2026-12-08 with ``dcnn bench costs``: ``c_J`` 0.11 ms, ``c_p`` 0.17 ms, ``e_J`` 12
+ns, ``e_p`` 0.64 ns), picked by ``closed_form`` (``problem.closed_form``).
+
+Calibration of :data:`COSTS` (``dcnn bench costs``, checked end to end by ``dcnn bench
+solver``): an Intel
 Xeon KVM guest with 2 cores (AVX-512), torch 2.13 CPU with MKL, float64, one intra-op thread,
 tanh MLPs with 20 inputs. The constants are round values over the benchmark's shapes, which
 spread them: the matmul rate is 35-100 Gflop/s (small to large matrices), ``e_p`` 0.3-1.8 ns
@@ -54,7 +61,7 @@ import torch
 
 from ..comm import Network
 
-__all__ = ["JACOBIAN_BUDGET_BYTES", "COSTS", "step_costs", "choose_solver", "problem_shapes",
+__all__ = ["JACOBIAN_BUDGET_BYTES", "COSTS", "CLOSED_FORM", "step_costs", "choose_solver", "problem_shapes",
            "resolve_solver", "warn_if_slow"]
 
 JACOBIAN_BUDGET_BYTES = 256 * 2**20   # no formed J (or P x P, K x K matrix) above this size
@@ -73,14 +80,20 @@ COSTS = {
     "n_fista": 25,    # FISTA iterations (either path)
 }
 
+# Jacobians, jvp and vjp of an MLP in closed form (dcnn.problems.stacked) instead of vmapped
+# autograd: a tenth of the fixed costs (measured by dcnn bench costs, 2026-12-08)
+CLOSED_FORM = {"c_J": 1.5e-4, "e_J": 1.2e-8, "c_p": 2.0e-4, "e_p": 7.0e-10}
+
 _ORDER = ("cholesky", "woodbury", "cg")   # ties go to the earlier one
+DIRECT_MARGIN = 1.1     # a direct solve predicted within 10 % of CG is taken instead
 
 
 def step_costs(*, A: int, K: int, P: int, O: int, loss: str, smooth: bool = True,
-               cg_iters: int | None = None) -> dict[str, float]:
+               cg_iters: int | None = None, closed_form: bool = False) -> dict[str, float]:
     """Predicted seconds of one local step on each path (``"cholesky"``, ``"woodbury"``,
-    ``"cg"``), by the model of the module docstring."""
-    c = COSTS
+    ``"cg"``), by the model of the module docstring (``closed_form``: the model's Jacobians
+    and products come in closed form, :data:`CLOSED_FORM`)."""
+    c = {**COSTS, **CLOSED_FORM} if closed_form else COSTS
     M = max(K // max(O, 1), 1)
     t_J = c["c_J"] + c["e_J"] * A * K * P
     t_pair = c["c_p"] + c["e_p"] * A * M * P
@@ -109,22 +122,30 @@ def _fits(*, A: int, K: int, P: int, itemsize: int, budget: int) -> dict[str, bo
 
 def choose_solver(*, A: int, K: int, P: int, O: int, loss: str, smooth: bool = True,
                   itemsize: int = 8, budget: int = JACOBIAN_BUDGET_BYTES,
-                  cg_iters: int | None = None) -> str:
+                  cg_iters: int | None = None, closed_form: bool = False) -> str:
     """The path ``solver = "auto"`` takes for ``A`` agents of ``K = M O`` residuals and ``P``
     parameters (``loss``: ``"squared"`` or ``"cross_entropy"``; ``smooth``: the regulariser
-    is l2 or none): the cheapest of :func:`step_costs` that fits ``budget`` bytes.
+    is l2 or none): the cheapest of :func:`step_costs` that fits ``budget`` bytes, except
+    that a direct solve predicted within :data:`DIRECT_MARGIN` of CG is preferred to it (it
+    is exact, and the model cannot tell paths that close apart).
 
     >>> choose_solver(A=2, K=50, P=100, O=1, loss="squared")
     'woodbury'
     >>> choose_solver(A=2, K=1000, P=10_000, O=1, loss="squared")
     'cg'
     """
-    costs = step_costs(A=A, K=K, P=P, O=O, loss=loss, smooth=smooth, cg_iters=cg_iters)
+    costs = step_costs(A=A, K=K, P=P, O=O, loss=loss, smooth=smooth, cg_iters=cg_iters,
+                       closed_form=closed_form)
     fits = _fits(A=A, K=K, P=P, itemsize=itemsize, budget=budget)
     if not smooth:
         formed = "woodbury" if K < P else "cholesky"
-        return formed if fits[formed] and costs[formed] <= costs["cg"] else "cg"
-    return min((s for s in _ORDER if fits[s]), key=costs.get)
+        return formed if fits[formed] and costs[formed] <= DIRECT_MARGIN * costs["cg"] \
+            else "cg"
+    best = min((s for s in _ORDER if fits[s]), key=costs.get)
+    if best == "cg":     # within DIRECT_MARGIN a direct solve: exact, no inner tolerance
+        direct = [s for s in _ORDER[:2] if fits[s] and costs[s] <= DIRECT_MARGIN * costs["cg"]]
+        best = min(direct, key=costs.get, default=best)
+    return best
 
 
 def problem_shapes(problem, *, batch_size: int | None = None) -> dict:
@@ -134,7 +155,8 @@ def problem_shapes(problem, *, batch_size: int | None = None) -> dict:
     if batch_size:
         m = min(m, int(batch_size))
     return dict(A=A, K=m * O, P=problem.n_params, O=O, loss=problem.loss,
-                smooth=problem.regularizer.smooth, itemsize=problem.T.element_size())
+                smooth=problem.regularizer.smooth, itemsize=problem.T.element_size(),
+                closed_form=bool(getattr(problem, "closed_form", False)))
 
 
 def resolve_solver(solver: str, *, problem, network: Network | None = None,

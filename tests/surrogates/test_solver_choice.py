@@ -144,3 +144,39 @@ def test_bench_solver_quick_gives_rows(tmp_path, capsys):
     _print(rows, str(tmp_path / "solver.json"))
     assert json.loads((tmp_path / "solver.json").read_text()) == rows
     assert capsys.readouterr().out.startswith("| case | loss | P |")
+
+
+def test_closed_form_jacobians_move_the_choice_where_the_benchmark_did():
+    """An MLP's Jacobians and jvp/vjp in closed form cost a tenth of vmap's fixed cost: on the
+    two cross-entropy shapes where ``dcnn bench solver`` measured Newton-CG 3-4x faster than
+    the formed path "auto" took with vmap's constants (P = 134, K = 1340: 4.8 vs 14.6 ms;
+    P = 1250, K = 120: 5.6 vs 20.5 ms), the closed-form constants pick CG; a model without the
+    closed form keeps the formed path."""
+    for shape in (dict(A=2, K=1340, P=134, O=10, loss="cross_entropy"),
+                  dict(A=2, K=120, P=1250, O=10, loss="cross_entropy")):
+        assert choose_solver(**shape) in ("cholesky", "woodbury")
+        assert choose_solver(**shape, closed_form=True) == "cg"
+    # problem_shapes reads it off the problem: an MLP has the closed form, a CNN does not
+    assert problem_shapes(_tiny())["closed_form"] is True
+    from dcnn.problems import FlatModel, LocalProblems
+    conv = torch.nn.Sequential(torch.nn.Unflatten(1, (1, 3)), torch.nn.Conv1d(1, 2, 2),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 1)).double()
+    tiny = _tiny()
+    cnn = LocalProblems(model=FlatModel(conv), shards=[(tiny.X[0], tiny.T[0][:, :1])],
+                        loss="squared", task="regression", n_total=tiny.X.shape[1],
+                        regularizer=tiny.regularizer)
+    assert problem_shapes(cnn)["closed_form"] is False
+
+
+def test_a_direct_solve_within_the_margin_is_preferred_to_cg():
+    """Within DIRECT_MARGIN (10 %) of CG's prediction the exact direct solve is taken (the
+    parallel experiment's shape: 7.05 ms Woodbury vs 6.99 ms CG predicted, 7.2 vs 7.3 ms
+    measured); past it, CG."""
+    from dcnn.surrogates.costs import DIRECT_MARGIN
+    shape = dict(A=8, K=57, P=1057, O=1, loss="squared", closed_form=True)
+    costs = step_costs(**shape)
+    assert costs["cg"] < costs["woodbury"] <= DIRECT_MARGIN * costs["cg"]
+    assert choose_solver(**shape) == "woodbury"
+    big = dict(shape, P=20_000)
+    costs = step_costs(**big)
+    assert costs["woodbury"] > DIRECT_MARGIN * costs["cg"] and choose_solver(**big) == "cg"
