@@ -485,10 +485,10 @@ def _run_experiment(cfg: Config, *, out: str | Path | None = "auto",
     solve = local_solve_time(getattr(built, "solve_watch", None), history=history,
                              resumed=resume.counters.get("step_time", 0.0) if resume else 0.0)
     if solve is not None:
+        share = solve["local_solve_share"]
+        share = "-" if share is None else f"{100 * share:.0f} %"
         log(f"local steps ({info.get('solver') or 'closed form'}): "
-            f"{solve['local_solve_s']:.3g} s, "
-            + ("-" if solve["local_solve_share"] is None else
-               f"{100 * solve['local_solve_share']:.0f} %") + " of the loop on rank 0")
+            f"{solve['local_solve_s']:.3g} s, {share} of the loop on rank 0")
     ref = reference
     if r.reference and ref is None:
         t_ref = time.perf_counter()

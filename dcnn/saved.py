@@ -214,6 +214,10 @@ def load_run(directory: str | Path) -> SavedRun:
     d = Path(directory)
     if not d.is_dir():
         raise ConfigError(f"run folder {d} does not exist; give the --out folder of a dcnn run")
+    if (d / "compare.json").is_file() and not (d / "summary.json").exists():
+        runs = sorted(str(p.parent) for p in d.glob("**/summary.json"))
+        raise ConfigError(f"{d} is a dcnn compare folder, not one run; give one of its runs"
+                          + (f", e.g. {runs[0]}" if runs else " (it holds no finished run)"))
     summary = _read_json(d / "summary.json", "no summary.json")
     config = _read_json(d / "config.json", "no config.json")
     pre = _read_json(d / PREPROCESSING_FILE,

@@ -166,3 +166,15 @@ def test_a_dataset_object_without_class_labels_predicts_indices(tmp_path):
     res, run = _run(tmp_path, arrays=ds)
     assert set(run.predict(X).tolist()) <= {0, 1}
     assert run.score(X[40:], y[40:]) == pytest.approx(res.history.last["test_metric"])
+
+
+def test_a_compare_folder_names_one_of_its_runs(tmp_path):
+    """`dcnn predict` / load_run on a `dcnn compare --out` folder: one line naming a run in
+    it, not "summary.json is missing"."""
+    (tmp_path / "compare.json").write_text("{}")
+    error_of(lambda: load_run(tmp_path), "compare folder", "no finished run", kind=ConfigError)
+    for m in ("next-pl", "gt"):
+        (tmp_path / m).mkdir()
+        (tmp_path / m / "summary.json").write_text("{}")
+    error_of(lambda: load_run(tmp_path), "compare folder", str(tmp_path / "gt"),
+             kind=ConfigError)

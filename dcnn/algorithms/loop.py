@@ -29,6 +29,7 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -40,7 +41,8 @@ from ..metrics import History, evaluate
 from ..problems import LocalProblems
 from ..topology import as_topology
 
-__all__ = ["check_compatible", "check_X0", "check_run_args", "run_loop", "nonfinite"]
+__all__ = ["check_compatible", "check_X0", "check_run_args", "run_loop", "nonfinite",
+           "local_codes", "verdict"]
 
 # what the state fields are, for the divergence message
 QUANTITIES = {"X": "iterate w", "Y": "tracker y", "G": "stored local gradient",
@@ -61,18 +63,20 @@ def _checked(x) -> bool:
     return isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() > 0
 
 
+_NUMPY_FLOATS = (torch.float64, torch.float32, torch.float16)
+
+
 def _all_finite(tensors, zeros: dict) -> bool:
     """Whether every entry is finite: ``x . 0`` is 0 for finite ``x`` and NaN otherwise, and
     BLAS's dot is several times faster than ``isfinite(x).all()`` (numpy's, on a CPU
     tensor's memory: a third of the fixed cost of torch's)."""
     total = 0.0
     for x in tensors:
-        if x.is_cpu:
-            v = x.numpy().reshape(-1)
-            key = (v.size, v.dtype)
-            zero = zeros.get(key)
-            if zero is None:
-                zero = zeros[key] = np.zeros(v.size, dtype=v.dtype)
+        if x.is_cpu and x.dtype in _NUMPY_FLOATS:
+            v = x.detach().numpy().ravel()
+            zero = zeros.get(v.size)
+            if zero is None or zero.dtype != v.dtype:
+                zero = zeros[v.size] = np.zeros(v.size, dtype=v.dtype)
             total += np.dot(v, zero)
         else:
             total += float(torch.dot(x.reshape(-1), torch.zeros_like(x).reshape(-1)))
@@ -91,50 +95,76 @@ def _fields(state) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return _FIELDS[cls]
 
 
-def nonfinite(state, *, problem: LocalProblems, network: Network,
-              zeros: dict | None = None) -> str | None:
-    """``None`` if every per-agent row and replicated tensor of ``state`` is finite, else
-    what is not, e.g. ``"agent 3: tracker y is not finite (nan)"`` (the lowest agent id, then
-    the first field of ``ROWS``). Collective: one all-reduce of two numbers (none in a
-    network of one process). ``zeros``: a cache of zero vectors kept between calls."""
+def local_codes(state, *, problem: LocalProblems, network: Network,
+                zeros: dict | None = None) -> list[float] | None:
+    """What this process finds not finite in ``state``: ``None`` when every per-agent row and
+    replicated tensor is finite, else two codes (``inf``: nothing), the lowest
+    ``(agent, field, nan/inf)`` of its rows and the first replicated field, each one exactly
+    representable number for a ``min`` all-reduce (:func:`verdict`). No communication.
+    ``zeros``: a cache of zero vectors kept between calls."""
     rows, others = _fields(state)
     A, F = network.n_local, len(rows)
-    shared = [(f, getattr(state, f)) for f in others]
-    tensors = [x for x in (getattr(state, name) for name in rows) if _checked(x)] + [
-        x for _, v in shared for x in (v if isinstance(v, (tuple, list)) else (v,))
-        if _checked(x)]
-    codes = [math.inf, math.inf]
-    finite = _all_finite(tensors, {} if zeros is None else zeros)
-    if finite and network.size == 1:         # nothing to tell other processes
+    tensors = []
+    for name in rows + others:
+        v = getattr(state, name)
+        if isinstance(v, torch.Tensor):
+            if v.is_floating_point() and v.numel():
+                tensors.append(v)
+        elif isinstance(v, (tuple, list)):
+            tensors.extend(x for x in v if _checked(x))
+    if _all_finite(tensors, {} if zeros is None else zeros):
         return None
-    if not finite:
-        for k, name in enumerate(rows):
-            if not _checked(getattr(state, name)):
-                continue
-            T = getattr(state, name).reshape(A, -1)
-            ok = torch.isfinite(T).all(1)
-            if not bool(ok.all()):
-                a = int((~ok).nonzero()[0, 0])
-                # (agent, field, nan/inf) in one exactly representable number
-                code = 2 * (problem.agent_ids[a] * F + k) + (_kind(T[a]) == "inf")
-                codes[0] = min(codes[0], code)
-        for k, (name, value) in enumerate(shared):
-            items = value if isinstance(value, (tuple, list)) else (value,)
-            for item in items:
-                if _checked(item) and not bool(torch.isfinite(item).all()):
-                    codes[1] = min(codes[1], 2 * k + (_kind(item) == "inf"))
-    row_code, shared_code = network.allreduce(
-        torch.tensor(codes, dtype=torch.float64), op="min").tolist()
+    shared = [(f, getattr(state, f)) for f in others]
+    codes = [math.inf, math.inf]
+    for k, name in enumerate(rows):
+        if not _checked(getattr(state, name)):
+            continue
+        T = getattr(state, name).reshape(A, -1)
+        ok = torch.isfinite(T).all(1)
+        if not bool(ok.all()):
+            a = int((~ok).nonzero()[0, 0])
+            code = 2 * (problem.agent_ids[a] * F + k) + (_kind(T[a]) == "inf")
+            codes[0] = min(codes[0], code)
+    for k, (name, value) in enumerate(shared):
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        for item in items:
+            if _checked(item) and not bool(torch.isfinite(item).all()):
+                codes[1] = min(codes[1], 2 * k + (_kind(item) == "inf"))
+    return codes
+
+
+_FINITE = (math.inf, math.inf)
+_NOTHING = torch.tensor(_FINITE, dtype=torch.float64)   # read only (sent, never written)
+
+
+def verdict(codes, state) -> str | None:
+    """The message for the all-reduced (``min``) :func:`local_codes` of every process, e.g.
+    ``"agent 3: tracker y is not finite (nan)"`` (the lowest agent id, then the first field
+    of ``ROWS``), or ``None`` when no process found anything."""
+    rows, others = _fields(state)
+    row_code, shared_code = (float(c) for c in codes)
     if math.isfinite(row_code):
         c = int(row_code)
-        agent, k = divmod(c // 2, F)
+        agent, k = divmod(c // 2, len(rows))
         return (f"agent {agent}: {QUANTITIES.get(rows[k], rows[k])} is not finite "
                 f"({'inf' if c % 2 else 'nan'})")
     if math.isfinite(shared_code):
         c = int(shared_code)
-        name = shared[c // 2][0]
+        name = others[c // 2]
         return f"the {QUANTITIES.get(name, name)} is not finite ({'inf' if c % 2 else 'nan'})"
     return None
+
+
+def nonfinite(state, *, problem: LocalProblems, network: Network,
+              zeros: dict | None = None) -> str | None:
+    """``None`` if every per-agent row and replicated tensor of ``state`` is finite on every
+    process, else what is not (:func:`verdict`). Collective: one all-reduce of two numbers
+    (none in a network of one process)."""
+    codes = local_codes(state, problem=problem, network=network, zeros=zeros)
+    if network.size == 1:
+        return None if codes is None else verdict(codes, state)
+    return verdict(network.allreduce(torch.tensor(codes or _FINITE, dtype=torch.float64),
+                                     op="min").tolist(), state)
 
 
 def check_X0(X0, *, problem: LocalProblems, network: Network) -> None:
@@ -294,6 +324,14 @@ of the model's dtype (:func:`check_X0`).
                             test=f"{rec.get('test_metric', float('nan')):.4g}")
         return stop
 
+    # On several processes the guard's verdict on a state (an all-reduce) is read one step
+    # later, so that it overlaps that step instead of holding every process at the end of
+    # each one, and at once before an evaluation, a checkpoint and the end. A process whose
+    # own rows are not finite steps from the last verified state instead (same iteration,
+    # same messages: a local solve on NaN could raise while the others wait for it in the
+    # exchange); the late verdict discards that step, so every process stops at the same
+    # iteration with the same message and last finite state as with an immediate verdict.
+    deferred = guard and network.size > 1
     try:
         stop = False
         if resume is None:
@@ -302,26 +340,50 @@ of the model's dtype (:func:`check_X0`).
                 if bad:
                     diverged(bad, start, None)
             stop = record(state, None)
-        good = state          # the last state known to be finite (states are immutable)
+        good = state          # the newest state known to be finite (states are immutable)
         zeros: dict = {}
+        pending, local_ok = None, True     # deferred: the verdict on `state`, not read yet
         for t in range(start, iterations):
             if stop:
                 break
             t0 = time.perf_counter()
             with torch.no_grad():
-                state = algorithm.step(state, problem, network, topology.weights(t))
-                bad = nonfinite(state, problem=problem, network=network,
-                                zeros=zeros) if guard else None
+                src = state if local_ok else replace(good, t=state.t)
+                new = algorithm.step(src, problem, network, topology.weights(t))
+                codes = local_codes(new, problem=problem, network=network,
+                                    zeros=zeros) if guard else None
+                local_ok, late = codes is None, None
+                if pending is not None:
+                    late = verdict(pending.wait().tolist(), state)
+                    pending = None
+                    if not late:
+                        good = state
+                if deferred and not late:
+                    pending = network.iallreduce(_NOTHING if codes is None else torch.tensor(
+                        codes, dtype=torch.float64), op="min")
             step_time += time.perf_counter() - t0
-            if bad:
-                diverged(bad, t + 1, good)
+            if late:
+                diverged(late, int(state.t), good)
+            prev, state = state, new
             if bar is not None:
                 bar.update(1)
-            if (t + 1) % eval_every == 0 or t + 1 == iterations:
-                stop = record(state, good)
-            good = state
-            if checkpoints is not None and checkpoints.due(t + 1, iterations):
-                save(good, "periodic")
+            scored = (t + 1) % eval_every == 0 or t + 1 == iterations
+            keep = checkpoints is not None and checkpoints.due(t + 1, iterations)
+            found = None if deferred else codes   # one process: its own codes are the verdict's
+            if pending is not None and (scored or keep):
+                t0 = time.perf_counter()
+                found = pending.wait().tolist()
+                pending = None
+                step_time += time.perf_counter() - t0
+            bad = verdict(found, state) if found is not None else None
+            if bad:
+                diverged(bad, int(state.t), prev)
+            if scored:
+                stop = record(state, prev)
+            if pending is None:
+                good = state
+            if keep:
+                save(state, "periodic")
     finally:
         if bar is not None:
             bar.close()

@@ -12,29 +12,38 @@ __all__ = ["Network", "LocalNetwork", "MPINetwork", "agent_blocks", "make_networ
 
 
 # Hydra (MPICH) and srun --mpi=pmi2 set PMI_*, Open MPI's mpirun OMPI_COMM_WORLD_*; PMIx
-# (srun --mpi=pmix) sets PMIX_RANK only, and Slurm the step's size
+# (srun --mpi=pmix) sets PMIX_RANK only, and Slurm the step's size (the job's if no step's).
+# A size the launcher set wins even at 1 (one rank inside a larger allocation); torchrun's
+# workers inherit these from the srun or mpiexec that started torchrun: ignored there.
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 _PMIX_SIZE_VARS = ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS")
-_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK")
 
 
-def _count(var: str) -> int:
-    value = os.environ.get(var, "")
-    return int(value) if value.isdigit() else 1
+def _torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def _pmix() -> bool:
+    return os.environ.get("PMIX_RANK", "").isdigit()
 
 
 def launcher_size() -> int:
-    """How many processes the MPI launcher started (1 without one), from its environment."""
-    pmix = os.environ.get("PMIX_RANK", "").isdigit()
-    for var in _SIZE_VARS + (_PMIX_SIZE_VARS if pmix else ()):
-        if _count(var) > 1:
-            return _count(var)
+    """How many processes the MPI launcher started (1 without one), from its environment;
+    1 in a torchrun worker (whatever MPI variables it inherited from the command that
+    started torchrun)."""
+    if _torchrun():
+        return 1
+    for var in _SIZE_VARS + (_PMIX_SIZE_VARS if _pmix() else ()):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
     return 1
 
 
 def launcher_rank() -> int:
     """This process's rank as the MPI launcher (or torchrun) numbered it (0 without one)."""
-    for var in _RANK_VARS:
+    for var in () if _torchrun() else _RANK_VARS + ("PMIX_RANK",):
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     world = torchrun_world()

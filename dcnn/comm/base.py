@@ -58,6 +58,16 @@ def agent_blocks(n_agents: int, size: int) -> list[tuple[int, int]]:
     return [(int(bounds[k]), int(bounds[k + 1])) for k in range(size)]
 
 
+class _Ready:
+    """A reduction that is already done (:meth:`Network.iallreduce` in one process)."""
+
+    def __init__(self, value: torch.Tensor):
+        self._value = value
+
+    def wait(self) -> torch.Tensor:
+        return self._value
+
+
 class Network(ABC):
     """Communication of one process's group of agents (see the module docstring)."""
 
@@ -98,15 +108,15 @@ class Network(ABC):
                 self._counts.pop(next(iter(self._counts)))
             counts = self._counts[key] = (int(out_deg.sum()), busiest_degree(W))
         messages, busiest = counts
-        row_bytes = X[0].numel() * X.element_size() if X.shape[0] else 0
+        self._tally(messages, busiest, math.prod(X.shape[1:]) * X.element_size())
+
+    def _tally(self, messages: int, degree: int, row_bytes: int) -> None:
+        """One exchange of ``messages`` logical rows of ``row_bytes`` each, in which the
+        busiest agent has ``degree`` neighbours."""
         self.messages_sent += messages
         self.bytes_sent += messages * row_bytes
-        self._tally(busiest, X)
-
-    def _tally(self, degree: int, X: torch.Tensor) -> None:
-        """One exchange in which the busiest agent has ``degree`` neighbours."""
         self.exchanges += 1
-        self.busiest_bytes += degree * math.prod(X.shape[1:]) * X.element_size()
+        self.busiest_bytes += degree * row_bytes
 
     def check_weights(self, W: np.ndarray) -> np.ndarray:
         W = np.asarray(W, dtype=np.float64)
@@ -123,6 +133,13 @@ class Network(ABC):
     def allreduce(self, x: torch.Tensor, op: str = "sum", *,
                   timeout: float | None = None) -> torch.Tensor:
         """Elementwise ``sum``/``min``/``max`` of ``x`` over processes."""
+
+    def iallreduce(self, x: torch.Tensor, op: str = "sum"):
+        """:meth:`allreduce` started now, finished by ``.wait()`` on what it returns (which
+        gives the result; in one process it is ready at once). For a reduction whose result
+        is needed only later (the divergence guard's verdict, read one step later): the
+        processes do not wait for each other here."""
+        return _Ready(self.allreduce(x, op))
 
     @abstractmethod
     def allgather_rows(self, X: torch.Tensor, *, timeout: float | None = None) -> torch.Tensor:

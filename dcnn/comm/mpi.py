@@ -57,6 +57,7 @@ class _Plan:
     messages: int                        # logical per-agent messages sent by this group
     busiest: int                         # the most neighbours of any agent (busiest_degree)
     peers: list                          # the rank each request waits on: receives, then sends
+    wire_rows: int                       # rows this rank puts on the wire per mix
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,26 @@ class _Route:
     plan: _Plan
     mine: torch.Tensor                   # W[group, group] in the dtype of X
     remote: torch.Tensor                 # W[group, plan.remote]
-    wire_rows: int                       # rows this rank puts on the wire per mix
 
 
 _OPS = ("sum", "min", "max")
+
+
+class _Pending:
+    """A started all-reduce (:meth:`MPINetwork.iallreduce`): ``wait()`` gives its result,
+    within the network's deadline like every other wait."""
+
+    def __init__(self, network: "MPINetwork", request, src: np.ndarray, dst: np.ndarray,
+                 call: int):
+        self._network, self._request, self._buffers = network, request, (src, dst)
+        self._call, self._value = call, None
+
+    def wait(self) -> torch.Tensor:
+        if self._value is None:
+            self._network._wait([self._request], f"allreduce at call {self._call}",
+                                keep=self._buffers)
+            self._value = torch.from_numpy(self._buffers[1])
+        return self._value
 
 
 def _seconds(t: float) -> str:
@@ -117,7 +134,7 @@ class MPINetwork(Network):
         self._recv_cache: dict = {}
         self._plans: dict = {}
         self._routes: dict = {}
-        self._ops = {"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}
+        self._ops = {op: getattr(MPI, op.upper()) for op in _OPS}
 
     def _enter(self, op: str) -> int:
         """Count a call of ``op``; refuse it after an earlier timeout."""
@@ -207,7 +224,9 @@ class MPINetwork(Network):
         out_deg = nz[:, lo:hi].sum(axis=0) - nz.diagonal()[lo:hi]
         plan = _Plan(remote=remote, recvs=recvs, sends=sends,
                      messages=int(out_deg.sum()), busiest=busiest_degree(W),
-                     peers=[s for s, _, _ in recvs] + [s for s, _ in sends])
+                     peers=[s for s, _, _ in recvs] + [s for s, _ in sends],
+                     wire_rows=sum(r.stop - r.start if isinstance(r, slice) else len(r)
+                                   for _, r in sends))
         if len(self._plans) >= 64:
             self._plans.pop(next(iter(self._plans)))
         self._plans[key] = plan
@@ -233,9 +252,7 @@ class MPINetwork(Network):
         rows = W[lo:hi]
         # copies: the caller's W may change after the call
         route = _Route(plan=plan, mine=torch.from_numpy(rows[:, lo:hi].copy()).to(dtype),
-                       remote=torch.from_numpy(rows[:, plan.remote].copy()).to(dtype),
-                       wire_rows=sum(r.stop - r.start if isinstance(r, slice) else len(r)
-                                     for _, r in plan.sends))
+                       remote=torch.from_numpy(rows[:, plan.remote].copy()).to(dtype))
         if small:
             if len(self._routes) >= 64:
                 self._routes.pop(next(iter(self._routes)))
@@ -261,11 +278,8 @@ class MPINetwork(Network):
             keep.append(buf)
             reqs.append(Isend(buf, dest=s, tag=_TAG))
         row_bytes = K * flat.element_size()
-        self.wire_bytes += route.wire_rows * row_bytes
-        self.messages_sent += plan.messages
-        self.bytes_sent += plan.messages * row_bytes
-        self.exchanges += 1
-        self.busiest_bytes += plan.busiest * row_bytes
+        self.wire_bytes += plan.wire_rows * row_bytes
+        self._tally(plan.messages, plan.busiest, row_bytes)
         # own rows combine while the messages travel; remote rows accumulate in place
         out = torch.mm(route.mine, flat)
         self._wait(reqs, f"mix at call {call}", peers=plan.peers, n_recvs=len(plan.recvs),
@@ -287,6 +301,15 @@ class MPINetwork(Network):
         self._wait([self.comm.Iallreduce(src, dst, op=mpi_op)], f"allreduce at call {call}",
                    keep=(src, dst), timeout=timeout)
         return torch.from_numpy(dst)
+
+    def iallreduce(self, x: torch.Tensor, op: str = "sum"):
+        mpi_op = self._ops.get(op)
+        if mpi_op is None:
+            raise ValueError(f"allreduce op {op!r} is unknown; choose one of {_OPS}")
+        call = self._enter("allreduce")
+        src = np.ascontiguousarray(x.detach().cpu().numpy())
+        dst = np.empty_like(src)
+        return _Pending(self, self.comm.Iallreduce(src, dst, op=mpi_op), src, dst, call)
 
     def allgather_rows(self, X: torch.Tensor, *, timeout: float | None = None) -> torch.Tensor:
         call = self._enter("allgather_rows")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..surrogates.timed import Stopwatch
+
 __all__ = ["LoopMethod", "TrainerMethod", "TrainerState"]
 
 
@@ -22,7 +24,7 @@ class LoopMethod:
 
     algorithm: object
     info: dict = field(default_factory=dict)
-    solve_watch: object = None    # a Stopwatch of the local solver (surrogate methods)
+    solve_watch: Stopwatch | None = None    # the local solver's time (surrogate methods)
 
     def execute(self, exp, *, progress: bool, checkpoints=None, resume=None, callbacks=()):
         from ..algorithms import run_loop

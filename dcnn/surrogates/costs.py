@@ -38,9 +38,11 @@ the vmapped Jacobian and the jvp/vjp dispatch, so the model then leans slightly 
 
 The constants of forming ``J`` and of a jvp + vjp pair depend on how the model computes
 them: :data:`COSTS` holds those of vmapped autograd (any model), :data:`CLOSED_FORM` those of
-the MLPs :mod:`dcnn.problems.stacked` computes in closed form (a tenth of the fixed costs;
-measured 2026-12-08 with ``dcnn bench costs``: ``c_J`` 0.11 ms, ``c_p`` 0.17 ms, ``e_J`` 12
-ns, ``e_p`` 0.64 ns), picked by ``closed_form`` (``problem.closed_form``).
+the MLPs :mod:`dcnn.problems.stacked` computes in closed form (a fifth to a tenth of the
+fixed costs; measured 2026-12-08 with ``dcnn bench costs``: ``c_J`` 0.11 ms, ``c_p`` 0.17
+ms, ``e_J`` 12 ns, ``e_p`` 0.64 ns), picked by ``closed_form`` (``problem.closed_form``). A
+direct solve predicted within :data:`DIRECT_MARGIN` (10 %) of CG is taken instead of CG: it
+is exact, and the model cannot tell paths that close apart.
 
 Calibration of :data:`COSTS` (``dcnn bench costs``, checked end to end by ``dcnn bench
 solver``): an Intel
@@ -61,8 +63,8 @@ import torch
 
 from ..comm import Network
 
-__all__ = ["JACOBIAN_BUDGET_BYTES", "COSTS", "CLOSED_FORM", "step_costs", "choose_solver", "problem_shapes",
-           "resolve_solver", "warn_if_slow"]
+__all__ = ["JACOBIAN_BUDGET_BYTES", "COSTS", "CLOSED_FORM", "DIRECT_MARGIN", "step_costs",
+           "choose_solver", "problem_shapes", "resolve_solver", "warn_if_slow"]
 
 JACOBIAN_BUDGET_BYTES = 256 * 2**20   # no formed J (or P x P, K x K matrix) above this size
 
@@ -81,7 +83,7 @@ COSTS = {
 }
 
 # Jacobians, jvp and vjp of an MLP in closed form (dcnn.problems.stacked) instead of vmapped
-# autograd: a tenth of the fixed costs (measured by dcnn bench costs, 2026-12-08)
+# autograd: a fifth to a tenth of the fixed costs (measured by dcnn bench costs, 2026-12-08)
 CLOSED_FORM = {"c_J": 1.5e-4, "e_J": 1.2e-8, "c_p": 2.0e-4, "e_p": 7.0e-10}
 
 _ORDER = ("cholesky", "woodbury", "cg")   # ties go to the earlier one

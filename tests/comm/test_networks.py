@@ -66,11 +66,19 @@ def test_local_mix_on_a_large_sparse_graph_sums_its_nonzeros(graph, n, sparse, p
     ({"PMIX_RANK": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_NTASKS": "16"}, 8, 5),  # srun pmix
     ({"PMIX_RANK": "0", "SLURM_NTASKS": "2"}, 2, 0),
     ({"SLURM_NTASKS": "4"}, 1, 0),       # an sbatch script itself, not launched ranks
-    ({"PMI_SIZE": "x"}, 1, 0)])
+    ({"PMI_SIZE": "x"}, 1, 0),
+    # one rank inside a larger allocation: the launcher's own size wins, even at 1
+    ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "1", "SLURM_NTASKS": "8"}, 1, 0),
+    ({"OMPI_COMM_WORLD_SIZE": "1", "OMPI_COMM_WORLD_RANK": "0", "PMIX_RANK": "0",
+      "SLURM_NTASKS": "8"}, 1, 0),
+    # a torchrun worker started under srun: torchrun's rank, not an MPI launch
+    ({"TORCHELASTIC_RUN_ID": "x", "RANK": "3", "WORLD_SIZE": "8", "PMIX_RANK": "0",
+      "SLURM_NTASKS": "2", "PMI_SIZE": "2", "PMI_RANK": "0"}, 1, 3)])
 def test_the_launchers_environment_gives_the_ranks(monkeypatch, env, size, rank):
     from dcnn.comm import launched_by_mpi, launcher_rank, launcher_size
     for var in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-                "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "RANK", "WORLD_SIZE"):
+                "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "RANK", "WORLD_SIZE",
+                "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
